@@ -1,0 +1,28 @@
+"""stylekit: feed-forward neural style transfer whose loss is composed from plugins."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .backbones.base import Backbone, BackboneOptions  # noqa: E402
+from .components import Component, ComponentOptions  # noqa: E402
+from .hookspecs import hookimpl  # noqa: E402
+from .losses.base import Features, LossBatch, LossTerm, Tap, TermOptions  # noqa: E402
+from .models.transformer import TransformerNet, TransformerOptions  # noqa: E402
+from .plugins import get_plugin_manager, get_registry  # noqa: E402
+from .weights import WeightsFile, resolve_weights  # noqa: E402
+
+
+def create_backbone(name: str, plugins=(), **options) -> Backbone:
+    """Build a registered perception backbone by name (like ``timm.create_model``)."""
+    return get_registry(plugins).get("backbone", name)(options)
+
+
+def create_loss(name: str, plugins=(), **options) -> LossTerm:
+    """Build a registered loss term by name with its options (``weight`` and the term's own)."""
+    return get_registry(plugins).get("loss", name)(options)
+
+
+__all__ = ["Backbone", "BackboneOptions", "Component", "ComponentOptions", "Features", "LossBatch", "LossTerm",
+           "Tap", "TermOptions", "TransformerNet", "TransformerOptions", "WeightsFile", "__version__",
+           "create_backbone", "create_loss", "get_plugin_manager", "get_registry", "hookimpl", "resolve_weights"]

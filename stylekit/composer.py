@@ -1,0 +1,60 @@
+"""The weighted sum of loss terms: the one place where term weights are applied."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .losses.base import LossBatch, LossTerm, Tap
+
+
+def build_terms(recipe, registry) -> list[LossTerm]:
+    """Instantiate the recipe's terms, ordered by key (never by registration order); weight-0 terms are left out."""
+    terms = []
+    for key in sorted(recipe.losses):
+        spec = dict(recipe.losses[key])
+        cls = registry.get("loss", spec.pop("term", key))
+        term = cls(spec, key=key)
+        if term.weight > 0:
+            terms.append(term)
+    return terms
+
+
+class LossComposer(nn.Module):
+    """Σ weight_i · term_i. Returns the total and each term's unweighted batch mean."""
+
+    def __init__(self, terms: list[LossTerm]):
+        super().__init__()
+        terms = sorted(terms, key=lambda t: t.key)
+        keys = [t.key for t in terms]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"duplicate loss term keys: {keys}")
+        self.terms = nn.ModuleList(terms)
+
+    @property
+    def keys(self) -> list[str]:
+        return [t.key for t in self.terms]
+
+    def weights(self) -> dict[str, float]:
+        return {t.key: t.weight for t in self.terms}
+
+    def taps(self) -> list[Tap]:
+        return list(dict.fromkeys(tap for t in self.terms for tap in t.taps()))
+
+    def style_taps(self) -> list[Tap]:
+        return list(dict.fromkeys(tap for t in self.terms for tap in t.style_taps()))
+
+    def networks(self) -> dict[str, nn.Module]:
+        nets: dict[str, nn.Module] = {}
+        for term in self.terms:
+            nets.update(term.networks())
+        return nets
+
+    def forward(self, batch: LossBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raw: dict[str, torch.Tensor] = {}
+        total = torch.zeros((), device=batch.output.device)
+        for term in self.terms:
+            value = term(batch).float().mean()
+            raw[term.key] = value
+            total = total + term.weight * value
+        return total, raw

@@ -1,0 +1,324 @@
+"""Recipes: YAML files validated by pydantic, with ``extends:`` and ``--set`` overrides.
+
+Relative paths in a recipe file are relative to that file. Each loss term's
+options are validated by the term's own model (from its plugin), so a typo in
+``losses.style.layrs`` is reported with the key path and the allowed keys.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError, UnknownComponentError
+from .models.transformer import TransformerOptions
+
+BUILTIN_PREFIX = "builtin:"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(Section):
+    root: str = Field(..., description="Folder of training images, searched recursively; or 'builtin:skimage' "
+                                       "for scikit-image's bundled sample photographs.")
+    image_size: int = Field(256, ge=16, description="Training crops are image_size × image_size (paper: 256).")
+    crop: Literal["squash", "center", "random"] = Field(
+        "random", description="'squash': resize to a square (paper); 'center': resize short side, centre crop; "
+                              "'random': random scale (1–1.25×), crop and flip, seeded and resumable.")
+    workers: int = Field(2, ge=0, description="DataLoader worker processes (0: load in the main process).")
+    extensions: list[str] = Field(default_factory=lambda: [".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"],
+                                  description="File suffixes taken as images (case-insensitive).")
+
+
+class StyleConfig(Section):
+    images: list[str] = Field(..., min_length=1, description="Style image path(s); several are averaged (Gram targets).")
+    size: int = Field(256, ge=16, description="Style images are resized so their longer side is this many pixels.")
+
+
+class BackboneConfig(Section):
+    name: str = Field("vgg16", description="Registered perception backbone (see `stylekit plugins`).")
+    options: dict[str, Any] = Field(default_factory=dict, description="Options of that backbone (its own model).")
+
+
+class OptimConfig(Section):
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate (paper: 1e-3).")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam betas.")
+    weight_decay: float = Field(0.0, ge=0, description="Adam weight decay.")
+
+
+class ScheduleConfig(Section):
+    iterations: int = Field(40000, ge=1, description="Optimizer steps (paper: 40,000).")
+    batch_size: int = Field(4, ge=1, description="Images per step (paper: 4).")
+    seed: int = Field(0, description="Seeds model initialisation, data order and augmentation.")
+
+
+class LogConfig(Section):
+    every: int = Field(10, ge=1, description="Write metrics (every term, raw and weighted) every N steps.")
+    sample_every: int = Field(200, ge=1, description="Write a sample grid (content | stylised) every N steps.")
+    checkpoint_every: int = Field(500, ge=1, description="Write a checkpoint every N steps (and at the end).")
+    keep_checkpoints: int = Field(3, ge=1, description="How many recent checkpoints to keep.")
+    sample_images: list[str] = Field(default_factory=list,
+                                     description="Images for the sample grids (default: the first few training images).")
+    num_samples: int = Field(4, ge=1, description="How many training images the sample grids show by default.")
+
+
+class Recipe(Section):
+    name: str = Field("run", description="Recipe name; run directories are named after it.")
+    description: str = Field("", description="Free text shown in run listings.")
+    extends: str | None = Field(None, description="Another recipe this one deep-merges onto (already applied).")
+    plugins: list[str] = Field(default_factory=list, description="Plugin files or modules to load.")
+    data: DataConfig
+    style: StyleConfig
+    model: TransformerOptions = Field(default_factory=TransformerOptions, description="Transformer network options.")
+    backbone: BackboneConfig = Field(default_factory=BackboneConfig, description="Perception backbone.")
+    losses: dict[str, dict[str, Any]] = Field(
+        ..., description="Loss terms by name: `{weight: …, <term options>}`; `term: NAME` reuses a term under another key.")
+    optim: OptimConfig = Field(default_factory=OptimConfig, description="Optimizer.")
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="Length, batch size, seed.")
+    log: LogConfig = Field(default_factory=LogConfig, description="Metrics, samples and checkpoint cadence.")
+    device: str = Field("auto", description="'auto' (cuda, then mps, then cpu), or a torch device string.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="'auto': bf16 autocast on CUDA and on CPUs with bf16 units, else fp32.")
+    output_dir: str = Field("runs", description="Where run directories are created.")
+
+    def term_name(self, key: str) -> str:
+        return str(self.losses[key].get("term", key))
+
+
+# -- loading ---------------------------------------------------------------
+
+PATH_KEYS: tuple[tuple[str, ...], ...] = (("data", "root"), ("style", "images"), ("plugins",), ("log", "sample_images"))
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _resolve_paths(raw: dict, base: Path) -> None:
+    def fix(value):
+        if not isinstance(value, str) or value.startswith(BUILTIN_PREFIX) or Path(value).expanduser().is_absolute():
+            return value
+        if value.endswith(".py") or "/" in value or "." in Path(value).name or (base / value).exists():
+            return str((base / value).resolve())
+        return value  # e.g. a module name in `plugins`
+
+    for path in PATH_KEYS:
+        node = raw
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or path[-1] not in node:
+            continue
+        value = node[path[-1]]
+        node[path[-1]] = [fix(v) for v in value] if isinstance(value, list) else fix(value)
+
+
+def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """Read a recipe file, following ``extends:`` chains, with paths made absolute."""
+    path = Path(path).expanduser().resolve()
+    if path in _seen:
+        raise ConfigError(f"recipe {path} extends itself (chain: {' -> '.join(map(str, _seen + (path,)))})")
+    if not path.is_file():
+        raise ConfigError(f"recipe file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"recipe {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"recipe {path} must be a mapping of keys, got {type(raw).__name__}")
+    _resolve_paths(raw, path.parent)
+    parent = raw.get("extends")
+    if parent:
+        parent_path = Path(parent) if Path(parent).is_absolute() else path.parent / parent
+        raw = deep_merge(load_raw(parent_path, _seen + (path,)), raw)
+    raw.setdefault("name", path.stem)
+    return raw
+
+
+_OVERRIDE = re.compile(r"^([A-Za-z_][\w\-]*(?:\.[A-Za-z_0-9][\w\-]*)*)=(.*)$", re.S)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` → (["a", "b", "c"], value parsed as YAML: numbers, lists, booleans…)."""
+    match = _OVERRIDE.match(text.strip())
+    if not match:
+        raise ConfigError(f"--set {text!r}: expected KEY.PATH=VALUE, e.g. losses.style.weight=10")
+    key, value_text = match.groups()
+    try:
+        value = yaml.safe_load(value_text) if value_text.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: cannot parse value {value_text!r}: {exc}") from exc
+    if isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-5" as a string; users mean a number
+            value = float(value) if re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", value) else value
+        except ValueError:
+            pass
+    return key.split("."), value
+
+
+def apply_overrides(raw: dict, overrides: Iterable[str]) -> dict:
+    raw = copy.deepcopy(raw)
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = raw
+        for i, key in enumerate(keys[:-1]):
+            child = node.get(key)
+            if child is None:
+                child = node[key] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {'.'.join(keys)}: {'.'.join(keys[:i + 1])} is a {type(child).__name__}, "
+                                  "not a section")
+            node = child
+        node[keys[-1]] = value
+    return raw
+
+
+def select_terms(raw: dict, without: Iterable[str] = (), only: Iterable[str] = ()) -> dict:
+    """Drop terms (``--without``) or keep just some (``--only``); unknown names are errors."""
+    raw = copy.deepcopy(raw)
+    losses = raw.get("losses") or {}
+    known = sorted(losses)
+    for name in [*without, *only]:
+        if name not in losses:
+            raise ConfigError(f"unknown loss term {name!r}; this recipe's terms are: {', '.join(known) or '(none)'}")
+    only = list(only)
+    raw["losses"] = {k: v for k, v in losses.items() if k not in set(without) and (not only or k in only)}
+    if not raw["losses"]:
+        raise ConfigError("no loss terms left after --without/--only; keep at least one")
+    return raw
+
+
+# -- validation ------------------------------------------------------------
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str] | None:
+    for part in loc:
+        field = model.model_fields.get(str(part)) if isinstance(part, str) else None
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return sorted(model.model_fields)
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        path = ".".join(str(p) for p in ((prefix,) if prefix else ()) + loc) or "(recipe)"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden" and model is not None:
+            allowed = _allowed_keys(model, loc[:-1])
+            if allowed:
+                message = f"unknown key; allowed keys: {', '.join(allowed)}"
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        if "input" in err and err["type"] not in ("missing", "extra_forbidden") and not isinstance(err["input"], dict):
+            message += f" (got {err['input']!r})"
+        lines.append(f"  {path}: {message}")
+    return "\n".join(lines)
+
+
+def validate_recipe(raw: dict, registry=None) -> Recipe:
+    """Validate the recipe and every component's options; returns it with options filled with defaults."""
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError("invalid recipe:\n" + format_validation_error(exc, model=Recipe)) from None
+    if registry is None:
+        from .plugins import get_registry
+
+        registry = get_registry(recipe.plugins)
+    errors: list[str] = []
+    resolved: dict[str, dict[str, Any]] = {}
+    for key in sorted(recipe.losses):
+        spec = dict(recipe.losses[key] or {})
+        term = str(spec.pop("term", key))
+        try:
+            cls = registry.get("loss", term)
+        except UnknownComponentError as exc:
+            errors.append(f"  losses.{key}: {exc}")
+            continue
+        try:
+            options = cls.Options.model_validate(spec)
+        except ValidationError as exc:
+            errors.append(format_validation_error(exc, f"losses.{key}", cls.Options))
+            continue
+        resolved[key] = ({"term": term} if term != key else {}) | options.model_dump(mode="json")
+    try:
+        backbone_cls = registry.get("backbone", recipe.backbone.name)
+        recipe.backbone.options = backbone_cls.Options.model_validate(recipe.backbone.options).model_dump(mode="json")
+    except UnknownComponentError as exc:
+        errors.append(f"  backbone.name: {exc}")
+    except ValidationError as exc:
+        errors.append(format_validation_error(exc, "backbone.options", backbone_cls.Options))
+    if errors:
+        raise ConfigError("invalid recipe:\n" + "\n".join(errors))
+    recipe.losses = resolved
+    return recipe
+
+
+def load_recipe(path: str | Path | None = None, overrides: Iterable[str] = (), *, without: Iterable[str] = (),
+                only: Iterable[str] = (), extra_plugins: Iterable[str] = (), raw: dict | None = None,
+                registry=None) -> Recipe:
+    """Load, override, select terms and validate: the one way the CLI builds a recipe."""
+    if raw is None:
+        if path is None:
+            raise ConfigError("no recipe given")
+        raw = load_raw(path)
+    raw = apply_overrides(raw, overrides)
+    raw = select_terms(raw, without, only) if (list(without) or list(only)) else raw
+    extra = [str(Path(p).resolve()) if str(p).endswith(".py") else str(p) for p in extra_plugins]
+    if extra:
+        raw["plugins"] = list(dict.fromkeys([*raw.get("plugins", []), *extra]))
+    if registry is None:
+        from .plugins import get_registry
+
+        registry = get_registry(raw.get("plugins", []))
+    _check_term_overrides(raw, overrides, registry)
+    return validate_recipe(raw, registry)
+
+
+def _check_term_overrides(raw: dict, overrides: Iterable[str], registry) -> None:
+    """``--set losses.X.…`` for a term that is neither in the recipe nor registered: name both lists."""
+    for text in overrides:
+        keys, _ = parse_override(text)
+        if keys[0] == "losses" and len(keys) > 1:
+            key = keys[1]
+            term = (raw.get("losses", {}).get(key) or {}).get("term", key)
+            if term not in registry.names("loss"):
+                recipe_terms = sorted(k for k in raw.get("losses", {}) if k != key)
+                raise ConfigError(f"--set {'.'.join(keys)}: unknown loss term {key!r}; this recipe's terms: "
+                                  f"{', '.join(recipe_terms)}; registered terms: {', '.join(registry.names('loss'))}")
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    data = recipe.model_dump(mode="json", exclude={"extends"})
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def describe_changes(recipe_name: str, overrides: Iterable[str] = (), without: Iterable[str] = (),
+                     only: Iterable[str] = ()) -> str:
+    """A short run name from what was changed, e.g. ``quickstart-without-depth-depth.weight=10``."""
+    parts = [recipe_name]
+    parts += [f"without-{t}" for t in without]
+    if list(only):
+        parts.append("only-" + "+".join(only))
+    for text in overrides:
+        keys, value = parse_override(text)
+        key = ".".join(keys[1:] if keys[0] == "losses" else keys)
+        value_text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        parts.append(f"{key}={value_text}")
+    name = "-".join(parts)
+    return re.sub(r"[^\w.=,+\-]", "_", name)[:120]

@@ -1,0 +1,181 @@
+"""Training images: a recursive image folder, resized/cropped, with bad files skipped and counted.
+
+Data order and augmentation are functions of (seed, global sample position) only,
+so a resumed run sees exactly the images an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile, ImageOps
+from torch.utils.data import Dataset, Sampler
+
+from .config import BUILTIN_PREFIX
+from .errors import ConfigError
+
+#: scikit-image's bundled colour/grey photographs (shipped in its wheel: no download)
+SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
+                  "hubble_deep_field.jpg", "camera.png", "brick.png", "grass.png", "gravel.png")
+
+
+def builtin_images(name: str) -> list[Path]:
+    if name == "skimage":
+        try:
+            import skimage
+        except ImportError as exc:  # pragma: no cover - a runtime dependency
+            raise ConfigError("data.root 'builtin:skimage' needs scikit-image: pip install scikit-image") from exc
+        folder = Path(skimage.__file__).parent / "data"
+        return [folder / f for f in SKIMAGE_PHOTOS if (folder / f).is_file()]
+    raise ConfigError(f"unknown built-in dataset {BUILTIN_PREFIX}{name!r}; known: {BUILTIN_PREFIX}skimage")
+
+
+def list_images(root: str | Path, extensions: Sequence[str] = (".jpg", ".jpeg", ".png", ".webp", ".bmp")) -> list[Path]:
+    """Image files under ``root`` (recursively), sorted for a reproducible order."""
+    root_text = str(root)
+    if root_text.startswith(BUILTIN_PREFIX):
+        return builtin_images(root_text[len(BUILTIN_PREFIX):])
+    path = Path(root).expanduser()
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise ConfigError(f"data.root: {path} is not a folder (give a folder of images, or {BUILTIN_PREFIX}skimage)")
+    suffixes = {e.lower() for e in extensions}
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    if not files:
+        raise ConfigError(f"data.root: no images ({', '.join(sorted(suffixes))}) under {path}")
+    return files
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Open any image as 8-bit RGB: EXIF rotation applied; grey, palette, CMYK converted; alpha over white."""
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    with Image.open(path) as img:
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+            rgba = img.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            img = Image.alpha_composite(background, rgba)
+        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr = np.asarray(img, dtype=np.float64)
+            img = Image.fromarray((255 * arr / max(arr.max(), 1)).astype(np.uint8))
+        return img.convert("RGB")
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL RGB → float tensor 3×H×W in [0, 255] (stylekit's image convention)."""
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float()
+
+
+def to_image(tensor: torch.Tensor) -> Image.Image:
+    """Float tensor 3×H×W in [0, 255] → PIL RGB."""
+    array = tensor.detach().float().clamp(0, 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(array)
+
+
+def load_image(path: str | Path, size: int | None = None, *, long_side: bool = True) -> torch.Tensor:
+    """Load an image as 1×3×H×W in [0, 255], optionally resized (longer or shorter side = ``size``)."""
+    img = load_rgb(path)
+    if size:
+        w, h = img.size
+        scale = size / (max(w, h) if long_side else min(w, h))
+        img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS)
+    return to_tensor(img).unsqueeze(0)
+
+
+def fit_crop(img: Image.Image, size: int, mode: str, rng: torch.Generator | None = None) -> Image.Image:
+    """Resize and crop to size×size: 'squash', 'center', or seeded 'random' (scale, position, flip)."""
+    if mode == "squash":
+        return img.resize((size, size), Image.Resampling.BICUBIC)
+    w, h = img.size
+    scale = size / min(w, h)
+    if mode == "random":
+        scale *= 1.0 + 0.25 * float(torch.rand((), generator=rng))
+    nw, nh = max(size, math.ceil(w * scale)), max(size, math.ceil(h * scale))
+    img = img.resize((nw, nh), Image.Resampling.BICUBIC)
+    if mode == "random":
+        left = int(torch.randint(0, nw - size + 1, (), generator=rng))
+        top = int(torch.randint(0, nh - size + 1, (), generator=rng))
+        img = img.crop((left, top, left + size, top + size))
+        if float(torch.rand((), generator=rng)) < 0.5:
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return img
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+class ImageFolder(Dataset):
+    """Training crops. Items are addressed by ``(index, position)`` from :class:`ResumableSampler`.
+
+    A file that cannot be decoded is skipped (the next file is used instead) and
+    reported in the item's ``skipped`` list so the trainer can warn and count it.
+    """
+
+    def __init__(self, files: Sequence[Path], size: int, crop: str = "random", seed: int = 0):
+        if not files:
+            raise ConfigError("no training images")
+        self.files = list(files)
+        self.size, self.crop, self.seed = size, crop, seed
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, key: tuple[int, int] | int) -> dict:
+        index, position = key if isinstance(key, tuple) else (key, key)
+        skipped: list[str] = []
+        for attempt in range(len(self.files)):
+            path = self.files[(index + attempt) % len(self.files)]
+            try:
+                img = load_rgb(path)
+            except Exception as exc:  # corrupt, truncated, not an image…
+                skipped.append(f"{path}: {type(exc).__name__}: {exc}")
+                continue
+            rng = torch.Generator().manual_seed(self.seed * 1_000_003 + position)
+            image = to_tensor(fit_crop(img, self.size, self.crop, rng))
+            return {"image": image, "skipped": skipped}
+        raise RuntimeError("none of the training images could be read:\n" + "\n".join(skipped[:10]))
+
+
+def collate(items: list[dict]) -> dict:
+    return {"image": torch.stack([it["image"] for it in items]),
+            "skipped": [s for it in items for s in it["skipped"]]}
+
+
+class ResumableSampler(Sampler):
+    """An endless, seeded stream of ``(index, position)``; a fresh permutation each epoch.
+
+    Starting at ``start`` (= steps done × batch size) reproduces exactly the stream an
+    uninterrupted run would see from there. With ``num_replicas > 1`` each rank takes
+    every ``num_replicas``-th sample of the same stream (data-parallel training).
+    """
+
+    def __init__(self, size: int, seed: int = 0, start: int = 0, rank: int = 0, num_replicas: int = 1):
+        self.size, self.seed, self.start = size, seed, start
+        self.rank, self.num_replicas = rank, num_replicas
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        return torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + 7919 * epoch))
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        position = self.start * self.num_replicas + self.rank
+        epoch, perm = -1, None
+        while True:
+            if position // self.size != epoch:
+                epoch = position // self.size
+                perm = self._permutation(epoch)
+            yield int(perm[position % self.size]), position
+            position += self.num_replicas
+
+    def __len__(self) -> int:  # endless; DataLoader only needs a number
+        return 2**62
+
+
+def warn_skipped(paths: Sequence[str]) -> None:
+    for text in paths:
+        warnings.warn(f"skipped unreadable image {text}", stacklevel=2)

@@ -1,0 +1,30 @@
+"""Exceptions that the CLI turns into a one-paragraph message instead of a traceback."""
+
+from __future__ import annotations
+
+
+class StylekitError(Exception):
+    """Base class: a problem the user can fix, reported without a traceback."""
+
+
+class PluginError(StylekitError):
+    """A plugin could not be loaded, or registered something invalid."""
+
+
+class UnknownComponentError(StylekitError, KeyError):
+    """A name that no plugin registered; the message lists the known names."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class ConfigError(StylekitError):
+    """A recipe or override is invalid; the message names the key path."""
+
+
+class WeightsNotFoundError(StylekitError):
+    """Pretrained weights are not available locally and may not be downloaded."""
+
+
+class NonFiniteLossError(StylekitError):
+    """A loss term became NaN or infinite during training."""

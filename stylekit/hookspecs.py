@@ -1,0 +1,28 @@
+"""The hooks through which every stylekit component is registered.
+
+Built-in components use exactly these hooks (see ``stylekit/losses`` and
+``stylekit/backbones``), as do third-party packages (entry-point group
+``stylekit``) and a user's own ``my_loss.py`` (``--plugin my_loss.py``).
+Each hook returns a list of component classes; the plugin manager records
+which plugin supplied each one so that ``stylekit plugins`` can say where it came from.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "stylekit"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+#: Decorate your hook implementations with this marker.
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def stylekit_loss_terms() -> list[type]:
+    """Return loss-term classes (subclasses of :class:`stylekit.LossTerm`)."""
+
+
+@hookspec
+def stylekit_backbones() -> list[type]:
+    """Return perception-backbone classes (subclasses of :class:`stylekit.Backbone`)."""

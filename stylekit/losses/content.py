@@ -1,0 +1,31 @@
+"""Feature reconstruction (content) loss, Johnson et al. 2016 eq. 2 / Liu et al. 2017 eq. 4."""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+
+from .base import LossBatch, LossTerm, Tap, TermOptions
+
+
+def feature_reconstruction(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``||a − b||² / (C·H·W)`` for each item: shape (N,). Computed in float32."""
+    return (a.float() - b.float()).pow(2).flatten(1).mean(1)
+
+
+class ContentOptions(TermOptions):
+    layer: str = Field("relu2_2", description="Backbone layer compared between ŷ and x.")
+
+
+class ContentLoss(LossTerm):
+    """Squared L2 distance of backbone features at one layer, divided by C·H·W."""
+
+    name = "content"
+    Options = ContentOptions
+
+    def taps(self) -> list[Tap]:
+        return [Tap(self.options.layer)]
+
+    def forward(self, batch: LossBatch) -> torch.Tensor:
+        layer = self.options.layer
+        return feature_reconstruction(batch.output_features[layer], batch.content_features[layer])

@@ -1,0 +1,67 @@
+"""Style reconstruction loss: Gram matrices (Johnson et al. 2016 eqs. 3–4; Liu et al. 2017 eqs. 5–7)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field, model_validator
+
+from .base import Features, LossBatch, LossTerm, Tap, TermOptions
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """G = F Fᵀ / (C·H·W) per item, in float32 whatever the input precision. Shape N×C×C."""
+    n, c, h, w = features.shape
+    f = features.float().reshape(n, c, h * w)
+    return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+
+
+class StyleOptions(TermOptions):
+    weight: float = Field(5.0, ge=0.0, description="Multiplier of this term in the total loss; 0 disables it.")
+    layers: list[str] = Field(default_factory=lambda: ["relu1_2", "relu2_2", "relu3_3", "relu4_3"],
+                              description="Backbone layers whose Gram matrices are matched.", min_length=1)
+    layer_weights: list[float] | None = Field(
+        None, description="Optional per-layer multipliers, one per entry of `layers` (default: all 1).")
+    reduction: Literal["sum", "mean"] = Field(
+        "sum", description="'sum': squared Frobenius norm of the Gram difference (the papers' eq.); "
+                           "'mean': mean over the C×C entries, as Johnson's Lua code (nn.MSECriterion) does.")
+
+    @model_validator(mode="after")
+    def _same_length(self):
+        if self.layer_weights is not None and len(self.layer_weights) != len(self.layers):
+            raise ValueError(f"layer_weights has {len(self.layer_weights)} entries but layers has {len(self.layers)}")
+        return self
+
+
+class StyleLoss(LossTerm):
+    """Squared Frobenius distance of Gram matrices (normalised by C·H·W), summed over layers."""
+
+    name = "style"
+    Options = StyleOptions
+
+    def __init__(self, options=None, *, key=None):
+        super().__init__(options, key=key)
+        self.targets: dict[str, torch.Tensor] = {}
+
+    def taps(self) -> list[Tap]:
+        return [Tap(layer) for layer in self.options.layers]
+
+    style_taps = taps
+
+    def set_style(self, style_features: list[Features]) -> None:
+        # Several style images: the target is their mean Gram matrix.
+        for layer in self.options.layers:
+            grams = [gram_matrix(f[layer]).mean(0) for f in style_features]
+            self.targets[layer] = torch.stack(grams).mean(0, keepdim=True).detach()
+
+    def forward(self, batch: LossBatch) -> torch.Tensor:
+        if not self.targets:
+            raise RuntimeError(f"style term {self.key!r} has no style targets; call set_style() first")
+        weights = self.options.layer_weights or [1.0] * len(self.options.layers)
+        total = 0.0
+        for layer, w in zip(self.options.layers, weights):
+            diff = gram_matrix(batch.output_features[layer]) - self.targets[layer].to(batch.output.device)
+            squared = diff.pow(2)
+            total = total + w * (squared.sum((1, 2)) if self.options.reduction == "sum" else squared.mean((1, 2)))
+        return total

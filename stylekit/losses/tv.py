@@ -1,0 +1,32 @@
+"""Total-variation regulariser (Johnson et al. 2016 §3; Mahendran & Vedaldi 2015)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from .base import LossBatch, LossTerm, TermOptions
+
+
+def total_variation(images: torch.Tensor, power: int = 2) -> torch.Tensor:
+    """Σ |x[i+1,j] − x[i,j]|^p + |x[i,j+1] − x[i,j]|^p per item (sum over channels and pixels)."""
+    dy = (images[:, :, 1:, :] - images[:, :, :-1, :]).float().abs().pow(power)
+    dx = (images[:, :, :, 1:] - images[:, :, :, :-1]).float().abs().pow(power)
+    return dy.flatten(1).sum(1) + dx.flatten(1).sum(1)
+
+
+class TVOptions(TermOptions):
+    weight: float = Field(1e-5, ge=0.0, description="Multiplier; the papers use 1e-6..1e-4 on 0–255 images.")
+    power: Literal[1, 2] = Field(2, description="2: squared differences (Johnson's code); 1: anisotropic L1 TV.")
+
+
+class TotalVariation(LossTerm):
+    """Total variation of ŷ (sum of squared neighbour differences, 0–255 scale) for smoothness."""
+
+    name = "tv"
+    Options = TVOptions
+
+    def forward(self, batch: LossBatch) -> torch.Tensor:
+        return total_variation(batch.output, self.options.power)

@@ -1,0 +1,3 @@
+from .transformer import TransformerNet, TransformerOptions
+
+__all__ = ["TransformerNet", "TransformerOptions"]

@@ -1,0 +1,330 @@
+"""The training loop: one recipe → one run directory.
+
+A run directory holds ``config.yaml`` (the fully resolved recipe), ``run.json``
+(name, changes, versions), ``status.json``, ``metrics.jsonl``, ``samples/``,
+``loss_curves.png`` and ``checkpoints/``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.table import Table
+from torch.utils.data import DataLoader
+
+from . import __version__
+from .checkpoint import atomic_write_text, latest_checkpoint, load_train_state, save_checkpoint
+from .composer import LossComposer, build_terms
+from .config import Recipe, dump_recipe
+from .data import ImageFolder, ResumableSampler, collate, list_images, load_image
+from .errors import NonFiniteLossError, StylekitError
+from .features import Perception
+from .losses.base import LossBatch
+from .models.transformer import TransformerNet
+from .runtime import autocast, pick_device, pick_precision
+from .viz import image_grid, plot_loss_curves
+
+
+def environment_info() -> dict[str, Any]:
+    import timm
+    import torchvision
+
+    info = {"stylekit": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "timm": timm.__version__, "python": platform.python_version()}
+    try:
+        root = Path(__file__).resolve().parent
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5)
+        if commit.returncode == 0:
+            info["git_commit"] = commit.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def new_run_dir(output_dir: str | Path, name: str) -> Path:
+    """``output_dir/name``, or ``name-2``, ``name-3``… if taken."""
+    base = Path(output_dir).expanduser()
+    candidate, n = base / name, 1
+    while candidate.exists() and any(candidate.iterdir()):
+        n += 1
+        candidate = base / f"{name}-{n}"
+    candidate.mkdir(parents=True, exist_ok=True)
+    return candidate
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    steps: int
+    final: dict[str, dict[str, float]] = field(default_factory=dict)
+    skipped_images: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Trainer:
+    """Builds everything a recipe describes and trains the transformer network."""
+
+    def __init__(self, recipe: Recipe, run_dir: Path, *, registry=None, console: Console | None = None,
+                 resume: bool = False, run_info: dict[str, Any] | None = None, show_progress: bool = True):
+        if registry is None:
+            from .plugins import get_registry
+
+            registry = get_registry(recipe.plugins)
+        self.recipe, self.registry = recipe, registry
+        self.run_dir = Path(run_dir)
+        self.console = console or Console(stderr=True)
+        self.show_progress = show_progress
+        self.device = pick_device(recipe.device)
+        self.dtype = pick_precision(recipe.precision, self.device)
+        self.resume = resume
+        self.run_info = run_info or {}
+        self.step = 0
+        self.elapsed = 0.0
+        self.skipped: list[str] = []
+        self.last_metrics: dict[str, Any] = {}
+
+    # -- construction ---------------------------------------------------------
+    def build(self) -> None:
+        r = self.recipe
+        torch.manual_seed(r.schedule.seed)
+        self.model = TransformerNet(r.model).to(self.device)
+        backbone_cls = self.registry.get("backbone", r.backbone.name)
+        backbone = backbone_cls(r.backbone.options).to(self.device)
+        self.composer = LossComposer(build_terms(r, self.registry)).to(self.device)
+        if not self.composer.terms:
+            raise StylekitError("every loss term has weight 0; nothing to train")
+        self.perception = Perception({"backbone": backbone, **self.composer.networks()}).to(self.device)
+        for net in self.perception.nets.values():
+            net.requires_grad_(False)
+            net.eval()
+        self.taps = self.composer.taps()
+        self._set_style_targets()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=r.optim.lr, betas=r.optim.betas,
+                                          weight_decay=r.optim.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16 and self.device.type == "cuda")
+        self.files = list_images(r.data.root, r.data.extensions)
+        self.dataset = ImageFolder(self.files, r.data.image_size, r.data.crop, r.schedule.seed)
+        sample_paths = r.log.sample_images or [str(p) for p in self.files[: r.log.num_samples]]
+        self.samples = [load_image(p, r.data.image_size, long_side=False) for p in sample_paths]
+
+    def _set_style_targets(self) -> None:
+        style_taps = self.composer.style_taps()
+        features = []
+        with torch.no_grad(), autocast(self.device, self.dtype):
+            for path in self.recipe.style.images:
+                image = load_image(path, self.recipe.style.size).to(self.device)
+                features.append(self.perception.extract(image, style_taps) if style_taps else {})
+        for term in self.composer.terms:
+            term.set_style(features)
+
+    def _loader(self) -> DataLoader:
+        r = self.recipe
+        sampler = ResumableSampler(len(self.dataset), r.schedule.seed, start=self.step * r.schedule.batch_size)
+        return DataLoader(self.dataset, batch_size=r.schedule.batch_size, sampler=sampler, collate_fn=collate,
+                          num_workers=r.data.workers, pin_memory=self.device.type == "cuda",
+                          persistent_workers=False, prefetch_factor=4 if r.data.workers else None)
+
+    # -- state ----------------------------------------------------------------
+    def _train_state(self) -> dict[str, Any]:
+        return {"step": self.step, "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                "torch_rng": torch.get_rng_state(), "elapsed": self.elapsed, "skipped": list(self.skipped)}
+
+    def _restore(self) -> None:
+        ckpt = latest_checkpoint(self.run_dir)
+        if ckpt is None:
+            raise StylekitError(f"--resume: {self.run_dir} has no checkpoint to resume from")
+        from safetensors.torch import load_file
+
+        self.model.load_state_dict(load_file(str(ckpt / "model.safetensors"), device=str(self.device)))
+        state, _ = load_train_state(ckpt)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step, self.elapsed, self.skipped = int(state["step"]), float(state["elapsed"]), list(state["skipped"])
+        metrics = self.run_dir / "metrics.jsonl"
+        if metrics.is_file():  # drop lines logged after the checkpoint: they will be logged again
+            kept = [line for line in metrics.read_text().splitlines()
+                    if line.strip() and json.loads(line)["step"] <= self.step]
+            atomic_write_text(metrics, "".join(line + "\n" for line in kept))
+        self.console.print(f"[bold]Resuming[/] {self.run_dir} from {ckpt.name} (step {self.step})")
+
+    def _write_status(self, state: str, reason: str = "") -> None:
+        status = {"state": state, "step": self.step, "iterations": self.recipe.schedule.iterations,
+                  "reason": reason, "skipped_images": len(self.skipped),
+                  "updated": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        atomic_write_text(self.run_dir / "status.json", json.dumps(status, indent=2) + "\n")
+
+    def _checkpoint(self) -> Path:
+        meta = {"recipe": self.recipe.model_dump(mode="json"), "metrics": self.last_metrics}
+        return save_checkpoint(self.run_dir, self.step, self.model, self._train_state(), meta,
+                               keep=self.recipe.log.keep_checkpoints)
+
+    # -- outputs --------------------------------------------------------------
+    def write_samples(self) -> Path:
+        was_training = self.model.training
+        self.model.eval()
+        rows = []
+        with torch.no_grad(), autocast(self.device, self.dtype):
+            for image in self.samples:
+                rows.append([image[0], self.model(image.to(self.device))[0].float().cpu()])
+        self.model.train(was_training)
+        grid = image_grid(rows, column_titles=["content", "stylised"],
+                          title=f"{self.recipe.name} — step {self.step}")
+        out = self.run_dir / "samples" / f"step_{self.step:07d}.png"
+        out.parent.mkdir(exist_ok=True)
+        grid.save(out)
+        return out
+
+    # -- the loop -------------------------------------------------------------
+    def fit(self) -> RunResult:
+        self.build()
+        r = self.recipe
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.resume:
+            self._restore()
+        else:
+            atomic_write_text(self.run_dir / "config.yaml", dump_recipe(r))
+            info = {"name": self.run_dir.name, "recipe": r.name, "created": datetime.now(timezone.utc).isoformat(
+                timespec="seconds"), "command": sys.argv, **self.run_info, "environment": environment_info()}
+            atomic_write_text(self.run_dir / "run.json", json.dumps(info, indent=2) + "\n")
+        self._write_status("running")
+        weights = self.composer.weights()
+        self.console.print(
+            f"[bold]stylekit[/] training [cyan]{r.name}[/] → {self.run_dir}\n"
+            f"  device {self.device}, precision {str(self.dtype).removeprefix('torch.')}, "
+            f"{len(self.files)} training images, batch {r.schedule.batch_size} × {r.data.image_size}px, "
+            f"backbone {r.backbone.name}, terms " + ", ".join(f"{k}×{w:g}" for k, w in weights.items()))
+        if self.step >= r.schedule.iterations:
+            self.console.print(f"Nothing to do: the run already reached {self.step} steps.")
+            self._write_status("finished")
+            return RunResult(self.run_dir, self.step, self._final_table_data(), self.skipped, self.elapsed)
+        metrics_file = (self.run_dir / "metrics.jsonl").open("a")
+        sums = {k: torch.zeros((), device=self.device) for k in self.composer.keys}
+        count = 0
+        self.model.train()
+        progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+                            MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                            TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[terms]}"),
+                            console=self.console, disable=not self.show_progress, transient=False)
+        started = time.perf_counter() - self.elapsed
+        loop_start, loop_step0 = time.perf_counter(), self.step
+        state, reason = "finished", ""
+        try:
+            with progress:
+                task = progress.add_task(r.name, total=r.schedule.iterations, completed=self.step, rate="",
+                                         terms="")
+                batches = iter(self._loader())
+                while self.step < r.schedule.iterations:
+                    batch = next(batches)
+                    self._note_skipped(batch["skipped"])
+                    raw = self.train_step(batch["image"])
+                    self.step += 1
+                    for k, v in raw.items():
+                        sums[k] += v
+                    count += 1
+                    self.elapsed = time.perf_counter() - started
+                    if self.step % r.log.every == 0 or self.step == r.schedule.iterations:
+                        self.last_metrics = self._log(metrics_file, sums, count, weights)
+                        sums = {k: torch.zeros((), device=self.device) for k in sums}
+                        count = 0
+                        rate = (self.step - loop_step0) / max(time.perf_counter() - loop_start, 1e-9)
+                        progress.update(task, rate=f"{rate:.2f} it/s", terms=" ".join(
+                            f"{k}={v['raw']:.3g}" for k, v in self.last_metrics["terms"].items()))
+                    if self.step % r.log.sample_every == 0 or self.step == r.schedule.iterations:
+                        self.write_samples()
+                    if self.step % r.log.checkpoint_every == 0 or self.step == r.schedule.iterations:
+                        self._checkpoint()
+                        if not self.show_progress or not self.console.is_terminal:
+                            self.console.print(f"step {self.step}/{r.schedule.iterations}: checkpoint written")
+                    progress.update(task, completed=self.step)
+        except NonFiniteLossError as exc:
+            state, reason = "failed", str(exc)
+            raise
+        except KeyboardInterrupt:
+            state, reason = "interrupted", f"interrupted at step {self.step}"
+            if self.step > 0:
+                self._checkpoint()
+            raise
+        except BaseException as exc:
+            state, reason = "failed", f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            metrics_file.close()
+            self._write_status(state, reason)
+            plot_loss_curves(self.run_dir / "metrics.jsonl", self.run_dir / "loss_curves.png",
+                             title=f"{r.name} ({self.run_dir.name})")
+        return RunResult(self.run_dir, self.step, self._final_table_data(), self.skipped, self.elapsed)
+
+    def train_step(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One optimizer step. Content-side features are computed without gradient, once for all terms."""
+        x = images.to(self.device, non_blocking=True)
+        with autocast(self.device, self.dtype):
+            y = self.model(x)
+            out_features = self.perception.extract(y, self.taps)
+            with torch.no_grad():
+                content_features = self.perception.extract(x, self.taps)
+        total, raw = self.composer(LossBatch(y, x, out_features, content_features))
+        if not bool(torch.isfinite(total)):
+            self._non_finite(raw)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return {k: v.detach() for k, v in raw.items()}
+
+    def _non_finite(self, raw: dict[str, torch.Tensor]) -> None:
+        bad = [f"{k} (= {v.item()})" for k, v in raw.items() if not math.isfinite(v.item())]
+        ckpt = latest_checkpoint(self.run_dir)
+        kept = f"the last good checkpoint is {ckpt}" if ckpt else "no checkpoint had been written yet"
+        raise NonFiniteLossError(
+            f"loss became non-finite at step {self.step + 1} in term(s) {', '.join(bad) or 'total'}; "
+            f"the run stopped without updating the weights and {kept}. "
+            "Try a lower optim.lr or term weight, or precision=fp32.")
+
+    def _note_skipped(self, skipped: list[str]) -> None:
+        for text in skipped:
+            path = text.split(": ", 1)[0]
+            if all(not s.startswith(path + ": ") for s in self.skipped):
+                self.skipped.append(text)
+                self.console.print(f"[yellow]warning:[/] skipped unreadable image {text}")
+
+    def _log(self, fh, sums: dict[str, torch.Tensor], count: int, weights: dict[str, float]) -> dict[str, Any]:
+        terms = {k: {"raw": float(v) / max(count, 1), "weighted": weights[k] * float(v) / max(count, 1)}
+                 for k, v in sums.items()}
+        row = {"step": self.step, "time": round(self.elapsed, 3),
+               "loss": sum(t["weighted"] for t in terms.values()), "terms": terms,
+               "lr": self.optimizer.param_groups[0]["lr"]}
+        fh.write(json.dumps(row) + "\n")
+        fh.flush()
+        return row
+
+    def _final_table_data(self) -> dict[str, dict[str, float]]:
+        return dict(self.last_metrics.get("terms", {}))
+
+
+def summary_table(result: RunResult, title: str = "Run summary") -> Table:
+    table = Table(title=title)
+    table.add_column("term")
+    table.add_column("unweighted", justify="right")
+    table.add_column("weighted", justify="right")
+    for key, value in result.final.items():
+        table.add_row(key, f"{value['raw']:.4g}", f"{value['weighted']:.4g}")
+    table.add_section()
+    table.add_row("steps", str(result.steps), "")
+    table.add_row("time", f"{result.seconds:.0f} s", "")
+    table.add_row("skipped images", str(len({s.split(': ', 1)[0] for s in result.skipped_images})), "")
+    return table

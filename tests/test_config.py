@@ -1,0 +1,98 @@
+"""Recipes: extends, overrides, term selection and errors that name the key path."""
+
+import pytest
+import yaml
+
+from stylekit.config import (apply_overrides, describe_changes, load_raw, load_recipe, parse_override, select_terms,
+                             validate_recipe)
+from stylekit.errors import ConfigError
+from stylekit.testing import tiny_recipe
+
+
+@pytest.fixture
+def recipe_file(tmp_path):
+    raw = tiny_recipe(tmp_path)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_extends_deep_merges_and_resolves_relative_paths(tmp_path, recipe_file):
+    (tmp_path / "sub").mkdir()
+    child = tmp_path / "sub" / "child.yaml"
+    child.write_text("extends: ../tiny.yaml\nname: child\nstyle: {images: [mystyle.jpg]}\n"
+                     "losses: {style: {weight: 7}}\n")
+    raw = load_raw(child)
+    assert raw["name"] == "child"
+    assert raw["losses"]["style"] == {"weight": 7, "layers": ["relu1_2", "relu2_2"]}
+    assert raw["losses"]["content"]["layer"] == "relu2_2"
+    assert raw["style"]["images"] == [str((tmp_path / "sub" / "mystyle.jpg").resolve())]
+
+
+def test_set_overrides_are_typed():
+    assert parse_override("losses.style.layers=[relu2_2,relu3_3]") == (["losses", "style", "layers"],
+                                                                       ["relu2_2", "relu3_3"])
+    assert parse_override("losses.tv.weight=1e-5")[1] == pytest.approx(1e-5)
+    assert parse_override("schedule.iterations=10")[1] == 10
+    raw = apply_overrides({"a": {"b": 1}}, ["a.c.d=true"])
+    assert raw == {"a": {"b": 1, "c": {"d": True}}}
+
+
+def test_override_errors_name_key_and_allowed_values(recipe_file):
+    with pytest.raises(ConfigError, match=r"model.norm: Input should be 'batch' or 'instance' \(got 'group'\)"):
+        load_recipe(recipe_file, ["model.norm=group"])
+    with pytest.raises(ConfigError, match=r"schedule.iterations: .*greater than or equal to 1"):
+        load_recipe(recipe_file, ["schedule.iterations=0"])
+    with pytest.raises(ConfigError, match=r"losses.style.weight: .*valid number"):
+        load_recipe(recipe_file, ["losses.style.weight=lots"])
+
+
+def test_unknown_key_lists_allowed_keys(recipe_file):
+    with pytest.raises(ConfigError, match=r"schedule.iteratons: unknown key; allowed keys: batch_size, iterations, seed"):
+        load_recipe(recipe_file, ["schedule.iteratons=5"])
+    with pytest.raises(ConfigError, match=r"losses.style.layrs: unknown key; allowed keys: layer_weights, layers, "
+                                          r"reduction, weight"):
+        load_recipe(recipe_file, ["losses.style.layrs=[relu1_2]"])
+
+
+def test_unknown_term_and_backbone_list_known(recipe_file):
+    with pytest.raises(ConfigError, match=r"--set losses.dpth.weight: unknown loss term 'dpth'; this recipe's terms: "
+                                          r"content, style, tv; registered terms: content, style, tv"):
+        load_recipe(recipe_file, ["losses.dpth.weight=3"])
+    with pytest.raises(ConfigError, match=r"backbone.name: unknown backbone 'vgg17'; known backbone names: .*vgg16"):
+        load_recipe(recipe_file, ["backbone.name=vgg17"])
+
+
+def test_without_and_only(recipe_file):
+    raw = load_raw(recipe_file)
+    assert sorted(select_terms(raw, without=["tv"])["losses"]) == ["content", "style"]
+    assert sorted(select_terms(raw, only=["style"])["losses"]) == ["style"]
+    with pytest.raises(ConfigError, match=r"unknown loss term 'depth'; this recipe's terms are: content, style, tv"):
+        select_terms(raw, without=["depth"])
+    recipe = load_recipe(recipe_file, without=["tv"])
+    assert "tv" not in recipe.losses
+
+
+def test_resolved_recipe_has_term_defaults(recipe_file):
+    recipe = load_recipe(recipe_file)
+    assert recipe.losses["style"]["reduction"] == "sum"
+    assert recipe.losses["tv"]["power"] == 2
+    assert recipe.backbone.options == {"weights": "random"}
+
+
+def test_same_term_twice_under_other_keys(tmp_path):
+    raw = tiny_recipe(tmp_path, losses={"style_fine": {"term": "style", "layers": ["relu1_2"], "weight": 2}})
+    recipe = validate_recipe(raw)
+    assert recipe.losses["style_fine"]["term"] == "style"
+
+
+def test_describe_changes():
+    assert describe_changes("quickstart", without=["depth"]) == "quickstart-without-depth"
+    assert describe_changes("depth_aware", ["losses.depth.weight=10"]) == "depth_aware-depth.weight=10"
+
+
+def test_missing_required_section(tmp_path):
+    raw = tiny_recipe(tmp_path)
+    del raw["style"]
+    with pytest.raises(ConfigError, match="style: required key is missing"):
+        validate_recipe(raw)

@@ -1,0 +1,29 @@
+"""The transformer network: architecture, output range, any input size."""
+
+import pytest
+import torch
+
+from stylekit.models import TransformerNet
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+@pytest.mark.parametrize("upsample", ["deconv", "nearest"])
+def test_any_size_and_range(norm, upsample):
+    net = TransformerNet({"norm": norm, "upsample": upsample, "channels": 8, "residual_blocks": 2}).eval()
+    for h, w in [(32, 32), (37, 51), (18, 66)]:
+        y = net(torch.rand(1, 3, h, w) * 255)
+        assert y.shape == (1, 3, h, w)
+        assert y.min() >= 0 and y.max() <= 255
+
+
+def test_paper_architecture():
+    net = TransformerNet()
+    convs = [m for m in net.down.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.kernel_size, c.stride, c.out_channels) for c in convs] == [((9, 9), (1, 1), 32), ((3, 3), (2, 2), 64),
+                                                                           ((3, 3), (2, 2), 128)]
+    assert len(net.residual) == 5
+    ups = [m for m in net.up.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [(u.stride, u.out_channels) for u in ups] == [((2, 2), 64), ((2, 2), 32)]
+    assert net.out[1].kernel_size == (9, 9) and net.out[1].out_channels == 3
+    assert isinstance(net.down[0][2], torch.nn.InstanceNorm2d)
+    assert isinstance(TransformerNet({"norm": "batch"}).down[0][2], torch.nn.BatchNorm2d)
