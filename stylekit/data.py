@@ -7,7 +7,6 @@ so a resumed run sees exactly the images an uninterrupted run would have seen.
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -175,7 +174,3 @@ class ResumableSampler(Sampler):
     def __len__(self) -> int:  # endless; DataLoader only needs a number
         return 2**62
 
-
-def warn_skipped(paths: Sequence[str]) -> None:
-    for text in paths:
-        warnings.warn(f"skipped unreadable image {text}", stacklevel=2)

@@ -183,7 +183,7 @@ class Trainer:
                 rows.append([image[0], self.model(image.to(self.device))[0].float().cpu()])
         self.model.train(was_training)
         grid = image_grid(rows, column_titles=["content", "stylised"],
-                          title=f"{self.recipe.name} — step {self.step}")
+                          title=f"{self.recipe.name} - step {self.step}")
         out = self.run_dir / "samples" / f"step_{self.step:07d}.png"
         out.parent.mkdir(exist_ok=True)
         grid.save(out)
