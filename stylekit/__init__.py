@@ -6,6 +6,7 @@ __version__ = "0.1.0"
 
 from .backbones.base import Backbone, BackboneOptions  # noqa: E402
 from .components import Component, ComponentOptions  # noqa: E402
+from .depth.base import DepthNetwork, DepthOptions  # noqa: E402
 from .hookspecs import hookimpl  # noqa: E402
 from .losses.base import Features, LossBatch, LossTerm, Tap, TermOptions  # noqa: E402
 from .models.transformer import TransformerNet, TransformerOptions  # noqa: E402
@@ -18,11 +19,16 @@ def create_backbone(name: str, plugins=(), **options) -> Backbone:
     return get_registry(plugins).get("backbone", name)(options)
 
 
+def create_depth_network(name: str, plugins=(), **options) -> DepthNetwork:
+    """Build a registered depth network by name."""
+    return get_registry(plugins).get("depth", name)(options)
+
+
 def create_loss(name: str, plugins=(), **options) -> LossTerm:
     """Build a registered loss term by name with its options (``weight`` and the term's own)."""
     return get_registry(plugins).get("loss", name)(options)
 
 
-__all__ = ["Backbone", "BackboneOptions", "Component", "ComponentOptions", "Features", "LossBatch", "LossTerm",
+__all__ = ["Backbone", "BackboneOptions", "Component", "ComponentOptions", "DepthNetwork", "DepthOptions", "Features", "LossBatch", "LossTerm",
            "Tap", "TermOptions", "TransformerNet", "TransformerOptions", "WeightsFile", "__version__",
-           "create_backbone", "create_loss", "get_plugin_manager", "get_registry", "hookimpl", "resolve_weights"]
+           "create_backbone", "create_depth_network", "create_loss", "get_plugin_manager", "get_registry", "hookimpl", "resolve_weights"]

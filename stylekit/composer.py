@@ -44,11 +44,8 @@ class LossComposer(nn.Module):
     def style_taps(self) -> list[Tap]:
         return list(dict.fromkeys(tap for t in self.terms for tap in t.style_taps()))
 
-    def networks(self) -> dict[str, nn.Module]:
-        nets: dict[str, nn.Module] = {}
-        for term in self.terms:
-            nets.update(term.networks())
-        return nets
+    def networks(self) -> list:
+        return list(dict.fromkeys(spec for term in self.terms for spec in term.networks()))
 
     def forward(self, batch: LossBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raw: dict[str, torch.Tensor] = {}

@@ -1,37 +1,93 @@
-"""Runs each perception network once per batch for all the taps every term asked for."""
+"""Runs each perception network once per batch for all the taps every term asked for.
+
+Terms name networks by :class:`NetworkSpec` (kind, registry name, options); the
+:class:`Perception` builds each distinct spec once, so a depth term and an
+evaluation metric that ask for the same network share one instance. The recipe's
+perception backbone is also reachable under the alias ``"backbone"``.
+"""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from typing import Iterable
+from dataclasses import dataclass
+from typing import Any, Iterable
 
 import torch
+from pydantic import BaseModel
 from torch import nn
 
 from .losses.base import Features, Tap
 
+BACKBONE = "backbone"
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Which registered network, with which options; ``key`` is its name in :class:`Tap`."""
+
+    kind: str
+    name: str
+    options_json: str = "{}"
+
+    @classmethod
+    def of(cls, kind: str, name: str, options: BaseModel | dict[str, Any] | None = None) -> "NetworkSpec":
+        if isinstance(options, BaseModel):
+            options = options.model_dump(mode="json")
+        return cls(kind, name, json.dumps(options or {}, sort_keys=True))
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return json.loads(self.options_json)
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.name}" + ("" if self.options_json == "{}" else f":{self.options_json}")
+
+    def build(self, registry) -> nn.Module:
+        return registry.get(self.kind, self.name)(self.options)
+
 
 class Perception(nn.Module):
-    """The named, frozen networks of a run (``backbone`` plus any a term brings)."""
+    """The frozen networks of a run, each built once, and feature extraction over them."""
 
-    def __init__(self, networks: dict[str, nn.Module]):
+    def __init__(self, registry=None, networks: dict[str, nn.Module] | None = None):
         super().__init__()
-        self.nets = nn.ModuleDict(networks)
+        self.registry = registry
+        self.nets = nn.ModuleDict()
+        self.aliases: dict[str, str] = {}
+        for key, net in (networks or {}).items():
+            self.add(key, net)
 
-    def add(self, name: str, network: nn.Module) -> None:
-        if name in self.nets and self.nets[name] is not network:
-            raise ValueError(f"two different networks registered as {name!r}")
-        self.nets[name] = network
+    def add(self, key: str, network: nn.Module) -> None:
+        if key in self.nets and self.nets[key] is not network:
+            raise ValueError(f"two different networks registered as {key!r}")
+        network.requires_grad_(False)
+        self.nets[key] = network.eval()
+
+    def require(self, spec: NetworkSpec, alias: str | None = None) -> nn.Module:
+        """Build ``spec`` unless already built; optionally give it an alias such as 'backbone'."""
+        if spec.key not in self.nets:
+            if self.registry is None:
+                raise ValueError(f"cannot build {spec.key}: this Perception has no registry")
+            self.add(spec.key, spec.build(self.registry))
+        if alias is not None:
+            self.aliases[alias] = spec.key
+        return self.nets[spec.key]
+
+    def network(self, key: str) -> nn.Module:
+        key = self.aliases.get(key, key)
+        if key not in self.nets:
+            raise KeyError(f"no network {key!r}; available: {', '.join([*self.aliases, *self.nets])}")
+        return self.nets[key]
 
     def extract(self, images: torch.Tensor, taps: Iterable[Tap]) -> Features:
         by_network: dict[str, list[str]] = defaultdict(list)
         for tap in taps:
-            if tap.network not in self.nets:
-                raise KeyError(f"no network {tap.network!r}; available: {', '.join(self.nets)}")
             if tap.layer not in by_network[tap.network]:
                 by_network[tap.network].append(tap.layer)
         features = Features()
         for network, layers in by_network.items():
-            for layer, value in self.nets[network](images, layers).items():
+            for layer, value in self.network(network)(images, layers).items():
                 features[Tap(layer, network)] = value
         return features

@@ -26,3 +26,8 @@ def stylekit_loss_terms() -> list[type]:
 @hookspec
 def stylekit_backbones() -> list[type]:
     """Return perception-backbone classes (subclasses of :class:`stylekit.Backbone`)."""
+
+
+@hookspec
+def stylekit_depth_networks() -> list[type]:
+    """Return single-image depth-network classes (subclasses of :class:`stylekit.DepthNetwork`)."""

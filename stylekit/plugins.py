@@ -32,11 +32,13 @@ ENTRY_POINT_GROUP = "stylekit"
 KIND_HOOKS: dict[str, str] = {
     "loss": "stylekit_loss_terms",
     "backbone": "stylekit_backbones",
+    "depth": "stylekit_depth_networks",
 }
 
 BUILTIN_PLUGINS = (
     "stylekit.losses",
     "stylekit.backbones",
+    "stylekit.depth",
 )
 
 

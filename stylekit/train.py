@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 from rich.table import Table
+from rich.text import Text
 from torch.utils.data import DataLoader
 
 from . import __version__
@@ -31,11 +32,22 @@ from .composer import LossComposer, build_terms
 from .config import Recipe, dump_recipe
 from .data import ImageFolder, ResumableSampler, collate, list_images, load_image
 from .errors import NonFiniteLossError, StylekitError
-from .features import Perception
+from .features import BACKBONE, NetworkSpec, Perception
 from .losses.base import LossBatch
 from .models.transformer import TransformerNet
 from .runtime import autocast, pick_device, pick_precision
 from .viz import image_grid, plot_loss_curves
+
+
+class TrainProgress(Progress):
+    """A progress bar with a second line for the current value of each loss term."""
+
+    terms: str = ""
+
+    def get_renderables(self):
+        yield self.make_tasks_table(self.tasks)
+        if self.terms:
+            yield Text(self.terms, style="dim")
 
 
 def environment_info() -> dict[str, Any]:
@@ -102,15 +114,14 @@ class Trainer:
         r = self.recipe
         torch.manual_seed(r.schedule.seed)
         self.model = TransformerNet(r.model).to(self.device)
-        backbone_cls = self.registry.get("backbone", r.backbone.name)
-        backbone = backbone_cls(r.backbone.options).to(self.device)
         self.composer = LossComposer(build_terms(r, self.registry)).to(self.device)
         if not self.composer.terms:
             raise StylekitError("every loss term has weight 0; nothing to train")
-        self.perception = Perception({"backbone": backbone, **self.composer.networks()}).to(self.device)
-        for net in self.perception.nets.values():
-            net.requires_grad_(False)
-            net.eval()
+        self.perception = Perception(self.registry)
+        self.perception.require(NetworkSpec.of("backbone", r.backbone.name, r.backbone.options), alias=BACKBONE)
+        for spec in self.composer.networks():
+            self.perception.require(spec)
+        self.perception.to(self.device)
         self.taps = self.composer.taps()
         self._set_style_targets()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=r.optim.lr, betas=r.optim.betas,
@@ -216,17 +227,16 @@ class Trainer:
         sums = {k: torch.zeros((), device=self.device) for k in self.composer.keys}
         count = 0
         self.model.train()
-        progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
-                            MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                            TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[terms]}"),
-                            console=self.console, disable=not self.show_progress, transient=False)
+        progress = TrainProgress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(bar_width=30),
+                                 MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                                 TextColumn("ETA"), TimeRemainingColumn(),
+                                 console=self.console, disable=not self.show_progress, transient=False)
         started = time.perf_counter() - self.elapsed
         loop_start, loop_step0 = time.perf_counter(), self.step
         state, reason = "finished", ""
         try:
             with progress:
-                task = progress.add_task(r.name, total=r.schedule.iterations, completed=self.step, rate="",
-                                         terms="")
+                task = progress.add_task(r.name, total=r.schedule.iterations, completed=self.step, rate="")
                 batches = iter(self._loader())
                 while self.step < r.schedule.iterations:
                     batch = next(batches)
@@ -242,8 +252,9 @@ class Trainer:
                         sums = {k: torch.zeros((), device=self.device) for k in sums}
                         count = 0
                         rate = (self.step - loop_step0) / max(time.perf_counter() - loop_start, 1e-9)
-                        progress.update(task, rate=f"{rate:.2f} it/s", terms=" ".join(
-                            f"{k}={v['raw']:.3g}" for k, v in self.last_metrics["terms"].items()))
+                        progress.update(task, rate=f"{rate:.2f} it/s")
+                        progress.terms = "  ".join(f"{k} {v['raw']:.4g} (×{weights[k]:g} = {v['weighted']:.4g})"
+                                                   for k, v in self.last_metrics["terms"].items())
                     if self.step % r.log.sample_every == 0 or self.step == r.schedule.iterations:
                         self.write_samples()
                     if self.step % r.log.checkpoint_every == 0 or self.step == r.schedule.iterations:

@@ -19,6 +19,7 @@ import hashlib
 import importlib.metadata
 import os
 import shutil
+import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -133,6 +134,7 @@ def download(spec: WeightsFile, destination: Path) -> Path:
 
     assert spec.url is not None
     destination.parent.mkdir(parents=True, exist_ok=True)
+    print(f"Downloading {spec.filename} from {spec.url} into {destination.parent}", file=sys.stderr)
     with tempfile.TemporaryDirectory(dir=destination.parent) as tmp:
         fetched = Path(tmp) / Path(spec.url).name
         download_url_to_file(spec.url, str(fetched), progress=True)

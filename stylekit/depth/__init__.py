@@ -1,0 +1,14 @@
+"""Built-in depth networks, registered through the public ``stylekit_depth_networks`` hook."""
+
+from __future__ import annotations
+
+from ..hookspecs import hookimpl
+from .base import OUTPUT_LAYER, DepthNetwork, DepthOptions
+from .torchscript import TorchScriptDepth
+
+__all__ = ["OUTPUT_LAYER", "DepthNetwork", "DepthOptions", "TorchScriptDepth"]
+
+
+@hookimpl
+def stylekit_depth_networks():
+    return [TorchScriptDepth]
