@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from stylekit.depth.hed_depth_lite import ENCODER_TAPS, HedDepthLite
+from stylekit.depth.maps import least_squares_align
 from stylekit.runtime import autocast, pick_precision
 
 # Eigen crop of the 480×640 frame (rows 45:471, cols 41:601), at 240×320
@@ -53,17 +54,6 @@ def valid_mask(depth: torch.Tensor) -> torch.Tensor:
     r0, r1, c0, c1 = CROP
     crop[..., r0:r1, c0:c1] = True
     return mask & crop
-
-
-def least_squares_align(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per image: s·pred + t fitted to target over the mask (closed form; differentiable)."""
-    m = mask.float()
-    n = m.sum((1, 2, 3), keepdim=True).clamp_min(1)
-    mp, mt = (pred * m).sum((1, 2, 3), keepdim=True) / n, (target * m).sum((1, 2, 3), keepdim=True) / n
-    cov = ((pred - mp) * (target - mt) * m).sum((1, 2, 3), keepdim=True)
-    var = ((pred - mp) ** 2 * m).sum((1, 2, 3), keepdim=True).clamp_min(1e-8)
-    s = cov / var
-    return s * pred + (mt - s * mp)
 
 
 def gradient_loss(residual: torch.Tensor, mask: torch.Tensor, scales: int = 4) -> torch.Tensor:
