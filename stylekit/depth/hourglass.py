@@ -408,11 +408,14 @@ class HourglassDepth(DepthNetwork):
 
     def __init__(self, options=None):
         super().__init__(options)
-        self.net = HourglassNet()
         choice = self.options.weights
+        state = None
         if choice != "random":
             path = resolve_weights(HOURGLASS_WEIGHTS, None if choice == "default" else choice, component=self.name)
-            load_hourglass_state(self.net, read_port_checkpoint(path), str(path))
+            state = (read_port_checkpoint(path), str(path))
+        self.net = HourglassNet()
+        if state is not None:
+            load_hourglass_state(self.net, *state)
         self.freeze()
 
     def infer(self, images: torch.Tensor) -> torch.Tensor:

@@ -195,8 +195,9 @@ DPT_SPECS = {
     "vitb_rn50_384": dict(timm=("vit_base_r50_s16_384", "vit_base_resnet50_384"), hooks=(0, 1, 8, 11), dim=768,
                           widths=(256, 512, 768, 768), hybrid=True),
 }
-#: a scaled-down build of the same topology, for tests (no published weights)
-TINY = dict(embed_dim=32, depth=4, num_heads=2)
+#: a scaled-down build of the same topology, for tests (no published weights); the small img_size only
+#: shortens timm's construction (the hybrid embed probes its ResNet at img_size) and the position grid
+TINY = dict(embed_dim=32, depth=4, num_heads=2, img_size=64)
 
 
 class DPTNet(nn.Module):
@@ -312,15 +313,20 @@ class _MidasBase(DepthNetwork):
     mean: ClassVar[tuple[float, float, float]] = IMAGENET_MEAN
     std: ClassVar[tuple[float, float, float]] = IMAGENET_STD
 
-    def _finish(self, net: nn.Module) -> None:
-        self.net = net
+    def _weights_path(self):
+        """Resolved before the network is built, so a missing file fails fast."""
         choice = self.options.weights
         if getattr(self.options, "variant", "full") == "tiny" and choice == "default":
             raise ConfigError(f"depth network {self.name!r}: variant 'tiny' has no published weights; "
                               "use weights: random or a file saved from a tiny build")
-        if choice != "random":
-            assert self.weights_file is not None
-            path = resolve_weights(self.weights_file, None if choice == "default" else choice, component=self.name)
+        if choice == "random":
+            return None
+        assert self.weights_file is not None
+        return resolve_weights(self.weights_file, None if choice == "default" else choice, component=self.name)
+
+    def _finish(self, net: nn.Module, path) -> None:
+        self.net = net
+        if path is not None:
             _load_midas_state(self.net, path, f"MiDaS {self.name}")
         self.register_buffer("_mean", torch.tensor(self.mean).view(1, 3, 1, 1) * 255.0, persistent=False)
         self.register_buffer("_std", torch.tensor(self.std).view(1, 3, 1, 1) * 255.0, persistent=False)
@@ -345,7 +351,8 @@ class MidasSmall(_MidasBase):
 
     def __init__(self, options=None):
         super().__init__(options)
-        self._finish(MidasSmallNet())
+        path = self._weights_path()
+        self._finish(MidasSmallNet(), path)
 
 
 class _DPTBase(_MidasBase):
@@ -357,7 +364,8 @@ class _DPTBase(_MidasBase):
 
     def __init__(self, options=None):
         super().__init__(options)
-        self._finish(DPTNet(self.backbone, tiny=self.options.variant == "tiny"))
+        path = self._weights_path()
+        self._finish(DPTNet(self.backbone, tiny=self.options.variant == "tiny"), path)
 
 
 class DPTHybrid(_DPTBase):
