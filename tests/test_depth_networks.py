@@ -38,19 +38,6 @@ PARAMS = [pytest.param(name, marks=needs_transformers) if name == "depth_anythin
 _built: dict[str, nn.Module] = {}
 
 
-@pytest.fixture(autouse=True)
-def _native_convs_for_the_hourglass(request):
-    """oneDNN compiles a kernel per conv shape on first use: ~10 s for the hourglass's many shapes on a busy
-    2-core CPU, against ~1 s for PyTorch's native kernels (which are much slower for MiDaS's depthwise convs,
-    so only for the hourglass)."""
-    params = getattr(getattr(request.node, "callspec", None), "params", {})
-    if params.get("name") == "hourglass" or "hourglass" in request.node.name:
-        with torch.backends.mkldnn.flags(enabled=False):
-            yield
-    else:
-        yield
-
-
 def build(name: str, **extra):
     cls, options = NETS[name]
     torch.manual_seed(0)

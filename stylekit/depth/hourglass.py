@@ -299,6 +299,7 @@ _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 def _load_legacy(path: Path) -> Any:
     """The pre-1.6 ``torch.save`` format: 3 header pickles, the object, storage keys, raw storages."""
+    file_size = path.stat().st_size
     with open(path, "rb") as fh:
         header = _RestrictedUnpickler(fh, lambda _: None)
         if header.load() != _LEGACY_MAGIC:
@@ -314,6 +315,8 @@ def _load_legacy(path: Path) -> Any:
             view = data[4] if len(data) > 4 else None
             dtype = _storage_dtype(storage_type)
             if root_key not in roots:  # filled in place once the raw bytes are read
+                if not 0 <= int(numel) * dtype.itemsize <= file_size:  # no huge allocation for a bogus size
+                    raise UnsafeCheckpointError(f"storage {root_key} in {path} claims more data than the file holds")
                 roots[root_key] = (dtype, torch.empty(int(numel), dtype=dtype))
             root = roots[root_key][1]
             if view is not None:
@@ -359,7 +362,7 @@ def read_port_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         obj = loader(path)
     except StylekitError:
         raise
-    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, RuntimeError, TypeError) as exc:
+    except Exception as exc:  # malformed pickle/zip: UnpicklingError, EOFError, KeyError, RuntimeError…
         raise WeightsNotFoundError(f"{path} could not be read as an hourglass checkpoint: "
                                    f"{type(exc).__name__}: {exc}") from exc
     if isinstance(obj, dict) and "state_dict" in obj:
