@@ -100,6 +100,20 @@ def test_offline_default_weights_fail_with_a_clear_message():
         DPTLarge({"variant": "tiny"})
 
 
+@needs_transformers
+def test_depth_anything_loads_a_saved_model_folder(tmp_path, monkeypatch):
+    """Offline use: a model folder (save_pretrained) as `weights`, or under the weights directory by name."""
+    net = cached("depth_anything_v2")
+    folder = tmp_path / "Depth-Anything-V2-Small-hf"
+    net.net.save_pretrained(folder)
+    x = torch.rand(1, 3, 64, 80) * 255
+    with torch.no_grad():
+        expected = net(x)["output"]
+        assert torch.equal(DepthAnythingV2({"weights": str(folder), "input_size": 56})(x)["output"], expected)
+        monkeypatch.setenv("STYLEKIT_WEIGHTS_DIR", str(tmp_path))
+        assert torch.equal(DepthAnythingV2({"input_size": 56})(x)["output"], expected)
+
+
 def test_missing_transformers_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)  # import fails as if not installed
     with pytest.raises(StylekitError, match=r'pip install "stylekit\[hf\]"'):

@@ -102,19 +102,20 @@ class DepthAnythingV2(DepthNetwork):
                               "use weights: random or a file saved from a tiny build")
         if opts.weights == "default":
             self.net = self._from_hub()
-        else:
+        elif opts.weights == "random":
             self.net = _build(TINY_CONFIG if opts.variant == "tiny" else self._config())
-            if opts.weights != "random":
-                path = resolve_weights(WeightsFile(filename=opts.weights, sha256=None), opts.weights,
-                                       component=self.name)
-                if path.is_dir():
-                    self.net = self._pretrained(str(path), local=True)
-                else:
-                    result = self.net.load_state_dict(_read_state(path), strict=False)
-                    if result.missing_keys or result.unexpected_keys:
-                        raise WeightsNotFoundError(
-                            f"{path} does not match {opts.model} ({opts.variant}): missing {result.missing_keys[:5]}, "
-                            f"unexpected {result.unexpected_keys[:5]}")
+        else:
+            path = resolve_weights(WeightsFile(filename=opts.weights, sha256=None), opts.weights, component=self.name) \
+                if not Path(opts.weights).expanduser().is_dir() else Path(opts.weights).expanduser()
+            if path.is_dir():  # a saved Hugging Face model folder (config.json + weights)
+                self.net = self._pretrained(str(path), local=True)
+            else:
+                self.net = _build(TINY_CONFIG if opts.variant == "tiny" else self._config())
+                result = self.net.load_state_dict(_read_state(path), strict=False)
+                if result.missing_keys or result.unexpected_keys:
+                    raise WeightsNotFoundError(
+                        f"{path} does not match {opts.model} ({opts.variant}): missing {result.missing_keys[:5]}, "
+                        f"unexpected {result.unexpected_keys[:5]}")
         self.register_buffer("_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0, persistent=False)
         self.register_buffer("_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0, persistent=False)
         self.freeze()
