@@ -3,6 +3,7 @@ and the hourglass port's pickled checkpoints read without running pickled code."
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import types
@@ -18,11 +19,7 @@ from stylekit.depth.hourglass import (Channels1, Channels2, Channels3, Channels4
                                       UnsafeCheckpointError)
 from stylekit.errors import ConfigError, StylekitError, WeightsNotFoundError
 
-try:
-    import transformers  # noqa: F401
-    HAVE_TRANSFORMERS = True
-except ImportError:
-    HAVE_TRANSFORMERS = False
+HAVE_TRANSFORMERS = importlib.util.find_spec("transformers") is not None  # optional extra: stylekit[hf]
 needs_transformers = pytest.mark.skipif(not HAVE_TRANSFORMERS, reason="transformers not installed "
                                         "(optional extra: pip install \"stylekit[hf]\")")
 

@@ -71,7 +71,7 @@ class Inception(nn.Module):
         return torch.cat([branch(x) for branch in self.convs], dim=1)
 
 
-# Inception configurations, named after the letters of the paper's figure (A…H in Chen et al.).
+# The port's Inception configurations (our labels; its comments letter module kinds after the paper's figure).
 _A = [[64], [3, 32, 64], [5, 32, 64], [7, 32, 64]]     # 256 → 256
 _B = [[64], [3, 64, 64], [7, 64, 64], [11, 64, 64]]    # 256 → 256, wider receptive field
 _C = [[32], [3, 32, 32], [5, 32, 32], [7, 32, 32]]     # → 128
