@@ -105,11 +105,12 @@ class DepthAnythingV2(DepthNetwork):
         elif opts.weights == "random":
             self.net = _build(TINY_CONFIG if opts.variant == "tiny" else self._config())
         else:
-            path = resolve_weights(WeightsFile(filename=opts.weights, sha256=None), opts.weights, component=self.name) \
-                if not Path(opts.weights).expanduser().is_dir() else Path(opts.weights).expanduser()
-            if path.is_dir():  # a saved Hugging Face model folder (config.json + weights)
-                self.net = self._pretrained(str(path), local=True)
+            local = Path(opts.weights).expanduser()
+            if local.is_dir():  # a saved Hugging Face model folder (config.json + weights)
+                self.net = self._pretrained(str(local), local=True)
             else:
+                path = resolve_weights(WeightsFile(filename=opts.weights, sha256=None), opts.weights,
+                                       component=self.name)
                 self.net = _build(TINY_CONFIG if opts.variant == "tiny" else self._config())
                 result = self.net.load_state_dict(_read_state(path), strict=False)
                 if result.missing_keys or result.unexpected_keys:
