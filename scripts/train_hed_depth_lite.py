@@ -3,7 +3,7 @@
 Reproducible recipe (CPU is enough; bf16 autocast where the CPU supports it):
 
     python scripts/train_hed_depth_lite.py train --data ../shared/data/depth_train/nyu_depth_v2 \
-        --steps 3000 --out stylekit/depth/weights/hed_depth_lite.safetensors
+        --steps 1500 --out stylekit/depth/weights/hed_depth_lite.safetensors
     python scripts/train_hed_depth_lite.py eval --data ../shared/data/eval/nyu_depth_v2 \
         --weights stylekit/depth/weights/hed_depth_lite.safetensors
 
@@ -167,7 +167,7 @@ def train(args) -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        if step % 100 == 0 or step == args.steps - 1:
+        if step % 25 == 0 or step == args.steps - 1:
             row = {"step": step, "loss": loss.item(), "ssi": ssi.mean().item(), "grad": grad.mean().item(),
                    "anchor": anchor.mean().item(), "lr": lr_at(step), "seconds": round(time.time() - start, 1)}
             log.append(row)
@@ -203,11 +203,8 @@ def evaluate(args) -> dict:
             mask = valid_mask(depth[i + j, 0]).numpy()
             for name, fixed in predictors.items():
                 pred = preds[j] if fixed is None else fixed
-                scores[name]["absrel"].append(0.0)
-                a, d1, ordinal = _score(pred, gt, mask, gen)
-                scores[name]["absrel"][-1], = (a,)
-                scores[name]["delta1"].append(d1)
-                scores[name]["ordinal"].append(ordinal)
+                for metric, value in zip(("absrel", "delta1", "ordinal"), _score(pred, gt, mask, gen)):
+                    scores[name][metric].append(value)
     summary = {k: {m: float(np.mean(v)) for m, v in s.items()} for k, s in scores.items()}
     print(json.dumps({"images": len(rgb), "input": "320x240 (as stored)", "metrics": summary}, indent=2))
     return summary
@@ -237,11 +234,11 @@ def main() -> None:
     t = sub.add_parser("train")
     t.add_argument("--data", default="../shared/data/depth_train/nyu_depth_v2")
     t.add_argument("--out", default="stylekit/depth/weights/hed_depth_lite.safetensors")
-    t.add_argument("--steps", type=int, default=3000)
+    t.add_argument("--steps", type=int, default=1500)
     t.add_argument("--batch", type=int, default=8)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--threads", type=int, default=1)
     t.add_argument("--precision", default="auto")
     t.add_argument("--cache", default="/tmp/hed_depth_lite_cache", help="where encoder features are cached")
     e = sub.add_parser("eval")
