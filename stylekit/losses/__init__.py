@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from ..hookspecs import hookimpl
-from .base import Features, LossBatch, LossTerm, Tap, TermOptions
+from .base import Features, LossBatch, LossTerm, Tap, TermContext, TermOptions
 from .content import ContentLoss, feature_reconstruction
 from .style import StyleLoss, gram_matrix
 from .tv import TotalVariation, total_variation
 
-__all__ = ["ContentLoss", "Features", "LossBatch", "LossTerm", "StyleLoss", "Tap", "TermOptions",
+__all__ = ["ContentLoss", "Features", "LossBatch", "LossTerm", "StyleLoss", "Tap", "TermContext", "TermOptions",
            "TotalVariation", "feature_reconstruction", "gram_matrix", "total_variation"]
 
 
