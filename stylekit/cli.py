@@ -144,6 +144,23 @@ def plugins_list(ctx: typer.Context, plugin: Optional[List[str]] = PluginOption)
         err_console.print(f"[red]plugin {name} failed to load:[/] {message}")
 
 
+@plugins_app.command("new")
+def plugins_new(
+    name: str = typer.Argument(..., help="Component name, e.g. edge_loss (package stylekit-edge-loss)."),
+    kind: str = typer.Option("loss", "--kind", "-k", help="loss, backbone or depth."),
+    output: Path = typer.Option(Path("."), "--output", "-o", help="Folder in which the package folder is created."),
+    force: bool = typer.Option(False, "--force", help="Write into an existing, non-empty package folder."),
+) -> None:
+    """Scaffold a ready-to-install plugin package (pyproject, module, test, recipe, README)."""
+    from .scaffold import scaffold
+
+    target = scaffold(name, kind, output, force=force)
+    console.print(f"Created [bold]{target}[/]:")
+    for path in sorted(p for p in target.rglob("*") if p.is_file()):
+        console.print(f"  {path.relative_to(target)}")
+    console.print(f"Next: cd {target} && python -m pytest -q && pip install -e . && stylekit plugins")
+
+
 def _options_text(options_model) -> str:
     parts = []
     for name, field in options_model.model_fields.items():

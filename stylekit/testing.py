@@ -281,7 +281,8 @@ def check_term(term_cls: type[LossTerm], options: dict | None = None, *, zero_fo
         content_features = perception.extract(content, taps)
     batch = LossBatch(output, content, perception.extract(output, taps), content_features)
     value = _finite_per_image(term(batch), batch_size, f"{term_cls.__name__}.forward")
-    value.sum().backward()
+    if value.requires_grad:
+        value.sum().backward()
     grad = output.grad
     assert grad is not None and bool(torch.isfinite(grad).all()) and float(grad.abs().sum()) > 0, (
         f"{term_cls.__name__}: no finite, non-zero gradient reaches the output image (did it detach, or use "
