@@ -15,7 +15,8 @@ from .errors import StylekitError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train and apply feed-forward style transfer networks whose loss is composed from plugins.")
-plugins_app = typer.Typer(help="List and scaffold plugins.", invoke_without_command=True)
+plugins_app = typer.Typer(help="List every registered component (kind, name, source, options) or, with `new`, "
+                          "scaffold a plugin package.", invoke_without_command=True)
 app.add_typer(plugins_app, name="plugins")
 console = Console()
 err_console = Console(stderr=True)

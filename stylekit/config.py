@@ -74,8 +74,8 @@ class Recipe(Section):
     description: str = Field("", description="Free text shown in run listings.")
     extends: str | None = Field(None, description="Another recipe this one deep-merges onto (already applied).")
     plugins: list[str] = Field(default_factory=list, description="Plugin files or modules to load.")
-    data: DataConfig
-    style: StyleConfig
+    data: DataConfig = Field(..., description="Training images (content photographs).")
+    style: StyleConfig = Field(..., description="Style image(s).")
     model: TransformerOptions = Field(default_factory=TransformerOptions, description="Transformer network options.")
     backbone: BackboneConfig = Field(default_factory=BackboneConfig, description="Perception backbone.")
     losses: dict[str, dict[str, Any]] = Field(
