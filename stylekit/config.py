@@ -115,6 +115,12 @@ def _resolve_paths(raw: dict, base: Path) -> None:
             return str((base / value).resolve())
         return value  # e.g. a module name in `plugins`
 
+    def fix_plugin(value):
+        # `my_pkg.plugin` is a module name, not a file called "my_pkg.plugin"
+        if isinstance(value, str) and not value.endswith(".py") and "/" not in value and not (base / value).exists():
+            return value
+        return fix(value)
+
     for path in PATH_KEYS:
         node = raw
         for key in path[:-1]:
@@ -122,7 +128,8 @@ def _resolve_paths(raw: dict, base: Path) -> None:
         if not isinstance(node, dict) or path[-1] not in node:
             continue
         value = node[path[-1]]
-        node[path[-1]] = [fix(v) for v in value] if isinstance(value, list) else fix(value)
+        fixer = fix_plugin if path == ("plugins",) else fix
+        node[path[-1]] = [fixer(v) for v in value] if isinstance(value, list) else fixer(value)
 
 
 def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:

@@ -142,7 +142,9 @@ def test_terms_reach_the_runs_perception_through_prepare(tmp_path):
     path.write_text(DERIVED_PLUGIN)
     registry = PluginManager([path], entry_points=False).registry
     check_term(registry.get("loss", "grey_style"))
-    raw = tiny_recipe(tmp_path, plugins=[str(path)], losses={"grey_style": {"weight": 1.0}},
+    registry = PluginManager([path, "stylekit.testing"], entry_points=False).registry
+    raw = tiny_recipe(tmp_path, plugins=[str(path), "stylekit.testing"], backbone={"name": "tiny_vgg"},
+                      losses={"grey_style": {"weight": 1.0}},
                       schedule={"iterations": 2}, log={"sample_every": 2, "checkpoint_every": 2})
     trainer = Trainer(validate_recipe(raw, registry), tmp_path / "run", registry=registry, show_progress=False)
     result = trainer.fit()
@@ -158,28 +160,38 @@ def test_unprepared_term_says_so():
         term.perception
 
 
-@pytest.mark.parametrize("kind", ["loss", "backbone", "depth"])
-def test_scaffolded_package_passes_its_own_tests(tmp_path, kind):
-    result = CliRunner().invoke(app, ["plugins", "new", f"my-{kind}", "--kind", kind, "-o", str(tmp_path)])
-    assert result.exit_code == 0, result.output
-    target = tmp_path / f"stylekit-my-{kind}"
-    package = f"stylekit_my_{kind}"
-    for rel in ("pyproject.toml", "README.md", f"{package}/__init__.py", f"{package}/plugin.py",
-                "tests/test_plugin.py", f"recipes/my_{kind}.yaml"):
-        assert (target / rel).is_file(), rel
-    pyproject = tomllib.loads((target / "pyproject.toml").read_text())
-    assert pyproject["project"]["entry-points"]["stylekit"] == {f"my_{kind}": f"{package}.plugin"}
-    assert pyproject["project"]["name"] == f"stylekit-my-{kind}"
-    env = {**os.environ, "PYTHONPATH": str(target), "STYLEKIT_DISABLE_ENTRY_POINTS": "1"}
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(target / "tests")],
-                         cwd=target, env=env, capture_output=True, text=True, timeout=300)
+def test_scaffolded_packages_pass_their_own_tests(tmp_path):
+    kinds = ("loss", "backbone", "depth")
+    for kind in kinds:
+        result = CliRunner().invoke(app, ["plugins", "new", f"my-{kind}", "--kind", kind, "-o", str(tmp_path)])
+        assert result.exit_code == 0, result.output
+        target = tmp_path / f"stylekit-my-{kind}"
+        package = f"stylekit_my_{kind}"
+        for rel in ("pyproject.toml", "README.md", f"{package}/__init__.py", f"{package}/plugin.py",
+                    "tests/test_plugin.py", f"recipes/my_{kind}.yaml"):
+            assert (target / rel).is_file(), rel
+        pyproject = tomllib.loads((target / "pyproject.toml").read_text())
+        assert pyproject["project"]["entry-points"]["stylekit"] == {f"my_{kind}": f"{package}.plugin"}
+        assert pyproject["project"]["name"] == f"stylekit-my-{kind}"
+        if kind != "depth":  # the recipe resolves, with the plugin given as a file
+            recipe = load_recipe(target / "recipes" / f"my_{kind}.yaml",
+                                 extra_plugins=[str(target / package / "plugin.py")])
+            assert recipe.name == f"my_{kind}"
+    # the generated tests, all three packages in one pytest session (as each would run on its own)
+    dirs = [str(tmp_path / f"stylekit-my-{kind}") for kind in kinds]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(dirs), "STYLEKIT_DISABLE_ENTRY_POINTS": "1"}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--import-mode=importlib",
+                          *(f"{d}/tests" for d in dirs)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "passed" in run.stdout
-    # the recipe resolves with the plugin given as a file
-    if kind != "depth":
-        recipe = load_recipe(target / "recipes" / f"my_{kind}.yaml",
-                             extra_plugins=[str(target / package / "plugin.py")])
-        assert recipe.name == f"my_{kind}"
+    assert "8 passed" in run.stdout, run.stdout
+
+
+def test_module_plugins_in_a_recipe_are_not_taken_for_paths(tmp_path):
+    raw = tiny_recipe(tmp_path, plugins=["stylekit.testing"], backbone={"name": "tiny_vgg"})
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+    recipe = load_recipe(tmp_path / "r.yaml")
+    assert recipe.plugins == ["stylekit.testing"] and recipe.backbone.name == "tiny_vgg"
 
 
 def test_scaffold_errors(tmp_path):
