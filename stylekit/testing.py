@@ -34,6 +34,10 @@ from .losses.base import LossBatch, LossTerm, TermContext, TermOptions
 #: load this module as a plugin to register the tiny networks
 PLUGIN = "stylekit.testing"
 
+__all__ = ["PLUGIN", "TermCheck", "TinyDepth", "TinyDepthOptions", "TinyVGG", "TinyVGGOptions", "check_backbone",
+           "check_depth_network", "check_metric", "check_options", "check_term", "make_images", "make_perception",
+           "random_images", "tiny_recipe", "tiny_registry"]
+
 
 def _structured(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w]
