@@ -26,6 +26,11 @@ def test_builtin_terms_pass_the_contract_checks():
     check_term(ContentLoss, zero_for_identical=True)
     check_term(StyleLoss, {"layers": ["relu1_2", "relu3_3"]})
     check_term(TotalVariation)
+    from stylekit.losses import DepthLoss, EdgeLoss
+
+    check_term(DepthLoss, {"network": "tiny_depth"}, zero_for_identical=True)
+    check_term(DepthLoss, {"network": "tiny_depth", "scale_invariant": True}, zero_for_identical=True, atol=1e-4)
+    check_term(EdgeLoss, {"network_options": {"weights": "random"}}, zero_for_identical=True)
 
 
 def test_tiny_networks_pass_their_contract_checks():
@@ -201,7 +206,7 @@ def test_scaffold_errors(tmp_path):
         scaffold("style", "loss", tmp_path)
     with pytest.raises(ScaffoldError, match="choose one of loss, backbone, depth"):
         scaffold("x", "sampler", tmp_path)
-    scaffold("edge", "loss", tmp_path)
+    scaffold("edgy", "loss", tmp_path)
     with pytest.raises(ScaffoldError, match="exists and is not empty"):
-        scaffold("edge", "loss", tmp_path)
-    scaffold("edge", "loss", tmp_path, force=True)
+        scaffold("edgy", "loss", tmp_path)
+    scaffold("edgy", "loss", tmp_path, force=True)
