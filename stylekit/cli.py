@@ -128,7 +128,8 @@ def config(
     from .config import dump_recipe, load_recipe
 
     console.print(dump_recipe(load_recipe(recipe, set_ or [], without=_split(without), only=_split(only),
-                                          extra_plugins=plugin or [], preset=preset)), markup=False, highlight=False)
+                                          extra_plugins=plugin or [], preset=preset)), markup=False, highlight=False,
+                  soft_wrap=True)  # never wrap: a wrapped long path would change the YAML's value
 
 
 @app.command()

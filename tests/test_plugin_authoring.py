@@ -210,3 +210,14 @@ def test_scaffold_errors(tmp_path):
     with pytest.raises(ScaffoldError, match="exists and is not empty"):
         scaffold("edgy", "loss", tmp_path)
     scaffold("edgy", "loss", tmp_path, force=True)
+
+
+def test_config_output_is_valid_yaml_in_a_narrow_terminal(tmp_path):
+    """`stylekit config` output must not be wrapped by the console: a wrapped long path changes its value."""
+    deep = tmp_path / ("a_rather_long_folder_name_" * 4) / "content"
+    raw = tiny_recipe(tmp_path)
+    raw["data"]["root"] = str(deep)
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(app, ["config", str(tmp_path / "r.yaml")], env={"COLUMNS": "40"})
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(result.output)["data"]["root"] == str(deep)
