@@ -3,7 +3,7 @@
 Reproducible recipe (CPU is enough; bf16 autocast where the CPU supports it):
 
     python scripts/train_hed_depth_lite.py train --data ../shared/data/depth_train/nyu_depth_v2 \
-        --steps 3000 --out stylekit/depth/weights/hed_depth_lite.safetensors
+        --steps 1500 --out stylekit/depth/weights/hed_depth_lite.safetensors
     python scripts/train_hed_depth_lite.py eval --data ../shared/data/eval/nyu_depth_v2 \
         --weights stylekit/depth/weights/hed_depth_lite.safetensors
 
@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from stylekit.depth.hed_depth_lite import ENCODER_TAPS, HedDepthLite
+from stylekit.depth.maps import least_squares_align
 from stylekit.runtime import autocast, pick_precision
 
 # Eigen crop of the 480×640 frame (rows 45:471, cols 41:601), at 240×320
@@ -53,17 +54,6 @@ def valid_mask(depth: torch.Tensor) -> torch.Tensor:
     r0, r1, c0, c1 = CROP
     crop[..., r0:r1, c0:c1] = True
     return mask & crop
-
-
-def least_squares_align(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per image: s·pred + t fitted to target over the mask (closed form; differentiable)."""
-    m = mask.float()
-    n = m.sum((1, 2, 3), keepdim=True).clamp_min(1)
-    mp, mt = (pred * m).sum((1, 2, 3), keepdim=True) / n, (target * m).sum((1, 2, 3), keepdim=True) / n
-    cov = ((pred - mp) * (target - mt) * m).sum((1, 2, 3), keepdim=True)
-    var = ((pred - mp) ** 2 * m).sum((1, 2, 3), keepdim=True).clamp_min(1e-8)
-    s = cov / var
-    return s * pred + (mt - s * mp)
 
 
 def gradient_loss(residual: torch.Tensor, mask: torch.Tensor, scales: int = 4) -> torch.Tensor:
@@ -177,7 +167,7 @@ def train(args) -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        if step % 100 == 0 or step == args.steps - 1:
+        if step % 25 == 0 or step == args.steps - 1:
             row = {"step": step, "loss": loss.item(), "ssi": ssi.mean().item(), "grad": grad.mean().item(),
                    "anchor": anchor.mean().item(), "lr": lr_at(step), "seconds": round(time.time() - start, 1)}
             log.append(row)
@@ -213,11 +203,8 @@ def evaluate(args) -> dict:
             mask = valid_mask(depth[i + j, 0]).numpy()
             for name, fixed in predictors.items():
                 pred = preds[j] if fixed is None else fixed
-                scores[name]["absrel"].append(0.0)
-                a, d1, ordinal = _score(pred, gt, mask, gen)
-                scores[name]["absrel"][-1], = (a,)
-                scores[name]["delta1"].append(d1)
-                scores[name]["ordinal"].append(ordinal)
+                for metric, value in zip(("absrel", "delta1", "ordinal"), _score(pred, gt, mask, gen)):
+                    scores[name][metric].append(value)
     summary = {k: {m: float(np.mean(v)) for m, v in s.items()} for k, s in scores.items()}
     print(json.dumps({"images": len(rgb), "input": "320x240 (as stored)", "metrics": summary}, indent=2))
     return summary
@@ -247,11 +234,11 @@ def main() -> None:
     t = sub.add_parser("train")
     t.add_argument("--data", default="../shared/data/depth_train/nyu_depth_v2")
     t.add_argument("--out", default="stylekit/depth/weights/hed_depth_lite.safetensors")
-    t.add_argument("--steps", type=int, default=3000)
+    t.add_argument("--steps", type=int, default=1500)
     t.add_argument("--batch", type=int, default=8)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--threads", type=int, default=1)
     t.add_argument("--precision", default="auto")
     t.add_argument("--cache", default="/tmp/hed_depth_lite_cache", help="where encoder features are cached")
     e = sub.add_parser("eval")

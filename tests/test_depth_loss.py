@@ -14,7 +14,7 @@ RANDOM_LITE = {"weights": "random", "encoder_weights": "random"}
 
 
 def depth_batch(term, out_map, content_map):
-    key = term.spec.key
+    key = term.network_spec().key
     return LossBatch(torch.zeros(len(out_map), 3, 4, 4), torch.zeros(len(out_map), 3, 4, 4),
                      Features({Tap("output", key): out_map}), Features({Tap("output", key): content_map}))
 
@@ -48,7 +48,7 @@ def test_least_squares_align_recovers_an_affine_map():
 def test_gradients_reach_the_output_but_never_the_depth_network():
     term = DepthLoss({"network_options": RANDOM_LITE})
     perception = Perception(get_registry())
-    net = perception.require(term.spec)
+    net = perception.require(term.network_spec())
     x = torch.rand(1, 3, 32, 48) * 255
     y = (x + torch.randn_like(x) * 20).clamp(0, 255).requires_grad_(True)
     with torch.no_grad():
@@ -63,13 +63,13 @@ def test_depth_and_backbone_networks_are_shared_by_spec():
     edge = EdgeLoss({"network_options": {"weights": "random"}})
     perception = Perception(get_registry())
     backbone = perception.require(NetworkSpec.of("backbone", "hed_vgg16", {"weights": "random"}), alias="backbone")
-    assert perception.require(edge.spec) is backbone
+    assert perception.require(edge.network_spec()) is backbone
 
 
 def test_edge_term_is_zero_for_identical_images_and_positive_otherwise():
     edge = EdgeLoss({"network_options": {"weights": "random"}})
     perception = Perception(get_registry())
-    perception.require(edge.spec)
+    perception.require(edge.network_spec())
     x = torch.rand(2, 3, 32, 32) * 255
     feats = perception.extract(x, edge.taps())
     assert edge(LossBatch(x, x, feats, feats)).abs().max() == 0
@@ -105,3 +105,19 @@ def test_torchscript_backend_runs_the_shared_model():
 def test_normalize01():
     m = normalize01(torch.tensor([[[[2.0, 4.0], [6.0, 10.0]]]]))
     assert m.min() == 0 and m.max() == 1
+
+
+def test_depth_command_writes_16bit_maps_and_previews(tmp_path):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from stylekit.cli import app
+    from stylekit.testing import make_images
+
+    make_images(tmp_path / "in", 2, size=(40, 30))
+    result = CliRunner().invoke(app, ["depth", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                                      "--option", "weights=random", "--option", "encoder_weights=random"])
+    assert result.exit_code == 0, result.output
+    png16 = Image.open(tmp_path / "out" / "img_000_depth.png")
+    assert png16.mode in ("I;16", "I") and png16.size == (40, 30)
+    assert Image.open(tmp_path / "out" / "img_001_depth_color.png").mode == "RGB"

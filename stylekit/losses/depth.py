@@ -14,9 +14,7 @@ from pydantic import Field, model_validator
 
 from ..depth.base import OUTPUT_LAYER
 from ..depth.maps import least_squares_align
-from ..features import NetworkSpec
-from .base import LossBatch, LossTerm, Tap, TermOptions
-from .content import feature_reconstruction
+from .base import NetworkLayerLoss, NetworkSpec, TermOptions, feature_reconstruction
 
 
 class DepthLossOptions(TermOptions):
@@ -36,25 +34,16 @@ class DepthLossOptions(TermOptions):
         return self
 
 
-class DepthLoss(LossTerm):
+class DepthLoss(NetworkLayerLoss):
     """Squared error of depth-network outputs of ŷ and x, divided by C·H·W (Liu et al. 2017)."""
 
     name = "depth"
     Options = DepthLossOptions
 
-    @property
-    def spec(self) -> NetworkSpec:
+    def network_spec(self) -> NetworkSpec:
         return NetworkSpec.of("depth", self.options.network, self.options.network_options)
 
-    def networks(self) -> list[NetworkSpec]:
-        return [self.spec]
-
-    def taps(self) -> list[Tap]:
-        return [Tap(self.options.layer, self.spec.key)]
-
-    def forward(self, batch: LossBatch) -> torch.Tensor:
-        tap = self.taps()[0]
-        out, ref = batch.output_features[tap].float(), batch.content_features[tap].float()
+    def compare(self, output: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
         if self.options.scale_invariant:
-            out = least_squares_align(out, ref)
-        return feature_reconstruction(out, ref)
+            output = least_squares_align(output, content)
+        return feature_reconstruction(output, content)

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from pydantic import Field
 
-from ..features import NetworkSpec
-from .base import LossBatch, LossTerm, Tap, TermOptions
-from .content import feature_reconstruction
+from .base import NetworkLayerLoss, NetworkSpec, TermOptions
 
 
 class EdgeLossOptions(TermOptions):
@@ -23,22 +20,11 @@ class EdgeLossOptions(TermOptions):
                                             description="Options of the hed_vgg16 network (e.g. weights).")
 
 
-class EdgeLoss(LossTerm):
+class EdgeLoss(NetworkLayerLoss):
     """Squared error of HED edge maps of ŷ and x, divided by C·H·W (Cheng et al. 2020)."""
 
     name = "edge"
     Options = EdgeLossOptions
 
-    @property
-    def spec(self) -> NetworkSpec:
+    def network_spec(self) -> NetworkSpec:
         return NetworkSpec.of("backbone", "hed_vgg16", {"weights": "default", **self.options.network_options})
-
-    def networks(self) -> list[NetworkSpec]:
-        return [self.spec]
-
-    def taps(self) -> list[Tap]:
-        return [Tap(self.options.layer, self.spec.key)]
-
-    def forward(self, batch: LossBatch) -> torch.Tensor:
-        tap = self.taps()[0]
-        return feature_reconstruction(batch.output_features[tap], batch.content_features[tap])
