@@ -15,7 +15,8 @@ from .errors import StylekitError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train and apply feed-forward style transfer networks whose loss is composed from plugins.")
-plugins_app = typer.Typer(help="List and scaffold plugins.", invoke_without_command=True)
+plugins_app = typer.Typer(help="List every registered component (kind, name, source, options) or, with `new`, "
+                          "scaffold a plugin package.", invoke_without_command=True)
 app.add_typer(plugins_app, name="plugins")
 console = Console()
 err_console = Console(stderr=True)
@@ -127,7 +128,8 @@ def config(
     from .config import dump_recipe, load_recipe
 
     console.print(dump_recipe(load_recipe(recipe, set_ or [], without=_split(without), only=_split(only),
-                                          extra_plugins=plugin or [], preset=preset)), markup=False, highlight=False)
+                                          extra_plugins=plugin or [], preset=preset)), markup=False, highlight=False,
+                  soft_wrap=True)  # never wrap: a wrapped long path would change the YAML's value
 
 
 @app.command()
@@ -180,6 +182,23 @@ def plugins_list(ctx: typer.Context, plugin: Optional[List[str]] = PluginOption)
     console.print(table)
     for name, message in manager.failures:
         err_console.print(f"[red]plugin {name} failed to load:[/] {message}")
+
+
+@plugins_app.command("new")
+def plugins_new(
+    name: str = typer.Argument(..., help="Component name, e.g. edge_loss (package stylekit-edge-loss)."),
+    kind: str = typer.Option("loss", "--kind", "-k", help="loss, backbone or depth."),
+    output: Path = typer.Option(Path("."), "--output", "-o", help="Folder in which the package folder is created."),
+    force: bool = typer.Option(False, "--force", help="Write into an existing, non-empty package folder."),
+) -> None:
+    """Scaffold a ready-to-install plugin package (pyproject, module, test, recipe, README)."""
+    from .scaffold import scaffold
+
+    target = scaffold(name, kind, output, force=force)
+    console.print(f"Created [bold]{target}[/]:")
+    for path in sorted(p for p in target.rglob("*") if p.is_file()):
+        console.print(f"  {path.relative_to(target)}")
+    console.print(f"Next: cd {target} && python -m pytest -q && pip install -e . && stylekit plugins")
 
 
 def _options_text(options_model) -> str:

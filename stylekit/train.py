@@ -33,7 +33,7 @@ from .config import Recipe, dump_recipe
 from .data import ImageFolder, ResumableSampler, collate, list_images, load_image
 from .errors import NonFiniteLossError, StylekitError
 from .features import BACKBONE, NetworkSpec, Perception
-from .losses.base import LossBatch
+from .losses.base import LossBatch, TermContext
 from .models.transformer import TransformerNet
 from .runtime import autocast, pick_device, pick_precision
 from .viz import image_grid, plot_loss_curves
@@ -134,12 +134,15 @@ class Trainer:
 
     def _set_style_targets(self) -> None:
         style_taps = self.composer.style_taps()
-        features = []
+        features, images = [], []
         with torch.no_grad(), autocast(self.device, self.dtype):
             for path in self.recipe.style.images:
                 image = load_image(path, self.recipe.style.size).to(self.device)
+                images.append(image)
                 features.append(self.perception.extract(image, style_taps) if style_taps else {})
+        context = TermContext(perception=self.perception, style_images=images, device=self.device)
         for term in self.composer.terms:
+            term.prepare(context)
             term.set_style(features)
 
     def _loader(self) -> DataLoader:
