@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
+import socket
 import subprocess
 import sys
 import time
@@ -176,6 +178,7 @@ class Trainer:
     def _write_status(self, state: str, reason: str = "") -> None:
         status = {"state": state, "step": self.step, "iterations": self.recipe.schedule.iterations,
                   "reason": reason, "skipped_images": len(self.skipped),
+                  "pid": os.getpid(), "host": socket.gethostname(),  # lets `stylekit runs` spot a dead "running" run
                   "updated": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         atomic_write_text(self.run_dir / "status.json", json.dumps(status, indent=2) + "\n")
 
