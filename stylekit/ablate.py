@@ -87,7 +87,8 @@ def parse_vary(text: str) -> Vary:
     values = tuple(parse_override(f"{key}={t}")[1] for t in texts)
     seen: dict[str, str] = {}
     for t, v in zip(texts, values):
-        canon = json.dumps(v, sort_keys=True, default=str)
+        canon = json.dumps(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v,
+                           sort_keys=True, default=str)
         if canon in seen:
             raise ConfigError(f"--vary {key}: values {seen[canon]!r} and {t!r} are the same value")
         seen[canon] = t
@@ -182,7 +183,8 @@ def expand_grid(recipe_path: str | Path, vary: Iterable[str] = (), without_each:
             try:
                 _resolved(recipe_path, [*overrides, f"{spec.key}={text}"], (), plugins, registry)
             except ConfigError as exc:
-                raise ConfigError(f"--vary {spec.key}: value {text!r} is not valid for this recipe:\n{exc}") from None
+                detail = str(exc).removeprefix("invalid recipe:\n")
+                raise ConfigError(f"--vary {spec.key}: value {text!r} is not valid for this recipe:\n{detail}") from None
 
     seed_list = [base.schedule.seed + i for i in range(seeds)] if seeds > 1 else None
     runs: list[GridRun] = []

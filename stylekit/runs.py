@@ -71,22 +71,35 @@ def last_metrics(path: Path) -> dict[str, Any]:
     return {}
 
 
-def _flat_numbers(data: Any, prefix: str = "") -> dict[str, float]:
-    out: dict[str, float] = {}
-    if isinstance(data, dict):
-        for key, value in data.items():
-            out.update(_flat_numbers(value, f"{prefix}{key}."))
-    elif isinstance(data, (int, float)) and not isinstance(data, bool):
-        out[prefix[:-1]] = float(data)
-    return out
+def _metric_value(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, dict) and isinstance(value.get("mean"), (int, float)):
+        return float(value["mean"])  # {mean, ci_low, ci_high, n}: the mean is the summary value
+    return None
 
 
 def read_eval_metrics(run_dir: Path) -> dict[str, float]:
-    """Summary values of ``RUN/eval/metrics.json`` (its ``summary`` mapping if it has one), flattened."""
+    """Summary values of ``RUN/eval/metrics.json`` (its ``summary`` mapping if it has one).
+
+    Accepts ``{metric: value}``, ``{metric: {"mean": …}}`` and, per evaluated source,
+    ``{source: {metric: …}}`` (the source named like the run, else the only/first one).
+    """
     data = _read_json(Path(run_dir) / "eval" / "metrics.json")
-    if not data:
+    summary = data.get("summary") if isinstance(data.get("summary"), dict) else data
+    if not summary:
         return {}
-    return _flat_numbers(data["summary"] if isinstance(data.get("summary"), dict) else data)
+    direct = {k: _metric_value(v) for k, v in summary.items()}
+    if any(v is not None for v in direct.values()):
+        return {k: v for k, v in direct.items() if v is not None}
+    per_source = {k: v for k, v in summary.items() if isinstance(v, dict)}
+    if not per_source:
+        return {}
+    name = Path(run_dir).name
+    source = per_source.get(name) or next((v for k, v in per_source.items() if name in k or k in name),
+                                          next(iter(per_source.values())))
+    values = {k: _metric_value(v) for k, v in source.items()}
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def process_alive(pid: int) -> bool:
