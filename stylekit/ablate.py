@@ -37,7 +37,7 @@ from rich.table import Table
 from .checkpoint import atomic_write_text, latest_checkpoint
 from .config import (Recipe, describe_changes, dump_recipe, load_raw, load_recipe, parse_override, select_terms)
 from .errors import ConfigError, StylekitError
-from .runs import (RunRecord, effective_state, eval_columns, fmt, last_metrics, read_run, state_text,
+from .runs import (RunRecord, read_json, effective_state, eval_columns, fmt, last_metrics, read_run, state_text,
                    term_columns)
 
 GRID_FILE = "grid.json"
@@ -256,7 +256,7 @@ def plan_actions(grid: Grid) -> list[Action]:
             actions.append(Action(run, "start", "", total))
             continue
         same, diff = _same_config(run_dir, run.config) if (run_dir / "config.yaml").is_file() else (False, [])
-        status = json.loads((run_dir / "status.json").read_text()) if (run_dir / "status.json").is_file() else {}
+        status = read_json(run_dir / "status.json")
         state, _ = effective_state(status) if status else ("unknown", "")
         ckpt = latest_checkpoint(run_dir)
         if (run_dir / "config.yaml").is_file() and not same:
@@ -288,15 +288,15 @@ class Calibration:
         return process_start_s + self.build_s + steps * self.step_s
 
 
-def calibrate(grid: Grid, steps: int = 3) -> Calibration:
-    """Time building and a few training steps of the first configuration, in this process."""
+def calibrate(grid: Grid, run: GridRun | None = None, steps: int = 3) -> Calibration:
+    """Time building and a few training steps of one configuration (the first to run), in this process."""
     import torch
 
     from .data import collate
     from .plugins import get_registry
     from .train import Trainer
 
-    run = grid.runs[0]
+    run = run or grid.runs[0]
     recipe = load_recipe(grid.recipe_path, grid.full_overrides(run), without=list(run.without),
                          extra_plugins=grid.plugins)
     with tempfile.TemporaryDirectory() as tmp:
@@ -500,12 +500,6 @@ def run_parallel(grid: Grid, actions: Sequence[Action], jobs: int, console: Cons
     outcomes: list[Outcome] = []
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=24),
                         MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=False)
-    previous_term = signal.getsignal(signal.SIGTERM)
-
-    def on_term(signum, frame):  # a scheduler's SIGTERM: behave like Ctrl-C
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
     try:
         with progress:
             overall = progress.add_task(f"[bold]grid[/] ({jobs} jobs)", total=len(actions))
@@ -562,8 +556,6 @@ def run_parallel(grid: Grid, actions: Sequence[Action], jobs: int, console: Cons
                 proc.kill()
             log.close()
         raise
-    finally:
-        signal.signal(signal.SIGTERM, previous_term)
     return outcomes
 
 
@@ -834,7 +826,7 @@ def summarize(grid: Grid, console: Console, contact_source: Path | None = None, 
 def ablate(grid: Grid, *, jobs: int = 1, dry_run: bool = False, estimate: bool = True, replace: bool = False,
            summary_only: bool = False, console: Console | None = None, contact_source: Path | None = None,
            contact_count: int = 4, contact_size: int = 256, show_progress: bool = True,
-           calibrate_fn: Callable[[Grid], Calibration] = calibrate) -> list[Outcome]:
+           calibrate_fn: Callable[..., Calibration] = calibrate) -> list[Outcome]:
     """Show the plan, run what is missing, write the summary. Returns what happened to each run started."""
     console = console or Console()
     if jobs < 1:
@@ -846,7 +838,7 @@ def ablate(grid: Grid, *, jobs: int = 1, dry_run: bool = False, estimate: bool =
     calibration = None
     if estimate and todo and not summary_only:
         with console.status("timing a few steps of the first configuration…"):
-            calibration = calibrate_fn(grid)
+            calibration = calibrate_fn(grid, todo[0].run)
     console.print(plan_table(grid, actions))
     console.print(plan_summary(grid, actions, calibration, jobs, parallel))
     if dry_run:
@@ -865,6 +857,10 @@ def ablate(grid: Grid, *, jobs: int = 1, dry_run: bool = False, estimate: bool =
             _prepare_dir(grid, action, replace)
             if action.kind == "conflict":
                 action.kind = "start"
+        def on_term(signum, frame):  # a scheduler's SIGTERM: stop like Ctrl-C, so runs checkpoint first
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGTERM, on_term)
         try:
             outcomes = (run_in_process(grid, todo, console, show_progress) if jobs == 1
                         else run_parallel(grid, todo, jobs, console))
@@ -872,6 +868,8 @@ def ablate(grid: Grid, *, jobs: int = 1, dry_run: bool = False, estimate: bool =
             console.print("[yellow]Interrupted.[/] Runs checkpointed where they stopped; run the same command again "
                           "to finish the grid (finished runs are skipped, interrupted ones resume).")
             raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     summarize(grid, console, contact_source, contact_count, contact_size)
     failed = [o for o in outcomes if o.state != "finished"]
     for o in failed:

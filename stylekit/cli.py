@@ -163,9 +163,12 @@ def ablate(
 
     _weights_env(weights_dir, offline)
     grid = expand_grid(recipe, vary or [], _split(without_each), seeds, set_ or [], plugin or [], output)
-    outcomes = run_ablation(grid, jobs=jobs, dry_run=dry_run, estimate=not no_estimate, replace=replace,
-                            summary_only=summary_only, console=console, contact_source=contact_images,
-                            contact_count=contact_count, contact_size=contact_size)
+    try:
+        outcomes = run_ablation(grid, jobs=jobs, dry_run=dry_run, estimate=not no_estimate, replace=replace,
+                                summary_only=summary_only, console=console, contact_source=contact_images,
+                                contact_count=contact_count, contact_size=contact_size)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None  # the hint to re-run has been printed
     if any(o.state != "finished" for o in outcomes):
         raise typer.Exit(1)
 

@@ -43,7 +43,7 @@ class RunRecord:
     status: dict[str, Any] = field(default_factory=dict)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -85,7 +85,7 @@ def read_eval_metrics(run_dir: Path) -> dict[str, float]:
     Accepts ``{metric: value}``, ``{metric: {"mean": …}}`` and, per evaluated source,
     ``{source: {metric: …}}`` (the source named like the run, else the only/first one).
     """
-    data = _read_json(Path(run_dir) / "eval" / "metrics.json")
+    data = read_json(Path(run_dir) / "eval" / "metrics.json")
     summary = data.get("summary") if isinstance(data.get("summary"), dict) else data
     if not summary:
         return {}
@@ -137,8 +137,8 @@ def describe_run_changes(info: dict[str, Any]) -> str:
 
 def read_run(path: str | Path) -> RunRecord:
     path = Path(path)
-    info = _read_json(path / "run.json")
-    status = _read_json(path / "status.json")
+    info = read_json(path / "run.json")
+    status = read_json(path / "status.json")
     try:
         config = yaml.safe_load((path / "config.yaml").read_text()) or {}
     except (OSError, yaml.YAMLError):
@@ -149,7 +149,7 @@ def read_run(path: str | Path) -> RunRecord:
     return RunRecord(
         path=path, name=path.name, recipe=str(info.get("recipe") or config.get("name") or ""),
         changes=describe_run_changes(info), state=state, reason=reason,
-        step=int(status.get("step", row.get("step", 0)) or 0),
+        step=max(int(status.get("step") or 0), int(row.get("step") or 0)),  # status.json is written at start/end only
         iterations=int(status.get("iterations") or (config.get("schedule") or {}).get("iterations") or 0),
         final={k: float(v["raw"]) for k, v in terms.items() if isinstance(v, dict) and "raw" in v},
         final_weighted={k: float(v["weighted"]) for k, v in terms.items() if isinstance(v, dict) and "weighted" in v},

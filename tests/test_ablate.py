@@ -30,7 +30,7 @@ def quiet():
     return Console(record=True, width=200)
 
 
-def no_calibration(grid):
+def no_calibration(grid, run=None):
     return Calibration(build_s=1.0, step_s=0.5, steps=1, device="cpu")
 
 
