@@ -602,8 +602,7 @@ def summary_table(grid: Grid, records: Sequence[RunRecord]) -> Table:
     """The terminal version: '#' (as in the plan table) instead of the long folder names, to fit a terminal."""
     header, rows = summary_rows(grid, records)
     n_values = len(term_columns(records)) + len(eval_columns(records))
-    table = Table(title=f"{grid.recipe.name}: final unweighted losses", caption=f"run folders: {grid.directory}/ "
-                  "(names as in the plan; summary.md lists them)")
+    table = Table(title=f"{grid.recipe.name}: final unweighted losses", caption=f"# as in the plan; folders in {grid.directory}/")
     table.add_column("#", justify="right")
     for i, column in enumerate(header[1:], 1):
         numeric = i >= len(header) - n_values
@@ -682,7 +681,8 @@ def contact_sheet(grid: Grid, records: Sequence[RunRecord], images: Sequence[Pat
     titles = ["content"]
     target = pick_device(device)
     for run, rec in zip(grid.runs, records):
-        label = run.label.replace("; ", "\n")
+        # what varies, then the final unweighted terms: the sheet reads on its own, without the table
+        label = run.label.replace("; ", "\n") + "".join(f"\n {k} {v:.4g}" for k, v in list(rec.final.items())[:5])
         if latest_checkpoint(rec.path) is None:
             rows.append([Image.new("RGB", (size, size), (225, 225, 225)) for _ in inputs])
             titles.append(f"{label}\n({rec.state}, no model)")
