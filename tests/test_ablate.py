@@ -167,7 +167,7 @@ def test_interrupted_grid_resumes_and_summarises(recipe_file, tmp_path, monkeypa
     assert kinds == {"tiny-style.weight=10": "skip", "tiny-without-tv-style.weight=10": "resume",
                      "tiny-style.weight=100": "start", "tiny-without-tv-style.weight=100": "start"}
     console = quiet()
-    outcomes = ablate(grid, console=console, show_progress=False, calibrate_fn=no_calibration)
+    outcomes = ablate(grid, console=console, show_progress=False, calibrate_fn=no_calibration, contact_count=2)
     assert sorted(o.name for o in outcomes) == ["tiny-style.weight=100", "tiny-without-tv-style.weight=10",
                                                "tiny-without-tv-style.weight=100"]
     assert all(o.state == "finished" for o in outcomes)
@@ -197,7 +197,7 @@ def test_interrupted_grid_resumes_and_summarises(recipe_file, tmp_path, monkeypa
     # a third launch runs nothing, and evaluation metrics appear as columns once they exist
     (out / "tiny-style.weight=10" / "eval").mkdir()
     (out / "tiny-style.weight=10" / "eval" / "metrics.json").write_text(json.dumps({"summary": {"ssim": 0.5}}))
-    assert ablate(grid, console=quiet(), show_progress=False, calibrate_fn=no_calibration) == []
+    assert ablate(grid, console=quiet(), show_progress=False, calibrate_fn=no_calibration, contact_count=2) == []
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert [r["eval.ssim"] for r in rows] == ["0.5", "", "", ""]
     assert "eval ssim" in (out / "summary.md").read_text()
@@ -214,6 +214,24 @@ def test_changed_config_is_refused_unless_replaced(recipe_file, tmp_path):
     ablate(changed, console=quiet(), show_progress=False, estimate=False, replace=True)
     assert json.loads((out / "tiny-style.weight=10" / "status.json").read_text())["step"] == 3
     assert len(list((out / ".replaced").iterdir())) == 1
+
+
+def test_parallel_commands_and_gpu_assignment(recipe_file, tmp_path, monkeypatch):
+    from stylekit.ablate import Action, train_command, visible_gpus
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert visible_gpus() == ["2", "3"]  # children get one each, round-robin over job slots
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert visible_gpus() == []
+    grid = expand_grid(recipe_file, ["losses.style.weight=10"], without_each=["tv"], overrides=["schedule.iterations=2"],
+                       directory=tmp_path / "grid")
+    run = grid.runs[1]
+    cmd = train_command(grid, Action(run, "start"), tmp_path / "grid" / run.name)
+    assert cmd[1:4] == ["-m", "stylekit", "train"] and "--run-dir" in cmd and cmd[-1] == "--no-progress"
+    assert cmd[cmd.index("--without") + 1] == "tv"
+    assert [cmd[i + 1] for i, c in enumerate(cmd) if c == "--set"] == ["schedule.iterations=2", "losses.style.weight=10"]
+    cmd = train_command(grid, Action(run, "resume"), tmp_path / "grid" / run.name)
+    assert cmd[4:6] == ["--resume", str(tmp_path / "grid" / run.name)] and "--set" not in cmd
 
 
 def test_parallel_jobs_run_subprocesses(recipe_file, tmp_path):
