@@ -518,8 +518,11 @@ def run_parallel(grid: Grid, actions: Sequence[Action], jobs: int, console: Cons
                     log.write(f"\n=== {datetime.now(timezone.utc).isoformat(timespec='seconds')} "
                               f"{' '.join(train_command(grid, action, run_dir))}\n")
                     log.flush()
+                    # own session: a terminal's Ctrl-C reaches only this process, which passes on exactly one
+                    # SIGINT (a second one could interrupt the child's final checkpoint)
                     proc = subprocess.Popen(train_command(grid, action, run_dir), stdout=log,
-                                            stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
+                                            stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
+                                            start_new_session=True)
                     gpu = f" gpu {env['CUDA_VISIBLE_DEVICES']}" if gpus else ""
                     task = progress.add_task(f"{action.run.name}{gpu}",
                                              total=int(action.run.config["schedule"]["iterations"]))
