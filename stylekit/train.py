@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
+import socket
 import subprocess
 import sys
 import time
@@ -58,12 +60,28 @@ def environment_info() -> dict[str, Any]:
             "timm": timm.__version__, "python": platform.python_version()}
     try:
         root = Path(__file__).resolve().parent
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5)
-        if commit.returncode == 0:
-            info["git_commit"] = commit.stdout.strip()
+
+        def git(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5)
+
+        # Only if git tracks this very package: a copy in site-packages inside another repo's venv must not
+        # report that repo's commit.
+        if git("ls-files", "--error-unmatch", "__init__.py").returncode == 0:
+            commit = git("rev-parse", "HEAD")
+            if commit.returncode == 0:
+                info["git_commit"] = commit.stdout.strip()
+                info["git_dirty"] = bool(git("status", "--porcelain", "--", ".").stdout.strip())
     except (OSError, subprocess.SubprocessError):
         pass
+    if "git_commit" not in info:  # installed from a git URL: pip recorded the commit (PEP 610 direct_url.json)
+        try:
+            from importlib.metadata import distribution
+
+            vcs = json.loads(distribution("stylekit").read_text("direct_url.json") or "{}").get("vcs_info") or {}
+            if vcs.get("commit_id"):
+                info["git_commit"] = vcs["commit_id"]
+        except Exception:  # no metadata (running from a source tree), malformed file…
+            pass
     return info
 
 
@@ -179,6 +197,7 @@ class Trainer:
     def _write_status(self, state: str, reason: str = "") -> None:
         status = {"state": state, "step": self.step, "iterations": self.recipe.schedule.iterations,
                   "reason": reason, "skipped_images": len(self.skipped),
+                  "pid": os.getpid(), "host": socket.gethostname(),  # lets `stylekit runs` spot a dead "running" run
                   "updated": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         atomic_write_text(self.run_dir / "status.json", json.dumps(status, indent=2) + "\n")
 
