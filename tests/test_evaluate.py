@@ -62,7 +62,7 @@ def shared_networks(depth_file) -> EvalNetworks:
     return EvalNetworks(registry, depth=NetworkSpec.of("depth", "torchscript", {"weights": str(depth_file),
                                                                                 "input_size": None}),
                         hed=NetworkSpec.of("backbone", "hed_vgg16", {"weights": "random"}),
-                        backbone=NetworkSpec.of("backbone", "vgg16", {"weights": "random"}))
+                        backbone=NetworkSpec.of("backbone", "hed_vgg16", {"weights": "random"}))
 
 
 @pytest.fixture
@@ -222,7 +222,7 @@ def test_report_end_to_end(tmp_path, depth_file):
     result = run_evaluation([base, cand], content, out, reference_dirs=[ref], style=style,
                             depth_options={"weights": str(depth_file), "input_size": None},
                             backbone_options={"weights": "random"}, hed_options={"weights": "random"},
-                            compare_models=True, settings=EvalSettings(bootstrap=200), warn=messages.append)
+                            compare_models=True, style_size=32, settings=EvalSettings(bootstrap=200), warn=messages.append)
     files = result.files
     for key in ("json", "csv", "markdown", "html", "figure", "bars"):
         assert files[key].is_file(), key
@@ -278,3 +278,13 @@ def test_bsds_ground_truth_with_real_hed(tmp_path):
     noise = metric.compute(img, shuffled(img), boundaries=gt[None])
     assert real["bsds_f"].item() > 0.4
     assert real["bsds_f"].item() > noise["bsds_f"].item() + 0.2
+
+
+def test_lpips_names_exactly_the_missing_backbone(tmp_path, monkeypatch, networks):
+    """With the LPIPS linear layers present (as the lpips wheel ships them), only the VGG-16 file is missing."""
+    torch.save({f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate(LPIPSNetwork.CHANNELS)},
+               tmp_path / "vgg.pth")
+    monkeypatch.setenv("STYLEKIT_WEIGHTS_DIR", str(tmp_path))
+    with pytest.raises(MetricUnavailable) as info:
+        LPIPS(networks=networks)
+    assert str(info.value) == "missing: vgg16-397923af.pth"

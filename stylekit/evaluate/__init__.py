@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..errors import ConfigError, StylekitError
+from ..errors import ConfigError
 from ..features import NetworkSpec
 from .metrics import (BUILTIN_METRICS, Column, EvalNetworks, Metric, MetricUnavailable, all_columns,
                       metrics_markdown)
@@ -75,7 +75,8 @@ def run_evaluation(models: Sequence[str | Path], content: str | Path, out: str |
                    depth_network: str | None = None, depth_options: dict[str, Any] | None = None,
                    backbone: str = "vgg16", backbone_options: dict[str, Any] | None = None,
                    hed_options: dict[str, Any] | None = None, bsds_gt: str | Path | None = None,
-                   compare_models: bool | None = None, settings: EvalSettings | None = None, device: str = "cpu",
+                   compare_models: bool | None = None, style_size: int = 256,
+                   settings: EvalSettings | None = None, device: str = "cpu",
                    plugins: Sequence[str] = (), progress: Callable[[str, int, int], None] | None = None,
                    warn: Callable[[str], None] | None = None) -> EvaluationOutput:
     from ..data import load_image
@@ -107,7 +108,7 @@ def run_evaluation(models: Sequence[str | Path], content: str | Path, out: str |
     style_path = Path(style) if style is not None else next((s.style_image for s in sources if s.style_image), None)
     if style_path is not None and not style_path.is_file():
         raise EvaluationError(f"--style: {style_path} does not exist")
-    style_image = load_image(style_path, 256) if style_path is not None else None
+    style_image = load_image(style_path, style_size) if style_path is not None else None
     result = evaluate(sources, content, networks, style=style_image, bsds_gt=Path(bsds_gt) if bsds_gt else None,
                       settings=settings, progress=progress, warn=warn)
     summary = summarise(result, settings)

@@ -113,6 +113,10 @@ class EvalNetworks:
             spec = self.specs[which]
             if spec is None:
                 raise MetricUnavailable(f"no {which} network configured")
+            same = next((k for k, s in self.specs.items() if s == spec and k in self._nets), None)
+            if same is not None:  # e.g. --backbone hed_vgg16: one HED for edges and losses
+                self._nets[which] = self._nets[same]
+                return self._nets[which]
             try:
                 net = spec.build(self.registry)
             except WeightsNotFoundError as exc:
@@ -370,11 +374,17 @@ FID_INCEPTION = WeightsFile(
     how_to_get="pytorch-fid's FID Inception weights (github.com/mseitzer/pytorch-fid releases).")
 
 
-def _resolve_or_unavailable(spec: WeightsFile, component: str) -> Path:
-    try:
-        return resolve_weights(spec, component=component)
-    except WeightsNotFoundError as exc:
-        raise MetricUnavailable(f"missing: {spec.filename}") from exc
+def _resolve_all(specs: list[WeightsFile], component: str) -> list[Path]:
+    """Every file's local path, or :class:`MetricUnavailable` naming all the missing ones."""
+    found, missing = [], []
+    for spec in specs:
+        try:
+            found.append(resolve_weights(spec, component=component))
+        except WeightsNotFoundError:
+            missing.append(spec.filename)
+    if missing:
+        raise MetricUnavailable(f"missing: {', '.join(missing)}")
+    return found
 
 
 class LPIPSNetwork(nn.Module):
@@ -429,8 +439,7 @@ class LPIPS(Metric):
 
     def __init__(self, options=None, networks=None):
         super().__init__(options, networks)
-        linear = _resolve_or_unavailable(LPIPS_LINEAR, "lpips")
-        backbone = _resolve_or_unavailable(LPIPS_BACKBONE, "lpips")
+        linear, backbone = _resolve_all([LPIPS_LINEAR, LPIPS_BACKBONE], "lpips")
         load = lambda p: torch.load(p, map_location="cpu", weights_only=True)  # noqa: E731
         self.net = LPIPSNetwork(load(backbone), load(linear))
         self.device = networks.device if networks is not None else torch.device("cpu")
@@ -450,9 +459,7 @@ class ArtFID(Metric):
 
     def __init__(self, options=None, networks=None):
         super().__init__(options, networks)
-        _resolve_or_unavailable(FID_INCEPTION, "artfid")
-        _resolve_or_unavailable(LPIPS_LINEAR, "artfid")
-        _resolve_or_unavailable(LPIPS_BACKBONE, "artfid")
+        _resolve_all([FID_INCEPTION, LPIPS_LINEAR, LPIPS_BACKBONE], "artfid")
         raise MetricUnavailable("the FID Inception network is not implemented in stylekit yet (weights found)")
 
 
