@@ -152,6 +152,8 @@ def evaluate(
     output: Path = typer.Option(Path("evaluation"), "--output", "-o", help="Output folder for metrics and report."),
     reference_dir: Optional[List[Path]] = typer.Option(None, "--reference-dir", help="Folder of images from another "
                                                        "method (same file stems as the content), repeatable."),
+    reference_pattern: str = typer.Option("{stem}", "--reference-pattern", help="File name (no suffix) of a "
+                                          "reference image for content STEM, e.g. '{stem}_wave'."),
     style: Optional[Path] = typer.Option(None, "--style", help="Style image for the style loss (default: the "
                                          "checkpoint recipe's)."),
     max_images: Optional[int] = typer.Option(None, "--max-images", min=1, help="Evaluate the first N content images."),
@@ -185,7 +187,8 @@ def evaluate(
                             seed=seed, bootstrap=bootstrap, figure_rows=figure_rows)
     warn = lambda message: err_console.print(f"[yellow]warning:[/] {message}", highlight=False)  # noqa: E731
     with progress_bar(err_console, enabled=not no_progress) as progress:
-        output_ = run_evaluation(models or [], content, output, reference_dirs=reference_dir or [], style=style,
+        output_ = run_evaluation(models or [], content, output, reference_dirs=reference_dir or [],
+                                 reference_pattern=reference_pattern, style=style,
                                  depth_network=depth_network,
                                  depth_options=parse_options(depth_option, "--depth-option"),
                                  backbone=backbone, backbone_options=parse_options(backbone_option, "--backbone-option"),

@@ -213,13 +213,15 @@ def test_report_end_to_end(tmp_path, depth_file):
     ref = tmp_path / "reference"
     ref.mkdir()
     for p in sorted(content.glob("*.jpg"))[:2]:  # a reference for two of the three images, at another size
-        to_image(torch.nn.functional.interpolate(load_image(p), scale_factor=1.5)[0]).save(ref / f"{p.stem}.png")
+        bigger = torch.nn.functional.interpolate(load_image(p), scale_factor=1.5)
+        to_image(bigger[0]).save(ref / f"{p.stem}_ref.png")
     (content / "broken.jpg").write_bytes(b"not a jpeg")
     style = tmp_path / "style.png"
     to_image(scene(40, 40)[0]).save(style)
     out = tmp_path / "eval"
     messages: list[str] = []
-    result = run_evaluation([base, cand], content, out, reference_dirs=[ref], style=style,
+    result = run_evaluation([base, cand], content, out, reference_dirs=[ref], reference_pattern="{stem}_ref",
+                            style=style,
                             depth_options={"weights": str(depth_file), "input_size": None},
                             backbone_options={"weights": "random"}, hed_options={"weights": "random"},
                             compare_models=True, style_size=32, settings=EvalSettings(bootstrap=200), warn=messages.append)

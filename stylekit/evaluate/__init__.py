@@ -71,7 +71,7 @@ class EvaluationOutput:
 
 
 def run_evaluation(models: Sequence[str | Path], content: str | Path, out: str | Path, *,
-                   reference_dirs: Sequence[str | Path] = (), style: str | Path | None = None,
+                   reference_dirs: Sequence[str | Path] = (), reference_pattern: str = "{stem}", style: str | Path | None = None,
                    depth_network: str | None = None, depth_options: dict[str, Any] | None = None,
                    backbone: str = "vgg16", backbone_options: dict[str, Any] | None = None,
                    hed_options: dict[str, Any] | None = None, bsds_gt: str | Path | None = None,
@@ -96,7 +96,7 @@ def run_evaluation(models: Sequence[str | Path], content: str | Path, out: str |
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     sources = [open_source(m, device=dev) for m in models]
-    sources += [open_source(r, name=f"reference:{Path(r).name}", device=dev) for r in reference_dirs]
+    sources += [open_source(r, name=f"reference:{Path(r).name}", device=dev, pattern=reference_pattern) for r in reference_dirs]
     names = [s.name for s in sources]
     for i, s in enumerate(sources):  # unique names: the tables and figure key on them
         if names.count(s.name) > 1:

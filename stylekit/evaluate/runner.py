@@ -41,14 +41,17 @@ class Source:
     model: Any = None
     files: dict[str, Path] = field(default_factory=dict)
     style_image: Path | None = None
+    #: a folder's file name for a content stem, e.g. "{stem}_wave" for Johnson's chicago_wave.jpg
+    pattern: str = "{stem}"
 
     def stylise(self, stem: str, content: torch.Tensor, device: torch.device) -> torch.Tensor:
         if self.kind == "checkpoint":
             with torch.no_grad():
                 return self.model(content.to(device)).float().cpu().clamp(0, 255)
-        if stem not in self.files:
-            raise FileNotFoundError(f"no image named {stem}.* in {self.path}")
-        image = load_image(self.files[stem])
+        wanted = self.pattern.format(stem=stem)
+        if wanted not in self.files:
+            raise FileNotFoundError(f"no image named {wanted}.* in {self.path}")
+        image = load_image(self.files[wanted])
         if image.shape[-2:] != content.shape[-2:]:
             image = F.interpolate(image, size=content.shape[-2:], mode="bilinear", align_corners=False,
                                   antialias=True).clamp(0, 255)
@@ -75,7 +78,8 @@ def _recipe_style(model_file: Path) -> Path | None:
     return None
 
 
-def open_source(path: str | Path, name: str | None = None, device: torch.device | str = "cpu") -> Source:
+def open_source(path: str | Path, name: str | None = None, device: torch.device | str = "cpu",
+                pattern: str = "{stem}") -> Source:
     """A checkpoint (run dir / checkpoint dir / model.safetensors) or a folder of stylised images."""
     from ..checkpoint import find_model_file, load_model
 
@@ -96,7 +100,9 @@ def open_source(path: str | Path, name: str | None = None, device: torch.device 
         files = {p.stem: p for p in sorted(path.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
         if not files:
             raise EvaluationError(f"{path}: neither a checkpoint nor a folder of images")
-        return Source(name or path.name, "folder", path, files=files)
+        if "{stem}" not in pattern:
+            raise EvaluationError(f"--reference-pattern {pattern!r} must contain {{stem}}")
+        return Source(name or path.name, "folder", path, files=files, pattern=pattern)
     raise EvaluationError(f"{path}: not a stylekit checkpoint and not a folder of images")
 
 
