@@ -117,6 +117,8 @@ def comparison_figure(result: EvalResult, out: Path, cell: float = 1.9) -> Path 
         groups += [("depth", "content", "depth: content")] + [("depth", n, f"depth: {n}") for n in names]
     if has_edges:
         groups += [("edges", "content", "edges: content")] + [("edges", n, f"edges: {n}") for n in names]
+    if any("gt" in r for r in rows):
+        groups.append(("gt", "content", "BSDS human boundaries"))
     h, w = rows[0]["content"].shape[-2:]
     aspect = h / w
     fig, axes = plt.subplots(len(rows), len(groups), figsize=(cell * len(groups), cell * aspect * len(rows) + 0.6),
@@ -136,6 +138,8 @@ def comparison_figure(result: EvalResult, out: Path, cell: float = 1.9) -> Path 
                 ax.imshow(row["depth"][name].numpy(), cmap="magma", vmin=0, vmax=1)
             elif kind == "edges" and name in row.get("edges", {}):
                 ax.imshow(row["edges"][name].numpy(), cmap="gray_r", vmin=0, vmax=1)
+            elif kind == "gt" and "gt" in row:
+                ax.imshow(row["gt"].numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="antialiased")
             if i == 0:
                 ax.set_title(_short(title, 22), fontsize=8)
             if j == 0:

@@ -221,6 +221,8 @@ def evaluate(sources: list[Source], content_dir: Path, networks: EvalNetworks, *
         images.append(stem)
         keep_for_figure = len(figure) < settings.figure_rows
         fig_row: dict[str, Any] = {"image": stem, "content": content, "outputs": {}}
+        if "boundaries" in context:
+            fig_row["gt"] = context["boundaries"][0].float()
         for source in sources:
             try:
                 stylised = source.stylise(stem, content, networks.device)
