@@ -211,8 +211,7 @@ def evaluate(sources: list[Source], content_dir: Path, networks: EvalNetworks, *
                 try:
                     boundaries = load_bsds_boundaries(gt_file)
                     if boundaries.shape != content.shape[-2:]:
-                        boundaries = F.interpolate(boundaries[None, None].float(), size=content.shape[-2:],
-                                                   mode="nearest")[0, 0] > 0.5
+                        boundaries = resize_boundaries(boundaries, tuple(content.shape[-2:]))
                     context["boundaries"] = boundaries[None]
                 except Exception as exc:
                     warn(f"ground truth {gt_file} unreadable: {type(exc).__name__}: {exc}")
@@ -255,6 +254,14 @@ def evaluate(sources: list[Source], content_dir: Path, networks: EvalNetworks, *
     return EvalResult(sources=[s.name for s in sources], images=images, columns=columns, per_image=per_image,
                       unavailable=unavailable, skipped=skipped,
                       networks={k: networks.describe(k) for k in networks.specs}, figure_data=figure)
+
+
+def resize_boundaries(boundaries: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize a boolean boundary map; shrinking uses max-pooling so one-pixel boundaries are not dropped."""
+    b = boundaries[None, None].float()
+    if size[0] <= b.shape[-2] and size[1] <= b.shape[-1]:
+        return F.adaptive_max_pool2d(b, size)[0, 0] > 0.5
+    return F.interpolate(b, size=size, mode="nearest")[0, 0] > 0.5
 
 
 def _figure_maps(row: dict[str, Any], networks: EvalNetworks, settings: EvalSettings) -> None:
