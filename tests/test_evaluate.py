@@ -290,3 +290,12 @@ def test_lpips_names_exactly_the_missing_backbone(tmp_path, monkeypatch, network
     with pytest.raises(MetricUnavailable) as info:
         LPIPS(networks=networks)
     assert str(info.value) == "missing: vgg16-397923af.pth"
+
+
+def test_shrinking_bsds_boundaries_keeps_thin_lines():
+    from stylekit.evaluate.runner import resize_boundaries
+
+    b = torch.zeros(321, 481, dtype=torch.bool)
+    b[100, :] = True  # one-pixel line: nearest-neighbour shrinking would drop it in places
+    small = resize_boundaries(b, (214, 320))
+    assert small.shape == (214, 320) and bool(small.any(0).all())
