@@ -476,5 +476,6 @@ def metrics_markdown(metrics=BUILTIN_METRICS) -> str:
     """The metrics glossary as a Markdown table (docs/metrics.md and the report share it)."""
     lines = ["| metric | formula | network | range | better |", "|---|---|---|---|---|"]
     for c in all_columns(metrics):
-        lines.append(f"| `{c.key}` ({c.label}) | {c.formula} | {c.network} | {c.range} | {c.better} |")
+        cells = [f"`{c.key}` ({c.label})", c.formula, c.network, c.range, c.better]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines)
