@@ -134,6 +134,9 @@ def comparison_figure(result: EvalResult, out: Path, cell: float = 1.9) -> Path 
                 img = row["content"] if name == "content" else row["outputs"].get(name)
                 if img is not None:
                     ax.imshow(np.asarray(to_image(img[0])))
+                else:
+                    ax.text(0.5, 0.5, "no image\n(skipped)", ha="center", va="center", fontsize=7, color="grey",
+                            transform=ax.transAxes)
             elif kind == "depth" and name in row.get("depth", {}):
                 ax.imshow(row["depth"][name].numpy(), cmap="magma", vmin=0, vmax=1)
             elif kind == "edges" and name in row.get("edges", {}):
