@@ -56,10 +56,23 @@ def train(
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (for logs)."),
 ) -> None:
     """Train a transformer network on a recipe."""
+    from . import distributed
     from .config import describe_changes, load_raw, load_recipe
     from .train import Trainer, new_run_dir, summary_table
 
     _weights_env(weights_dir, offline)
+    ctx = distributed.init_from_env()  # torchrun: join the process group; rank 0 names the run
+    try:
+        _train(recipe, set_, plugin, without, only, resume, run_dir, no_progress, ctx)
+    finally:
+        distributed.shutdown()
+
+
+def _train(recipe, set_, plugin, without, only, resume, run_dir, no_progress, ctx) -> None:
+    from . import distributed
+    from .config import describe_changes, load_recipe
+    from .train import Trainer, new_run_dir, summary_table
+
     overrides, without_, only_ = list(set_ or []), _split(without), _split(only)
     if resume is not None:
         config = resume / "config.yaml"
@@ -72,12 +85,16 @@ def train(
             raise StylekitError("give a recipe, e.g. `stylekit train recipes/quickstart.yaml`, or --resume RUN_DIR")
         recipe_obj = load_recipe(recipe, overrides, without=without_, only=only_, extra_plugins=plugin or [])
         name = describe_changes(recipe_obj.name, overrides, without_, only_)
-        target = run_dir if run_dir is not None else new_run_dir(recipe_obj.output_dir, name)
+        target = run_dir if run_dir is not None else (
+            new_run_dir(recipe_obj.output_dir, name) if ctx.is_main else None)
+        target = Path(distributed.broadcast_object(ctx, str(target)))
         changes = {"recipe_file": str(Path(recipe).resolve()), "overrides": overrides, "without": without_,
                    "only": only_, "display_name": name}
     trainer = Trainer(recipe_obj, target, resume=resume is not None, run_info=changes, console=err_console,
                       show_progress=not no_progress)
     result = trainer.fit()
+    if not ctx.is_main:
+        return
     console.print(summary_table(result, title=f"{recipe_obj.name}: {result.run_dir}"))
     console.print(f"Run directory: [bold]{result.run_dir}[/] (config.yaml, metrics.jsonl, samples/, "
                   f"loss_curves.png, checkpoints/)")

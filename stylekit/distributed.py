@@ -91,7 +91,7 @@ def wrap_ddp(model: torch.nn.Module, ctx: DistContext, device: torch.device) -> 
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=True)
+    return DistributedDataParallel(model, device_ids=ids)
 
 
 def shutdown() -> None:
