@@ -129,6 +129,76 @@ def stylize(
 
 
 @app.command()
+def bench(
+    recipe: Optional[Path] = typer.Argument(None, help="Recipe YAML (default: Johnson's settings, random VGG-16)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Override KEY.PATH=VALUE (repeatable)."),
+    batch: int = typer.Option(4, "--batch", help="Images per training step."),
+    size: int = typer.Option(256, "--size", help="Training image size (square)."),
+    steps: int = typer.Option(5, "--steps", help="Steps per timed round (each of stylekit and the baseline)."),
+    rounds: int = typer.Option(3, "--rounds", help="Interleaved rounds."),
+    warmup: int = typer.Option(2, "--warmup", help="Untimed steps of each first."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda… (default: the recipe's)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto, fp32, bf16, fp16 (default: recipe's)."),
+    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
+                                                 help="Force NHWC on or off (default: the recipe's rule)."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile stylekit's networks."),
+    stylize_bench: bool = typer.Option(True, "--stylize/--no-stylize", help="Also time stylisation (512 px, 1080p)."),
+    json_out: Path = typer.Option(Path("bench.json"), "--json", help="Where to write the results."),
+) -> None:
+    """Time stylekit's training step against a plain fp32 pytorch/examples-style step, and stylisation."""
+    import tempfile
+
+    from .bench import bench_recipe, run_stylize_bench, run_training_bench, write_json
+    from .cli_tables import bench_tables
+    from .config import apply_overrides, load_raw
+
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = load_raw(recipe) if recipe else bench_recipe(Path(tmp), size, batch)
+        extra = [f"schedule.batch_size={batch}", f"data.image_size={size}", "log.every=1000000"]
+        extra += [f"device={device}"] if device else []
+        extra += [f"precision={precision}"] if precision else []
+        extra += [f"performance.channels_last={str(channels_last).lower()}"] if channels_last is not None else []
+        extra += ["performance.compile=true"] if compile_ else []
+        raw = apply_overrides(raw, [*(set_ or []), *extra])
+        with console.status("benchmarking…") as status:
+            result = run_training_bench(raw, steps=steps, rounds=rounds, warmup=warmup,
+                                        progress=lambda text: status.update(f"benchmarking: {text}"))
+            if stylize_bench:
+                status.update("benchmarking: stylisation")
+                result["stylize"] = run_stylize_bench(result["_model"], next(result["_model"].parameters()).device,
+                                                      result["_dtype"])
+    for table in bench_tables(result):
+        console.print(table)
+    write_json(result, json_out)
+    console.print(f"Results written to {json_out}")
+
+
+@app.command()
+def export(
+    checkpoint: Path = typer.Argument(..., help="Run directory, checkpoint directory or model.safetensors."),
+    format_: str = typer.Option("onnx", "--format", "-f", help="onnx (dynamic height/width) or torchscript."),
+    output: Path = typer.Option(..., "--output", "-o", help="File to write (.onnx or .pt)."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset."),
+    verify_size: int = typer.Option(512, "--verify-size", help="Side of the image ONNX is checked on."),
+) -> None:
+    """Export a trained transformer for deployment; ONNX is checked against PyTorch with onnxruntime."""
+    from .checkpoint import load_model
+    from .export import ONNX_TOLERANCE, export_onnx, export_torchscript
+
+    model = load_model(checkpoint)
+    if format_ == "onnx":
+        diff = export_onnx(model, output, opset=opset, verify_size=verify_size)
+        console.print(f"{output}: ONNX opset {opset}, dynamic batch/height/width; onnxruntime vs PyTorch on a "
+                      f"{verify_size} px image: max abs difference {diff:.3g} (0–255 scale, allowed < {ONNX_TOLERANCE})")
+    elif format_ == "torchscript":
+        diff = export_torchscript(model, output)
+        console.print(f"{output}: TorchScript (loads with torch.jit.load, no stylekit needed); "
+                      f"max abs difference {diff:.3g}")
+    else:
+        raise StylekitError(f"--format {format_!r}: choose onnx or torchscript")
+
+
+@app.command()
 def config(
     recipe: Path = typer.Argument(..., help="Recipe YAML."),
     set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Override KEY.PATH=VALUE (repeatable)."),
