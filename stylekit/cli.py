@@ -104,15 +104,22 @@ def _train(recipe, set_, plugin, without, only, resume, run_dir, no_progress, ct
 @app.command()
 def stylize(
     checkpoint: Path = typer.Argument(..., help="Run directory, checkpoint directory or model.safetensors."),
-    inputs: List[Path] = typer.Argument(..., help="Image files or folders."),
+    inputs: List[Path] = typer.Argument(..., help="Image or video files, or folders of them."),
     output: Path = typer.Option(..., "--output", "-o", help="Output file (one input) or folder."),
     max_size: Optional[int] = typer.Option(None, "--max-size", help="Resize so the longer side is at most this."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps…"),
+    precision: str = typer.Option("auto", "--precision", help="auto (fp16 on CUDA, else fp32), fp32, fp16, bf16."),
+    tile: Optional[int] = typer.Option(None, "--tile", help="Tile size for large images (default: 512 above "
+                                       "~4 megapixels; 0: never tile)."),
+    overlap: int = typer.Option(64, "--overlap", help="Overlap of neighbouring tiles, blended with feathering."),
+    batch: int = typer.Option(4, "--batch", help="Video frames per forward pass."),
 ) -> None:
-    """Stylise images of any size with a trained checkpoint."""
+    """Stylise images of any size, and videos (audio kept), with a trained checkpoint."""
     from .checkpoint import load_model
     from .stylize import expand_inputs, stylize_files
 
+    if precision not in ("auto", "fp32", "fp16", "bf16"):
+        raise StylekitError(f"--precision {precision!r}: choose auto, fp32, fp16 or bf16")
     model = load_model(checkpoint)
     files = expand_inputs(inputs)
     failures = []
@@ -121,9 +128,13 @@ def stylize(
         failures.append(path)
         err_console.print(f"[yellow]skipped[/] {path}: {type(exc).__name__}: {exc}")
 
-    written = stylize_files(model, files, output, max_size=max_size, device=device, on_error=on_error,
-                            on_done=lambda src, dst: console.print(f"{src} → {dst}"))
-    console.print(f"{len(written)} image(s) written, {len(failures)} skipped")
+    with console.status("stylising…") as status:
+        written = stylize_files(
+            model, files, output, max_size=max_size, device=device, precision=precision, tile=tile,
+            overlap=overlap, batch=batch, on_error=on_error, on_done=lambda src, dst: console.print(f"{src} → {dst}"),
+            on_warning=lambda text: err_console.print(f"[yellow]warning:[/] {text}"),
+            on_frames=lambda done, total: status.update(f"stylising… frame {done}" + (f"/{total}" if total else "")))
+    console.print(f"{len(written)} file(s) written, {len(failures)} skipped")
     if failures and not written:
         raise typer.Exit(1)
 
