@@ -26,11 +26,11 @@ from torch import nn
 
 from .models.transformer import TransformerNet
 
-#: dense peak TFLOP/s (bf16/fp16 tensor cores, fp32 without TF32) by device-name fragment
+#: dense peak TFLOP/s by device-name fragment: (bf16/fp16 tensor cores, TF32 tensor cores, plain fp32)
 DEVICE_PEAKS = {
-    "H200": (989.0, 67.0), "H100": (989.0, 67.0), "A100": (312.0, 19.5), "L40S": (362.0, 91.6),
-    "L4": (121.0, 30.3), "A10": (125.0, 31.2), "4090": (165.0, 82.6), "3090": (71.0, 35.6), "V100": (125.0, 15.7),
-    "T4": (65.0, 8.1),
+    "H200": (989.0, 494.7, 67.0), "H100": (989.0, 494.7, 67.0), "A100": (312.0, 156.0, 19.5),
+    "L40S": (362.0, 183.0, 91.6), "L4": (121.0, 60.0, 30.3), "A10": (125.0, 62.5, 31.2),
+    "4090": (165.0, 82.6, 82.6), "3090": (71.0, 35.6, 35.6), "V100": (125.0, 15.7, 15.7), "T4": (65.0, 8.1, 8.1),
 }
 
 
@@ -183,12 +183,13 @@ def _timed(fn: Callable[[], Any], steps: int, device: torch.device) -> tuple[flo
 
 
 def device_peak(device: torch.device) -> tuple[str, float | None, float | None]:
+    """(name, low-precision peak, fp32 peak); the fp32 peak is TF32's when cuDNN may use TF32 (its default)."""
     if device.type != "cuda":
         return "cpu", None, None
     name = torch.cuda.get_device_name(device)
-    for key, (low, fp32) in DEVICE_PEAKS.items():
+    for key, (low, tf32, fp32) in DEVICE_PEAKS.items():
         if key in name:
-            return name, low, fp32
+            return name, low, tf32 if torch.backends.cudnn.allow_tf32 else fp32
     return name, None, None
 
 

@@ -90,3 +90,18 @@ def test_bench_runs_and_writes_json(tmp_path):
     assert set(data["results"]) == {"stylekit", "reference"}
     assert data["results"]["stylekit"]["steps_per_s"] > 0 and data["ratio"] > 0
     assert data["results"]["reference"]["flops_per_step"] > 1e6
+
+
+def test_compile_wraps_the_hot_path_but_not_checkpoints(tmp_path, monkeypatch):
+    compiled = []
+
+    def fake_compile(module, **kwargs):
+        compiled.append(type(module).__name__)
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    recipe = validate_recipe(tiny_recipe(tmp_path, performance={"compile": True}, schedule={"iterations": 1}))
+    trainer = Trainer(recipe, tmp_path / "run", show_progress=False)
+    trainer.fit()
+    assert compiled == ["TransformerNet", "VGG16"]
+    assert load_model(tmp_path / "run") is not None  # plain keys, no _orig_mod. prefixes
