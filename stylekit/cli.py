@@ -179,7 +179,7 @@ def bench(
                 result["stylize"] = run_stylize_bench(result["_model"], next(result["_model"].parameters()).device,
                                                       result["_dtype"])
     for table in bench_tables(result):
-        console.print(table)
+        console.print(table, width=max(console.width, 120))
     write_json(result, json_out)
     console.print(f"Results written to {json_out}")
 

@@ -30,6 +30,9 @@ def bench_tables(result: dict[str, Any]) -> list[Table]:
         u = result["utilisation"]
         table.add_row("of device peak", "", "", "", "", "", "",
                       f"{100 * u['stylekit']:.1f}% / {100 * u['reference']:.1f}%", "")
+    if result.get("max_rss_mb"):
+        table.caption = (f"peak MiB: CUDA max allocated per side; process max RSS {result['max_rss_mb']:.0f} MiB. "
+                         f"{result['rounds']} interleaved rounds × {result['steps_per_round']} steps each")
     tables = [table]
     if "stylize" in result:
         st = Table(title="Stylisation (one image at a time)")
