@@ -24,16 +24,17 @@ def _losses(tmp_path, name, **overrides):
     return {k: float(v) for k, v in raw.items()}, trainer
 
 
-@pytest.mark.parametrize("precision,channels_last", [("fp32", True), ("bf16", False), ("bf16", True)])
-def test_mixed_precision_and_channels_last_match_fp32(tmp_path, precision, channels_last):
+def test_mixed_precision_and_channels_last_match_fp32(tmp_path):
     reference, _ = _losses(tmp_path, "ref", precision="fp32", performance={"channels_last": False})
-    losses, trainer = _losses(tmp_path, "fast", precision=precision, performance={"channels_last": channels_last})
-    assert trainer.channels_last is channels_last
-    if channels_last:
-        assert trainer.model.down[0][1].weight.is_contiguous(memory_format=torch.channels_last)
-    rtol = 1e-4 if precision == "fp32" else 5e-2
-    for key, value in reference.items():
-        assert losses[key] == pytest.approx(value, rel=rtol), key
+    for precision, channels_last in (("fp32", True), ("bf16", False), ("bf16", True)):
+        losses, trainer = _losses(tmp_path, f"{precision}-{channels_last}", precision=precision,
+                                  performance={"channels_last": channels_last})
+        assert trainer.channels_last is channels_last
+        if channels_last:
+            assert trainer.model.down[0][1].weight.is_contiguous(memory_format=torch.channels_last)
+        rtol = 1e-4 if precision == "fp32" else 5e-2
+        for key, value in reference.items():
+            assert losses[key] == pytest.approx(value, rel=rtol), (precision, channels_last, key)
 
 
 def test_channels_last_defaults_to_cuda_only(tmp_path):
