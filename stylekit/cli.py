@@ -49,6 +49,7 @@ def train(
     plugin: Optional[List[str]] = PluginOption,
     without: Optional[List[str]] = typer.Option(None, "--without", help="Drop a loss term (repeatable)."),
     only: Optional[List[str]] = typer.Option(None, "--only", help="Keep only these terms (comma-separated)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Apply one of the recipe's named presets."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this run directory."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Exact run directory (default: OUTPUT_DIR/NAME)."),
     weights_dir: Optional[Path] = WeightsDirOption,
@@ -57,18 +58,16 @@ def train(
 ) -> None:
     """Train a transformer network on a recipe."""
     from . import distributed
-    from .config import describe_changes, load_raw, load_recipe
-    from .train import Trainer, new_run_dir, summary_table
 
     _weights_env(weights_dir, offline)
     ctx = distributed.init_from_env()  # torchrun: join the process group; rank 0 names the run
     try:
-        _train(recipe, set_, plugin, without, only, resume, run_dir, no_progress, ctx)
+        _train(recipe, set_, plugin, without, only, preset, resume, run_dir, no_progress, ctx)
     finally:
         distributed.shutdown()
 
 
-def _train(recipe, set_, plugin, without, only, resume, run_dir, no_progress, ctx) -> None:
+def _train(recipe, set_, plugin, without, only, preset, resume, run_dir, no_progress, ctx) -> None:
     from . import distributed
     from .config import describe_changes, load_recipe
     from .train import Trainer, new_run_dir, summary_table
@@ -83,13 +82,15 @@ def _train(recipe, set_, plugin, without, only, resume, run_dir, no_progress, ct
     else:
         if recipe is None:
             raise StylekitError("give a recipe, e.g. `stylekit train recipes/quickstart.yaml`, or --resume RUN_DIR")
-        recipe_obj = load_recipe(recipe, overrides, without=without_, only=only_, extra_plugins=plugin or [])
-        name = describe_changes(recipe_obj.name, overrides, without_, only_)
+        recipe_obj = load_recipe(recipe, overrides, without=without_, only=only_, extra_plugins=plugin or [],
+                                 preset=preset)
+        name = describe_changes(recipe_obj.name + (f"-{recipe_obj.preset}" if recipe_obj.preset else ""),
+                                overrides, without_, only_)
         target = run_dir if run_dir is not None else (
             new_run_dir(recipe_obj.output_dir, name) if ctx.is_main else None)
         target = Path(distributed.broadcast_object(ctx, str(target)))
         changes = {"recipe_file": str(Path(recipe).resolve()), "overrides": overrides, "without": without_,
-                   "only": only_, "display_name": name}
+                   "only": only_, "preset": recipe_obj.preset, "display_name": name}
     trainer = Trainer(recipe_obj, target, resume=resume is not None, run_info=changes, console=err_console,
                       show_progress=not no_progress)
     result = trainer.fit()
@@ -121,7 +122,7 @@ def stylize(
     if precision not in ("auto", "fp32", "fp16", "bf16"):
         raise StylekitError(f"--precision {precision!r}: choose auto, fp32, fp16 or bf16")
     model = load_model(checkpoint)
-    files = expand_inputs(inputs)
+    files = expand_inputs(inputs, videos=True)
     failures = []
 
     def on_error(path, exc):
@@ -216,12 +217,47 @@ def config(
     plugin: Optional[List[str]] = PluginOption,
     without: Optional[List[str]] = typer.Option(None, "--without", help="Drop a loss term (repeatable)."),
     only: Optional[List[str]] = typer.Option(None, "--only", help="Keep only these terms (comma-separated)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Apply one of the recipe's named presets."),
 ) -> None:
-    """Print the fully resolved recipe (extends, overrides and defaults applied)."""
+    """Print the fully resolved recipe (extends, preset, overrides and defaults applied)."""
     from .config import dump_recipe, load_recipe
 
     console.print(dump_recipe(load_recipe(recipe, set_ or [], without=_split(without), only=_split(only),
-                                          extra_plugins=plugin or [])), markup=False, highlight=False)
+                                          extra_plugins=plugin or [], preset=preset)), markup=False, highlight=False)
+
+
+@app.command()
+def depth(
+    inputs: List[Path] = typer.Argument(..., help="Image files or folders."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder."),
+    network: str = typer.Option("hed_depth_lite", "--network", "-n", help="Registered depth network."),
+    option: Optional[List[str]] = typer.Option(None, "--option", help="Depth-network option KEY=VALUE (repeatable)."),
+    plugin: Optional[List[str]] = PluginOption,
+    max_size: Optional[int] = typer.Option(None, "--max-size", help="Resize so the longer side is at most this."),
+    weights_dir: Optional[Path] = WeightsDirOption,
+    offline: bool = OfflineOption,
+) -> None:
+    """Write what a depth network sees: a 16-bit PNG (nearer = brighter) and a colour preview per image."""
+    from .config import parse_override
+    from .data import load_image
+    from .depth.maps import save_depth_maps
+    from .plugins import get_registry
+    from .stylize import expand_inputs
+
+    _weights_env(weights_dir, offline)
+    options: dict = {}
+    for text in option or []:
+        keys, value = parse_override(text)
+        options[".".join(keys)] = value
+    net = get_registry(plugin or []).get("depth", network)(options)
+    for source in expand_inputs(inputs):
+        try:
+            image = load_image(source, max_size) if max_size else load_image(source)
+        except Exception as exc:
+            err_console.print(f"[yellow]skipped[/] {source}: {type(exc).__name__}: {exc}")
+            continue
+        png16, preview = save_depth_maps(net, image, output, source.stem)
+        console.print(f"{source} → {png16}, {preview}")
 
 
 @plugins_app.callback()

@@ -107,6 +107,10 @@ class Recipe(Section):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="'auto': bf16 autocast on CUDA and on CPUs with bf16 units, else fp32.")
     output_dir: str = Field("runs", description="Where run directories are created.")
+    presets: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Named override sets (`{dotted.key: value}`), e.g. per-style weights, "
+                                          "since released models of these methods were tuned per style.")
+    preset: str | None = Field(None, description="The preset applied (also `--preset NAME`); already applied.")
     performance: PerformanceConfig = Field(default_factory=PerformanceConfig,
                                            description="Memory format, compilation, data loading, sync cadence.")
 
@@ -137,6 +141,11 @@ def _resolve_paths(raw: dict, base: Path) -> None:
             return str((base / value).resolve())
         return value  # e.g. a module name in `plugins`
 
+    for preset in (raw.get("presets") or {}).values():  # presets use dotted keys
+        for key in list(preset or {}):
+            if tuple(key.split(".")) in PATH_KEYS:
+                value = preset[key]
+                preset[key] = [fix(v) for v in value] if isinstance(value, list) else fix(value)
     for path in PATH_KEYS:
         node = raw
         for key in path[:-1]:
@@ -204,6 +213,21 @@ def apply_overrides(raw: dict, overrides: Iterable[str]) -> dict:
                                   "not a section")
             node = child
         node[keys[-1]] = value
+    return raw
+
+
+def apply_preset(raw: dict, name: str | None) -> dict:
+    """Apply ``presets[name]`` (dotted keys → values) as if each were a ``--set``."""
+    name = name or raw.get("preset")
+    if not name:
+        return raw
+    presets = raw.get("presets") or {}
+    if name not in presets:
+        raise ConfigError(f"unknown preset {name!r}; this recipe's presets are: {', '.join(sorted(presets)) or '(none)'}")
+    texts = [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+             for key, value in (presets[name] or {}).items()]
+    raw = apply_overrides(raw, texts)
+    raw["preset"] = name
     return raw
 
 
@@ -293,12 +317,13 @@ def validate_recipe(raw: dict, registry=None) -> Recipe:
 
 def load_recipe(path: str | Path | None = None, overrides: Iterable[str] = (), *, without: Iterable[str] = (),
                 only: Iterable[str] = (), extra_plugins: Iterable[str] = (), raw: dict | None = None,
-                registry=None) -> Recipe:
-    """Load, override, select terms and validate: the one way the CLI builds a recipe."""
+                registry=None, preset: str | None = None) -> Recipe:
+    """Load, apply a preset, override, select terms and validate: the one way the CLI builds a recipe."""
     if raw is None:
         if path is None:
             raise ConfigError("no recipe given")
         raw = load_raw(path)
+    raw = apply_preset(raw, preset)
     raw = apply_overrides(raw, overrides)
     raw = select_terms(raw, without, only) if (list(without) or list(only)) else raw
     extra = [str(Path(p).resolve()) if str(p).endswith(".py") else str(p) for p in extra_plugins]

@@ -8,44 +8,17 @@ perception backbone is also reachable under the alias ``"backbone"``.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Iterable
 
 import torch
-from pydantic import BaseModel
 from torch import nn
 
-from .losses.base import Features, Tap
+from .losses.base import Features, NetworkSpec, Tap
 
 BACKBONE = "backbone"
 
-
-@dataclass(frozen=True)
-class NetworkSpec:
-    """Which registered network, with which options; ``key`` is its name in :class:`Tap`."""
-
-    kind: str
-    name: str
-    options_json: str = "{}"
-
-    @classmethod
-    def of(cls, kind: str, name: str, options: BaseModel | dict[str, Any] | None = None) -> "NetworkSpec":
-        if isinstance(options, BaseModel):
-            options = options.model_dump(mode="json")
-        return cls(kind, name, json.dumps(options or {}, sort_keys=True))
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return json.loads(self.options_json)
-
-    @property
-    def key(self) -> str:
-        return f"{self.kind}:{self.name}" + ("" if self.options_json == "{}" else f":{self.options_json}")
-
-    def build(self, registry) -> nn.Module:
-        return registry.get(self.kind, self.name)(self.options)
+__all__ = ["BACKBONE", "NetworkSpec", "Perception"]
 
 
 class Perception(nn.Module):

@@ -16,11 +16,13 @@ from .video import VIDEO_SUFFIXES, is_video, stylize_video
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
-def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+def expand_inputs(inputs: Iterable[str | Path], videos: bool = False) -> list[Path]:
+    """Files and the images (and, with ``videos``, the videos) in folders, in a reproducible order."""
     files: list[Path] = []
+    suffixes = IMAGE_SUFFIXES + (VIDEO_SUFFIXES if videos else ())
     for item in inputs:
         path = Path(item).expanduser()
-        files.extend(list_images(path, IMAGE_SUFFIXES + VIDEO_SUFFIXES) if path.is_dir() else [path])
+        files.extend(list_images(path, suffixes) if path.is_dir() else [path])
     return files
 
 

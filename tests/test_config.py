@@ -57,7 +57,7 @@ def test_unknown_key_lists_allowed_keys(recipe_file):
 
 def test_unknown_term_and_backbone_list_known(recipe_file):
     with pytest.raises(ConfigError, match=r"--set losses.dpth.weight: unknown loss term 'dpth'; this recipe's terms: "
-                                          r"content, style, tv; registered terms: content, style, tv"):
+                                          r"content, style, tv; registered terms: content, depth, edge, style, tv"):
         load_recipe(recipe_file, ["losses.dpth.weight=3"])
     with pytest.raises(ConfigError, match=r"backbone.name: unknown backbone 'vgg17'; known backbone names: .*vgg16"):
         load_recipe(recipe_file, ["backbone.name=vgg17"])
@@ -96,3 +96,16 @@ def test_missing_required_section(tmp_path):
     del raw["style"]
     with pytest.raises(ConfigError, match="style: required key is missing"):
         validate_recipe(raw)
+
+
+def test_presets_apply_named_overrides(tmp_path):
+    raw = tiny_recipe(tmp_path, presets={"bold": {"losses.style.weight": 50.0, "style.size": 40,
+                                                  "style.images": ["style.jpg"]}})
+    path = tmp_path / "with_presets.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    recipe = load_recipe(path, preset="bold")
+    assert recipe.losses["style"]["weight"] == 50.0 and recipe.style.size == 40 and recipe.preset == "bold"
+    assert recipe.style.images == [str((tmp_path / "style.jpg").resolve())]  # preset paths resolve like the recipe's
+    assert load_recipe(path, ["losses.style.weight=2"], preset="bold").losses["style"]["weight"] == 2  # --set wins
+    with pytest.raises(ConfigError, match="unknown preset 'subtle'; this recipe's presets are: bold"):
+        load_recipe(path, preset="subtle")

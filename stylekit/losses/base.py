@@ -8,11 +8,12 @@ terms together, and content-side features without gradient.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
-from pydantic import Field
+from pydantic import BaseModel, Field
 from torch import nn
 
 from ..components import Component, ComponentOptions
@@ -23,6 +24,32 @@ class Tap(NamedTuple):
 
     layer: str
     network: str = "backbone"
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Which registered network, with which options; ``key`` is its name in :class:`Tap`."""
+
+    kind: str
+    name: str
+    options_json: str = "{}"
+
+    @classmethod
+    def of(cls, kind: str, name: str, options: BaseModel | dict[str, Any] | None = None) -> "NetworkSpec":
+        if isinstance(options, BaseModel):
+            options = options.model_dump(mode="json")
+        return cls(kind, name, json.dumps(options or {}, sort_keys=True))
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return json.loads(self.options_json)
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.name}" + ("" if self.options_json == "{}" else f":{self.options_json}")
+
+    def build(self, registry) -> nn.Module:
+        return registry.get(self.kind, self.name)(self.options)
 
 
 class Features(dict):
@@ -85,3 +112,32 @@ class LossTerm(Component, nn.Module):
     def forward(self, batch: LossBatch) -> torch.Tensor:
         """Return the unweighted loss of each image in the batch, shape (N,)."""
         raise NotImplementedError
+
+
+def feature_reconstruction(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``||a − b||² / (C·H·W)`` for each item: shape (N,). Computed in float32."""
+    return (a.float() - b.float()).pow(2).flatten(1).mean(1)
+
+
+class NetworkLayerLoss(LossTerm):
+    """A term comparing one layer of another network (a depth network, HED…) between ŷ and x.
+
+    Subclasses say which network (:meth:`network_spec`) and have a ``layer`` option; the
+    comparison defaults to the content loss's ``||a − b||² / (C·H·W)``.
+    """
+
+    def network_spec(self) -> NetworkSpec:
+        raise NotImplementedError
+
+    def networks(self) -> list[NetworkSpec]:
+        return [self.network_spec()]
+
+    def taps(self) -> list[Tap]:
+        return [Tap(self.options.layer, self.network_spec().key)]
+
+    def compare(self, output: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+        return feature_reconstruction(output, content)
+
+    def forward(self, batch: LossBatch) -> torch.Tensor:
+        tap = self.taps()[0]
+        return self.compare(batch.output_features[tap].float(), batch.content_features[tap].float())

@@ -5,12 +5,9 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from .base import LossBatch, LossTerm, Tap, TermOptions
+from .base import LossBatch, LossTerm, Tap, TermOptions, feature_reconstruction
 
-
-def feature_reconstruction(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``||a − b||² / (C·H·W)`` for each item: shape (N,). Computed in float32."""
-    return (a.float() - b.float()).pow(2).flatten(1).mean(1)
+__all__ = ["ContentLoss", "ContentOptions", "feature_reconstruction"]
 
 
 class ContentOptions(TermOptions):

@@ -1,0 +1,212 @@
+"""Depth networks: build offline, any image size, frozen but differentiable, weights round-trip,
+and the hourglass port's pickled checkpoints read without running pickled code."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import types
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import SHARED_WEIGHTS, needs_shared
+from stylekit.depth import DepthAnythingV2, DPTHybrid, DPTLarge, HourglassDepth, MidasSmall, TorchScriptDepth
+from stylekit.depth.hourglass import (Channels1, Channels2, Channels3, Channels4, HourglassNet, Inception,
+                                      UnsafeCheckpointError)
+from stylekit.errors import ConfigError, StylekitError, WeightsNotFoundError
+
+HAVE_TRANSFORMERS = importlib.util.find_spec("transformers") is not None  # optional extra: stylekit[hf]
+needs_transformers = pytest.mark.skipif(not HAVE_TRANSFORMERS, reason="transformers not installed "
+                                        "(optional extra: pip install \"stylekit[hf]\")")
+
+#: small builds and inputs so the file stays fast on a 2-core CPU (the 'tiny' variants keep the topology)
+NETS = {
+    "hourglass": (HourglassDepth, {"input_size": 32}),
+    "midas_small": (MidasSmall, {"input_size": 64}),
+    "dpt_hybrid": (DPTHybrid, {"variant": "tiny", "input_size": 64}),
+    "dpt_large": (DPTLarge, {"variant": "tiny", "input_size": 64}),
+    "depth_anything_v2": (DepthAnythingV2, {"variant": "tiny", "input_size": 56}),
+}
+PARAMS = [pytest.param(name, marks=needs_transformers) if name == "depth_anything_v2" else name for name in NETS]
+_built: dict[str, nn.Module] = {}
+
+
+def build(name: str, **extra):
+    cls, options = NETS[name]
+    torch.manual_seed(0)
+    net = cls({**options, "weights": "random", **extra})
+    head = [m for m in net.modules() if isinstance(m, nn.Conv2d) and m.out_channels == 1][-1]
+    with torch.no_grad():  # a random non-negative (ReLU) head can be all zero, which would hide the gradients
+        head.bias.fill_(1.0)
+    return net
+
+
+def cached(name: str):
+    """One random build per network for the whole file (built inside a test, under the no-network guard)."""
+    if name not in _built:
+        _built[name] = build(name)
+    return _built[name]
+
+
+@pytest.mark.parametrize("name", PARAMS)
+def test_any_size_frozen_and_differentiable(name):
+    net = cached(name)
+    assert not net.training and not any(p.requires_grad for p in net.parameters())
+    for n, (h, w) in ((2, (64, 80)), (1, (96, 72))):
+        torch.manual_seed(1)
+        x = (torch.rand(n, 3, h, w) * 255).requires_grad_(True)
+        out = net(x)["output"]
+        assert out.shape == (n, 1, h, w)
+        assert torch.isfinite(out).all()
+        out.sum().backward()
+        assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    assert not any(p.grad is not None for p in net.parameters())
+
+
+@pytest.mark.parametrize("name", PARAMS)
+def test_saved_weights_reload_exactly(name, tmp_path):
+    net = cached(name)
+    path = tmp_path / f"{name}.pt"
+    torch.save(net.net.state_dict(), path)
+    cls, options = NETS[name]
+    fresh = cls({**options, "weights": str(path)})
+    x = torch.rand(1, 3, 64, 80) * 255
+    with torch.no_grad():
+        assert torch.equal(net(x)["output"], fresh(x)["output"])
+
+
+def test_output_kinds_and_published_weights():
+    assert HourglassDepth.output_kind == "depth"
+    for cls in (MidasSmall, DPTHybrid, DPTLarge, DepthAnythingV2):
+        assert cls.output_kind == "inverse_depth"
+    assert MidasSmall.weights_file.url.startswith("https://github.com/isl-org/MiDaS/releases/download/v2_1/")
+    assert DPTLarge.weights_file.url.endswith("/v3/dpt_large_384.pt")
+    assert HourglassDepth.weights_file.url is None and "relative-depth-using-pytorch" in HourglassDepth.weights_file.how_to_get
+
+
+def test_offline_default_weights_fail_with_a_clear_message():
+    with pytest.raises(WeightsNotFoundError, match="midas_v21_small_256.pt.*70d6b9c8"):
+        MidasSmall({})
+    with pytest.raises(WeightsNotFoundError, match="relative-depth-using-pytorch"):
+        HourglassDepth({})
+    with pytest.raises(ConfigError, match="tiny"):
+        DPTLarge({"variant": "tiny"})
+
+
+@needs_transformers
+def test_depth_anything_loads_a_saved_model_folder(tmp_path, monkeypatch):
+    """Offline use: a model folder (save_pretrained) as `weights`, or under the weights directory by name."""
+    net = cached("depth_anything_v2")
+    folder = tmp_path / "Depth-Anything-V2-Small-hf"
+    net.net.save_pretrained(folder)
+    x = torch.rand(1, 3, 64, 80) * 255
+    with torch.no_grad():
+        expected = net(x)["output"]
+        assert torch.equal(DepthAnythingV2({"weights": str(folder), "input_size": 56})(x)["output"], expected)
+        monkeypatch.setenv("STYLEKIT_WEIGHTS_DIR", str(tmp_path))
+        assert torch.equal(DepthAnythingV2({"input_size": 56})(x)["output"], expected)
+
+
+def test_missing_transformers_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import fails as if not installed
+    with pytest.raises(StylekitError, match=r'pip install "stylekit\[hf\]"'):
+        DepthAnythingV2({"weights": "random", "variant": "tiny"})
+
+
+# -- hourglass: the port's whole-module pickles ---------------------------------------------------
+
+PORT_CLASSES = {HourglassNet: ("models.hourglass", "Model"), Channels1: ("models.hourglass", "Channels1"),
+                Channels2: ("models.hourglass", "Channels2"), Channels3: ("models.hourglass", "Channels3"),
+                Channels4: ("models.hourglass", "Channels4"), Inception: ("models.layers.inception", "inception")}
+
+
+def port_model(monkeypatch) -> nn.Module:
+    """A model pickling exactly like the port's: its classes live in fake modules named like the port's."""
+    modules = {}
+    for name in ("models", "models.hourglass", "models.layers", "models.layers.inception"):
+        modules[name] = types.ModuleType(name)
+        monkeypatch.setitem(sys.modules, name, modules[name])
+    fakes = {}
+    for ours, (module, name) in PORT_CLASSES.items():
+        fake = type(name, (ours,), {"__module__": module, "__qualname__": name})
+        setattr(modules[module], name, fake)
+        fakes[ours] = fake
+    torch.manual_seed(2)
+    model = HourglassNet().eval()
+    for module in model.modules():
+        if type(module) in fakes:
+            module.__class__ = fakes[type(module)]
+        for key, child in list(module._modules.items()):
+            if isinstance(child, nn.Upsample):  # the port used this (deprecated) subclass
+                module._modules[key] = nn.UpsamplingNearest2d(scale_factor=2)
+        if isinstance(module, nn.BatchNorm2d):  # non-trivial statistics, so a mix-up would show
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+    return model
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_hourglass_reads_the_ports_pickled_model(monkeypatch, tmp_path, legacy):
+    model = port_model(monkeypatch)
+    path = tmp_path / "Best_model_period1.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # legacy format: "couldn't retrieve source code" for the fake classes
+        torch.save(model, path, _use_new_zipfile_serialization=not legacy)
+    for name in [n for n in sys.modules if n == "models" or n.startswith("models.")]:
+        monkeypatch.delitem(sys.modules, name)  # the port's code is not importable when loading
+    net = HourglassDepth({"weights": str(path), "input_size": 32})
+    ours, theirs = net.net.state_dict(), model.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    x = torch.rand(1, 3, 32, 48)
+    with torch.no_grad():
+        assert torch.equal(net.net(x), model(x))
+
+
+class RunsCode:
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+@pytest.mark.parametrize("payload", ["os.system", "builtins.eval", "nested"])
+def test_hourglass_refuses_pickles_that_run_code(tmp_path, legacy, payload):
+    marker = tmp_path / "pwned"
+    command = f"touch {marker}"
+    evil = {"os.system": RunsCode(os.system, command),
+            "builtins.eval": RunsCode(eval, f"__import__('os').system({command!r})"),
+            "nested": {"blockH.0.weight": torch.zeros(1), "x": RunsCode(os.system, command)}}[payload]
+    path = tmp_path / "evil.pt"
+    torch.save(evil, path, _use_new_zipfile_serialization=not legacy)
+    with pytest.raises(UnsafeCheckpointError, match=r"refusing to load the checkpoint: it asks for (posix|nt|builtins|__builtin__)\."):
+        HourglassDepth({"weights": str(path)})
+    assert not marker.exists()
+
+
+# -- the TorchScript backend and the CLI ----------------------------------------------------------
+
+@needs_shared
+def test_torchscript_backend_runs_the_shared_depth_model():
+    net = TorchScriptDepth({"weights": str(SHARED_WEIGHTS / "nyu_depth_hedvgg.torchscript.pt"), "input_size": 64})
+    x = (torch.rand(1, 3, 70, 90) * 255).requires_grad_(True)
+    out = net(x)["output"]
+    assert out.shape == (1, 1, 70, 90) and (out > 0).all()  # softplus head: positive inverse depth
+    out.mean().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_plugins_command_lists_the_depth_networks():
+    from typer.testing import CliRunner
+
+    from stylekit.cli import app
+
+    result = CliRunner().invoke(app, ["plugins"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    for name in ("hourglass", "midas_small", "dpt_hybrid", "dpt_large", "depth_anything_v2", "torchscript"):
+        assert name in result.output
