@@ -53,6 +53,7 @@ def feather(size: int, start: int, total: int, overlap: int) -> torch.Tensor:
     return weight
 
 
+@torch.no_grad()
 def stylize_tiled(run: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, tile: int = 512,
                   overlap: int = 64, on_tile: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """``run`` (N×3×h×w → N×3×h×w, any device) applied to 1×3×H×W ``image`` in feathered tiles; result on CPU."""
