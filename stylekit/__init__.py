@@ -8,7 +8,9 @@ from .backbones.base import Backbone, BackboneOptions  # noqa: E402
 from .components import Component, ComponentOptions  # noqa: E402
 from .depth.base import DepthNetwork, DepthOptions  # noqa: E402
 from .hookspecs import hookimpl  # noqa: E402
-from .losses.base import Features, LossBatch, LossTerm, Tap, TermOptions  # noqa: E402
+from .losses.base import Features, LossBatch, LossTerm, Tap, TermContext, TermOptions  # noqa: E402
+from .features import NetworkSpec, Perception  # noqa: E402
+from .metrics import Metric, MetricOptions  # noqa: E402
 from .models.transformer import TransformerNet, TransformerOptions  # noqa: E402
 from .plugins import get_plugin_manager, get_registry  # noqa: E402
 from .weights import WeightsFile, resolve_weights  # noqa: E402
@@ -24,11 +26,18 @@ def create_depth_network(name: str, plugins=(), **options) -> DepthNetwork:
     return get_registry(plugins).get("depth", name)(options)
 
 
+def create_metric(name: str, plugins=(), **options) -> Metric:
+    """Build a registered evaluation metric by name with its options."""
+    return get_registry(plugins).get("metric", name)(options)
+
+
 def create_loss(name: str, plugins=(), **options) -> LossTerm:
     """Build a registered loss term by name with its options (``weight`` and the term's own)."""
     return get_registry(plugins).get("loss", name)(options)
 
 
-__all__ = ["Backbone", "BackboneOptions", "Component", "ComponentOptions", "DepthNetwork", "DepthOptions", "Features", "LossBatch", "LossTerm",
-           "Tap", "TermOptions", "TransformerNet", "TransformerOptions", "WeightsFile", "__version__",
-           "create_backbone", "create_depth_network", "create_loss", "get_plugin_manager", "get_registry", "hookimpl", "resolve_weights"]
+__all__ = ["Backbone", "BackboneOptions", "Component", "ComponentOptions", "DepthNetwork", "DepthOptions", "Features",
+           "LossBatch", "LossTerm", "Metric", "MetricOptions", "NetworkSpec", "Perception", "Tap", "TermContext",
+           "TermOptions", "TransformerNet", "TransformerOptions", "WeightsFile", "__version__", "create_backbone",
+           "create_depth_network", "create_loss", "create_metric", "get_plugin_manager", "get_registry", "hookimpl",
+           "resolve_weights"]

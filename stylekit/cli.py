@@ -15,7 +15,8 @@ from .errors import StylekitError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train and apply feed-forward style transfer networks whose loss is composed from plugins.")
-plugins_app = typer.Typer(help="List and scaffold plugins.", invoke_without_command=True)
+plugins_app = typer.Typer(help="List every registered component (kind, name, source, options) or, with `new`, "
+                          "scaffold a plugin package.", invoke_without_command=True)
 app.add_typer(plugins_app, name="plugins")
 console = Console()
 err_console = Console(stderr=True)
@@ -223,7 +224,8 @@ def config(
     from .config import dump_recipe, load_recipe
 
     console.print(dump_recipe(load_recipe(recipe, set_ or [], without=_split(without), only=_split(only),
-                                          extra_plugins=plugin or [], preset=preset)), markup=False, highlight=False)
+                                          extra_plugins=plugin or [], preset=preset)), markup=False, highlight=False,
+                  soft_wrap=True)  # never wrap: a wrapped long path would change the YAML's value
 
 
 @app.command()
@@ -260,6 +262,86 @@ def depth(
         console.print(f"{source} → {png16}, {preview}")
 
 
+@app.command()
+def ablate(
+    recipe: Path = typer.Argument(..., help="Recipe YAML."),
+    vary: Optional[List[str]] = typer.Option(None, "--vary", help="KEY.PATH=V1,V2,… (repeatable; the grid is the "
+                                             "cross product), e.g. losses.depth.weight=0,1,5,10."),
+    without_each: Optional[List[str]] = typer.Option(None, "--without-each", help="Also run with each of these "
+                                                     "terms dropped in turn (comma-separated)."),
+    seeds: int = typer.Option(1, "--seeds", help="Repeat every configuration with this many seeds."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Override KEY.PATH=VALUE for every run."),
+    plugin: Optional[List[str]] = PluginOption,
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Grid folder (default: "
+                                          "OUTPUT_DIR/<recipe>-ablate-<varied keys>)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Runs at a time (>1: `stylekit train` subprocesses, one GPU "
+                             "each when several are visible)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan and stop."),
+    no_estimate: bool = typer.Option(False, "--no-estimate", help="Skip timing a few steps for the estimate."),
+    replace: bool = typer.Option(False, "--replace", help="Runs whose folder holds a different config: move the "
+                                 "old folder to GRID/.replaced/ and run again."),
+    summary_only: bool = typer.Option(False, "--summary-only", help="Run nothing; rewrite the summary (e.g. after "
+                                      "`stylekit evaluate`)."),
+    contact_images: Optional[Path] = typer.Option(None, "--contact-images", help="Images for the contact sheet "
+                                                  "(default: the recipe's log.sample_images, else the first "
+                                                  "training images)."),
+    contact_count: int = typer.Option(4, "--contact-count", help="How many images the contact sheet shows."),
+    contact_size: int = typer.Option(256, "--contact-size", help="Longer side of contact sheet inputs (pixels)."),
+    weights_dir: Optional[Path] = WeightsDirOption,
+    offline: bool = OfflineOption,
+) -> None:
+    """Run a grid of ablations (vary × without-each × seeds) and summarise it: table, contact sheet, trade-off plot.
+
+    Re-running the same command skips finished runs and resumes interrupted ones.
+    """
+    from .ablate import ablate as run_ablation
+    from .ablate import expand_grid
+
+    _weights_env(weights_dir, offline)
+    grid = expand_grid(recipe, vary or [], _split(without_each), seeds, set_ or [], plugin or [], output)
+    try:
+        outcomes = run_ablation(grid, jobs=jobs, dry_run=dry_run, estimate=not no_estimate, replace=replace,
+                                summary_only=summary_only, console=console, contact_source=contact_images,
+                                contact_count=contact_count, contact_size=contact_size)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None  # the hint to re-run has been printed
+    if any(o.state != "finished" for o in outcomes):
+        raise typer.Exit(1)
+
+
+@app.command()
+def runs(
+    args: Optional[List[str]] = typer.Argument(None, help="DIR (default: runs/), or `compare RUN_A RUN_B …`."),
+) -> None:
+    """List runs (what changed, progress, final losses, status), or `runs compare A B …` side by side."""
+    from .runs import compare_tables, find_runs, read_run, runs_table
+
+    args = list(args or [])
+    if args[:1] == ["compare"]:
+        if len(args) < 3:
+            raise StylekitError("`stylekit runs compare` needs two or more run directories")
+        records = [read_run(_run_dir(Path(a))) for a in args[1:]]
+        for table in compare_tables(records):
+            console.print(table)
+        return
+    if len(args) > 1:
+        raise StylekitError("give one folder (`stylekit runs DIR`), or `stylekit runs compare A B …`")
+    root = Path(args[0]) if args else Path("runs")
+    found = find_runs(root)
+    if not found:
+        console.print(f"no runs under {root}")
+        return
+    console.print(runs_table([read_run(p) for p in found], title=f"runs in {root}"))
+
+
+def _run_dir(path: Path) -> Path:
+    from .runs import is_run_dir
+
+    if not is_run_dir(path):
+        raise StylekitError(f"{path} is not a run directory (no run.json, status.json or config.yaml)")
+    return path
+
+
 @plugins_app.callback()
 def plugins_list(ctx: typer.Context, plugin: Optional[List[str]] = PluginOption) -> None:
     """List every registered component: kind, name, source and options."""
@@ -276,6 +358,23 @@ def plugins_list(ctx: typer.Context, plugin: Optional[List[str]] = PluginOption)
     console.print(table)
     for name, message in manager.failures:
         err_console.print(f"[red]plugin {name} failed to load:[/] {message}")
+
+
+@plugins_app.command("new")
+def plugins_new(
+    name: str = typer.Argument(..., help="Component name, e.g. edge_loss (package stylekit-edge-loss)."),
+    kind: str = typer.Option("loss", "--kind", "-k", help="loss, backbone or depth."),
+    output: Path = typer.Option(Path("."), "--output", "-o", help="Folder in which the package folder is created."),
+    force: bool = typer.Option(False, "--force", help="Write into an existing, non-empty package folder."),
+) -> None:
+    """Scaffold a ready-to-install plugin package (pyproject, module, test, recipe, README)."""
+    from .scaffold import scaffold
+
+    target = scaffold(name, kind, output, force=force)
+    console.print(f"Created [bold]{target}[/]:")
+    for path in sorted(p for p in target.rglob("*") if p.is_file()):
+        console.print(f"  {path.relative_to(target)}")
+    console.print(f"Next: cd {target} && python -m pytest -q && pip install -e . && stylekit plugins")
 
 
 def _options_text(options_model) -> str:

@@ -94,8 +94,8 @@ class Recipe(Section):
     description: str = Field("", description="Free text shown in run listings.")
     extends: str | None = Field(None, description="Another recipe this one deep-merges onto (already applied).")
     plugins: list[str] = Field(default_factory=list, description="Plugin files or modules to load.")
-    data: DataConfig
-    style: StyleConfig
+    data: DataConfig = Field(..., description="Training images (content photographs).")
+    style: StyleConfig = Field(..., description="Style image(s).")
     model: TransformerOptions = Field(default_factory=TransformerOptions, description="Transformer network options.")
     backbone: BackboneConfig = Field(default_factory=BackboneConfig, description="Perception backbone.")
     losses: dict[str, dict[str, Any]] = Field(
@@ -141,11 +141,18 @@ def _resolve_paths(raw: dict, base: Path) -> None:
             return str((base / value).resolve())
         return value  # e.g. a module name in `plugins`
 
+    def fix_plugin(value):
+        # `my_pkg.plugin` is a module name, not a file called "my_pkg.plugin"
+        if isinstance(value, str) and not value.endswith(".py") and "/" not in value and not (base / value).exists():
+            return value
+        return fix(value)
+
     for preset in (raw.get("presets") or {}).values():  # presets use dotted keys
         for key in list(preset or {}):
             if tuple(key.split(".")) in PATH_KEYS:
                 value = preset[key]
-                preset[key] = [fix(v) for v in value] if isinstance(value, list) else fix(value)
+                fixer = fix_plugin if key == "plugins" else fix
+                preset[key] = [fixer(v) for v in value] if isinstance(value, list) else fixer(value)
     for path in PATH_KEYS:
         node = raw
         for key in path[:-1]:
@@ -153,7 +160,8 @@ def _resolve_paths(raw: dict, base: Path) -> None:
         if not isinstance(node, dict) or path[-1] not in node:
             continue
         value = node[path[-1]]
-        node[path[-1]] = [fix(v) for v in value] if isinstance(value, list) else fix(value)
+        fixer = fix_plugin if path == ("plugins",) else fix
+        node[path[-1]] = [fixer(v) for v in value] if isinstance(value, list) else fixer(value)
 
 
 def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:

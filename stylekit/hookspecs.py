@@ -31,3 +31,12 @@ def stylekit_backbones() -> list[type]:
 @hookspec
 def stylekit_depth_networks() -> list[type]:
     """Return single-image depth-network classes (subclasses of :class:`stylekit.DepthNetwork`)."""
+
+
+@hookspec
+def stylekit_metrics() -> list[type]:
+    """Return evaluation-metric classes (subclasses of :class:`stylekit.Metric`).
+
+    A metric scores stylised images against their content images, one value per image;
+    ``stylekit evaluate`` reports every registered metric.
+    """

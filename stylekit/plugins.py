@@ -33,6 +33,7 @@ KIND_HOOKS: dict[str, str] = {
     "loss": "stylekit_loss_terms",
     "backbone": "stylekit_backbones",
     "depth": "stylekit_depth_networks",
+    "metric": "stylekit_metrics",
 }
 
 BUILTIN_PLUGINS = (

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
+import socket
 import subprocess
 import sys
 import time
@@ -33,7 +35,7 @@ from .config import Recipe, dump_recipe
 from .data import ImageFolder, ResumableSampler, collate, list_images, load_image
 from .errors import NonFiniteLossError, StylekitError
 from .features import BACKBONE, NetworkSpec, Perception
-from .losses.base import LossBatch
+from .losses.base import LossBatch, TermContext
 from .models.transformer import TransformerNet
 from .runtime import autocast, pick_device, pick_precision
 from .viz import image_grid, plot_loss_curves
@@ -58,12 +60,28 @@ def environment_info() -> dict[str, Any]:
             "timm": timm.__version__, "python": platform.python_version()}
     try:
         root = Path(__file__).resolve().parent
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5)
-        if commit.returncode == 0:
-            info["git_commit"] = commit.stdout.strip()
+
+        def git(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5)
+
+        # Only if git tracks this very package: a copy in site-packages inside another repo's venv must not
+        # report that repo's commit.
+        if git("ls-files", "--error-unmatch", "__init__.py").returncode == 0:
+            commit = git("rev-parse", "HEAD")
+            if commit.returncode == 0:
+                info["git_commit"] = commit.stdout.strip()
+                info["git_dirty"] = bool(git("status", "--porcelain", "--", ".").stdout.strip())
     except (OSError, subprocess.SubprocessError):
         pass
+    if "git_commit" not in info:  # installed from a git URL: pip recorded the commit (PEP 610 direct_url.json)
+        try:
+            from importlib.metadata import distribution
+
+            vcs = json.loads(distribution("stylekit").read_text("direct_url.json") or "{}").get("vcs_info") or {}
+            if vcs.get("commit_id"):
+                info["git_commit"] = vcs["commit_id"]
+        except Exception:  # no metadata (running from a source tree), malformed file…
+            pass
     return info
 
 
@@ -158,12 +176,15 @@ class Trainer:
 
     def _set_style_targets(self) -> None:
         style_taps = self.composer.style_taps()
-        features = []
+        features, images = [], []
         with torch.no_grad(), autocast(self.device, self.dtype):
             for path in self.recipe.style.images:
                 image = load_image(path, self.recipe.style.size).to(self.device)
+                images.append(image)
                 features.append(self.perception.extract(image, style_taps) if style_taps else {})
+        context = TermContext(perception=self.perception, style_images=images, device=self.device)
         for term in self.composer.terms:
+            term.prepare(context)
             term.set_style(features)
 
     def _loader(self) -> DataLoader:
@@ -211,6 +232,7 @@ class Trainer:
             return
         status = {"state": state, "step": self.step, "iterations": self.recipe.schedule.iterations,
                   "reason": reason, "skipped_images": len(self.skipped),
+                  "pid": os.getpid(), "host": socket.gethostname(),  # lets `stylekit runs` spot a dead "running" run
                   "updated": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         atomic_write_text(self.run_dir / "status.json", json.dumps(status, indent=2) + "\n")
 

@@ -51,7 +51,8 @@ def image_grid(rows: Sequence[Sequence[torch.Tensor | Image.Image]], column_titl
 
 
 def _wrap(text: str, width: int) -> str:
-    return "\n".join(text[i:i + width] for i in range(0, len(text), width))
+    """Hard-wrap each line of ``text`` (existing line breaks are kept)."""
+    return "\n".join(line[i:i + width] for line in text.split("\n") for i in range(0, max(len(line), 1), width))
 
 
 def read_metrics(path: Path) -> list[dict]:

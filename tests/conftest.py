@@ -39,4 +39,6 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("STYLEKIT_WEIGHTS_DIR", raising=False)
 
 
-os.environ.setdefault("STYLEKIT_DISABLE_ENTRY_POINTS", "0")
+# Installed plugin packages (e.g. plugins/stylekit-intrinsic) must not change what the tests see;
+# tests that exercise entry points pass entry_points=True explicitly.
+os.environ["STYLEKIT_DISABLE_ENTRY_POINTS"] = "1"

@@ -47,7 +47,15 @@ class VGGBackbone(Backbone):
         super().__init__(options)
         import torchvision
 
-        self.features: nn.Sequential = getattr(torchvision.models, self.arch)(weights=None).features
+        # Built on the meta device: torchvision would otherwise randomly initialise the 100M-parameter classifier
+        # we never use (seconds per run). The convolutions get torchvision's own init, then load_weights().
+        with torch.device("meta"):
+            features = getattr(torchvision.models, self.arch)(weights=None).features
+        self.features: nn.Sequential = features.to_empty(device="cpu")
+        for module in self.features.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(module.bias)
         for module in self.features:
             if isinstance(module, nn.ReLU):
                 module.inplace = False  # tapped activations must not be overwritten

@@ -1,22 +1,30 @@
 """Loss terms: what a term receives, what it returns, and how it asks for features.
 
-A term never runs a network itself. It declares the feature taps it needs
+A term normally never runs a network itself. It declares the feature taps it needs
 (:meth:`LossTerm.taps`, :meth:`LossTerm.style_taps`); the trainer's
 :class:`~stylekit.features.Perception` runs each network once per batch for all
 terms together, and content-side features without gradient.
+
+A term that needs features of an image it derives itself (e.g. the albedo layer of ŷ)
+cannot use the shared taps; :meth:`LossTerm.prepare` hands it the run's
+:class:`TermContext` (the Perception and the style images) once before training,
+and it calls ``self.perception.extract(image, taps)`` in ``forward``.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
 from ..components import Component, ComponentOptions
+
+if TYPE_CHECKING:
+    from ..features import Perception
 
 
 class Tap(NamedTuple):
@@ -71,6 +79,15 @@ class LossBatch:
     content_features: Features  # computed under no_grad
 
 
+@dataclass
+class TermContext:
+    """What a term may keep from the run, handed to :meth:`LossTerm.prepare` once before training."""
+
+    perception: "Perception"  # the run's frozen networks; the recipe's backbone is network "backbone"
+    style_images: list[torch.Tensor]  # each 1×3×H×W, RGB in [0, 255], on the training device
+    device: torch.device
+
+
 class TermOptions(ComponentOptions):
     weight: float = Field(1.0, ge=0.0, description="Multiplier of this term in the total loss; 0 disables it.")
 
@@ -106,8 +123,31 @@ class LossTerm(Component, nn.Module):
         """
         return []
 
+    def prepare(self, context: TermContext) -> None:
+        """Called once before :meth:`set_style`; the default keeps ``context`` (see :attr:`perception`).
+
+        Override to precompute targets from the raw style images (call ``super().prepare(context)``
+        first); run networks under ``torch.no_grad()`` here.
+        """
+        # Kept outside nn.Module's attribute machinery: the frozen networks must not become
+        # submodules (and parameters or state-dict entries) of the term.
+        self.__dict__["_context"] = context
+
+    @property
+    def context(self) -> TermContext:
+        context = self.__dict__.get("_context")
+        if context is None:
+            raise RuntimeError(f"loss term {self.key!r} was not prepared: the trainer (or stylekit.testing.check_term) "
+                               "calls term.prepare(TermContext(...)) before training")
+        return context
+
+    @property
+    def perception(self) -> "Perception":
+        """The run's :class:`~stylekit.features.Perception`, for features of images the term derives itself."""
+        return self.context.perception
+
     def set_style(self, style_features: list[Features]) -> None:
-        """Precompute style targets, one :class:`Features` per style image."""
+        """Precompute style targets, one :class:`Features` per style image (its :meth:`style_taps`)."""
 
     def forward(self, batch: LossBatch) -> torch.Tensor:
         """Return the unweighted loss of each image in the batch, shape (N,)."""
