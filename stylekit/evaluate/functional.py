@@ -1,0 +1,199 @@
+"""Pure tensor functions behind the evaluation metrics: no networks, so each has a known answer to test.
+
+Images are stylekit images (N×3×H×W, RGB, [0, 255]); maps are N×1×H×W.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+EPS = 1e-8
+
+
+# -- depth ------------------------------------------------------------------------------------------------
+def align_scale_shift(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per image, ``s·pred + t`` with (s, t) minimising ‖s·pred + t − target‖² (least squares, MiDaS-style).
+
+    Relative depth networks are defined only up to scale and shift, so a stylised depth map is compared
+    only after this alignment; an affine transform of the target is recovered exactly.
+    """
+    n = pred.shape[0]
+    p, q = pred.reshape(n, -1).double(), target.reshape(n, -1).double()
+    m = torch.ones_like(p) if mask is None else mask.reshape(n, -1).double()
+    a00, a01, a11 = (m * p * p).sum(1), (m * p).sum(1), m.sum(1)
+    b0, b1 = (m * p * q).sum(1), (m * q).sum(1)
+    det = a00 * a11 - a01 * a01
+    ok = det.abs() > 1e-12 * (a00 * a11).clamp_min(1e-30)
+    s = torch.where(ok, (a11 * b0 - a01 * b1) / torch.where(ok, det, torch.ones_like(det)), torch.zeros_like(det))
+    t = torch.where(ok, (b1 - s * a01) / a11.clamp_min(1), b1 / a11.clamp_min(1))  # degenerate pred: the mean
+    return (s.view(n, 1) * p + t.view(n, 1)).reshape(pred.shape).to(pred.dtype)
+
+
+def normalise_per_image(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Min–max to [0, 1] per image; returns (normalised, min, range) so others can share the mapping."""
+    n = x.shape[0]
+    flat = x.reshape(n, -1)
+    lo, hi = flat.min(1).values, flat.max(1).values
+    rng = (hi - lo).clamp_min(EPS)
+    shape = (n,) + (1,) * (x.dim() - 1)
+    return (x - lo.view(shape)) / rng.view(shape), lo, rng
+
+
+def depth_rmse(content_inv: torch.Tensor, stylised_inv: torch.Tensor) -> torch.Tensor:
+    """RMSE between content inverse depth normalised to [0, 1] and the aligned stylised inverse depth (N,)."""
+    target, lo, rng = normalise_per_image(content_inv.double())
+    aligned = align_scale_shift(stylised_inv.double(), target)
+    return (aligned - target).pow(2).flatten(1).mean(1).sqrt().float()
+
+
+def ordinal_agreement(content_inv: torch.Tensor, stylised_inv: torch.Tensor, pairs: int = 5000, seed: int = 0,
+                      tie: float = 0.01) -> torch.Tensor:
+    """Fraction of random pixel pairs whose depth order is the same in both maps (N,); 1 = all kept.
+
+    Pairs whose content values differ by less than ``tie`` (of the content range) are near-ties and are
+    skipped: their order is noise. Pixel pairs are drawn with a fixed seed, so every model sees the same pairs.
+    """
+    n = content_inv.shape[0]
+    c, _, _ = normalise_per_image(content_inv.double())
+    c, s = c.reshape(n, -1), stylised_inv.double().reshape(n, -1)
+    gen = torch.Generator().manual_seed(seed)
+    i = torch.randint(0, c.shape[1], (pairs,), generator=gen)
+    j = torch.randint(0, c.shape[1], (pairs,), generator=gen)
+    dc, ds = c[:, i] - c[:, j], s[:, i] - s[:, j]
+    valid = dc.abs() >= tie
+    agree = (torch.sign(dc) == torch.sign(ds)) & valid
+    count = valid.sum(1)
+    return torch.where(count > 0, agree.sum(1) / count.clamp_min(1), torch.ones(n, dtype=torch.double)).float()
+
+
+# -- edges --------------------------------------------------------------------------------------------------
+def tolerance_radius(height: int, width: int, fraction: float = 0.0075) -> int:
+    """BSDS matching tolerance: ``fraction`` of the image diagonal, at least one pixel."""
+    return max(1, int(round(fraction * math.hypot(height, width))))
+
+
+def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Binary dilation with a (2r+1)² square, via max-pooling."""
+    if radius <= 0:
+        return mask
+    return F.max_pool2d(mask.float(), 2 * radius + 1, stride=1, padding=radius) > 0.5
+
+
+def binarise_edges(prob: torch.Tensor, threshold: float = 0.5, thin: bool = False) -> torch.Tensor:
+    """Edge probability → boolean map; ``thin`` reduces each edge to one pixel wide (skimage ``thin``)."""
+    edges = prob >= threshold
+    if thin:
+        from skimage.morphology import thin as sk_thin
+
+        edges = torch.stack([torch.from_numpy(sk_thin(e[0].cpu().numpy()))[None] for e in edges]).to(prob.device)
+    return edges
+
+
+def edge_prf(pred: torch.Tensor, truth: torch.Tensor, radius: int) -> dict[str, torch.Tensor]:
+    """Precision, recall and F-score of boolean edge maps with a matching tolerance (each (N,)).
+
+    precision = |pred ∧ dilate(truth)| / |pred|, recall = |truth ∧ dilate(pred)| / |truth|,
+    F = 2PR / (P + R). An empty map has nothing wrong in it: empty ``pred`` → P = 1, empty ``truth`` → R = 1.
+    """
+    pred, truth = pred.bool(), truth.bool()
+    n_pred, n_truth = pred.flatten(1).sum(1).double(), truth.flatten(1).sum(1).double()
+    hit_p = (pred & dilate(truth, radius)).flatten(1).sum(1).double()
+    hit_r = (truth & dilate(pred, radius)).flatten(1).sum(1).double()
+    p = torch.where(n_pred > 0, hit_p / n_pred.clamp_min(1), torch.ones_like(n_pred))
+    r = torch.where(n_truth > 0, hit_r / n_truth.clamp_min(1), torch.ones_like(n_truth))
+    f = torch.where(p + r > 0, 2 * p * r / (p + r).clamp_min(EPS), torch.zeros_like(p))
+    return {"precision": p.float(), "recall": r.float(), "f": f.float()}
+
+
+def spurious_ratio(pred: torch.Tensor, truth: torch.Tensor, radius: int) -> torch.Tensor:
+    """Fraction of ``pred`` edge pixels with no ``truth`` edge within ``radius`` (N,); 0 when ``pred`` is empty."""
+    pred = pred.bool()
+    n_pred = pred.flatten(1).sum(1).double()
+    lonely = (pred & ~dilate(truth.bool(), radius)).flatten(1).sum(1).double()
+    return torch.where(n_pred > 0, lonely / n_pred.clamp_min(1), torch.zeros_like(n_pred)).float()
+
+
+# -- saliency -------------------------------------------------------------------------------------------------
+def luminance(images: torch.Tensor) -> torch.Tensor:
+    """ITU-R BT.601 luma of RGB images, same range as the input: N×1×H×W."""
+    w = images.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    return (images * w).sum(1, keepdim=True)
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    radius = max(1, int(math.ceil(3 * sigma)))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    x = F.pad(x, (radius, radius, 0, 0), mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, -1))
+    x = F.pad(x, (0, 0, radius, radius), mode="reflect")
+    return F.conv2d(x, k.view(1, 1, -1, 1))
+
+
+def spectral_residual_saliency(images: torch.Tensor, width: int = 64, sigma: float = 2.5) -> torch.Tensor:
+    """Spectral-residual saliency (Hou & Zhang, CVPR 2007), in [0, 1] per image, at the input size: N×1×H×W.
+
+    Luma downscaled to ``width`` px wide; residual R = log|FFT| − 3×3 mean of log|FFT|; saliency =
+    Gaussian-blurred |IFFT(exp(R + i·phase))|², min–max normalised. Classical, no weights.
+    """
+    h, w = images.shape[-2:]
+    small_h = max(8, round(h * width / w))
+    y = F.interpolate(luminance(images.double()) / 255.0, size=(small_h, width), mode="bilinear",
+                      align_corners=False, antialias=True)
+    spectrum = torch.fft.fft2(y)
+    log_amp = torch.log(spectrum.abs() + EPS)
+    phase = torch.angle(spectrum)
+    avg = F.avg_pool2d(F.pad(log_amp, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    residual = log_amp - avg
+    sal = torch.fft.ifft2(torch.exp(residual + 1j * phase)).abs() ** 2
+    sal = _gaussian_blur(sal, sigma)
+    sal = F.interpolate(sal, size=(h, w), mode="bilinear", align_corners=False)
+    return normalise_per_image(sal)[0].float()
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation per image (N,); 1 when both maps are constant and equal, 0 when one is constant."""
+    n = a.shape[0]
+    x, y = a.reshape(n, -1).double(), b.reshape(n, -1).double()
+    x, y = x - x.mean(1, keepdim=True), y - y.mean(1, keepdim=True)
+    sx, sy = x.pow(2).sum(1).sqrt(), y.pow(2).sum(1).sqrt()
+    cc = (x * y).sum(1) / (sx * sy).clamp_min(EPS)
+    both_flat = (sx < EPS) & (sy < EPS)
+    return torch.where(both_flat, torch.ones_like(cc), cc).float()
+
+
+# -- SSIM -----------------------------------------------------------------------------------------------------
+def ssim_luminance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM of the luma (Wang et al. 2004 settings: Gaussian σ=1.5, K1=0.01, K2=0.03, range 255) (N,)."""
+    from skimage.metrics import structural_similarity
+
+    la, lb = luminance(a.double()).cpu().numpy(), luminance(b.double()).cpu().numpy()
+    out = []
+    for x, y in zip(la[:, 0], lb[:, 0]):
+        if min(x.shape) < 7:
+            out.append(float(np.all(x == y)))
+            continue
+        out.append(structural_similarity(x, y, data_range=255.0, gaussian_weights=True, sigma=1.5,
+                                         use_sample_covariance=False))
+    return torch.tensor(out, dtype=torch.float32)
+
+
+# -- statistics -----------------------------------------------------------------------------------------------
+def bootstrap_mean_ci(values: np.ndarray, resamples: int = 1000, level: float = 0.95,
+                      seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean over images (NaNs dropped); fixed seed → reproducible."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return float("nan"), float("nan")
+    if values.size == 1:
+        return float(values[0]), float(values[0])
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, size=(resamples, values.size))].mean(1)
+    alpha = (1 - level) / 2
+    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))

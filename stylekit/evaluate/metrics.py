@@ -1,0 +1,481 @@
+"""Evaluation metrics as small classes: ``name``, ``Options``, ``__call__(content, stylised) -> (N,)``.
+
+That is the shape a plugin-registered metric has, so these can become plugins later. A metric that
+yields several columns (precision/recall/F…) returns them all from :meth:`Metric.compute`;
+``__call__`` returns its headline column. Each column is described by a :class:`Column` (formula,
+network, range, direction), which is the single source of docs/metrics.md and the report's glossary.
+
+Networks are built once per evaluation in :class:`EvalNetworks` and memoise their last outputs, so
+the content image's depth and edges are computed once however many models are compared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from ..components import ComponentOptions
+from ..errors import StylekitError, WeightsNotFoundError
+from ..features import NetworkSpec
+from ..losses.content import feature_reconstruction
+from ..losses.style import gram_matrix
+from ..weights import WeightsFile, resolve_weights
+from . import functional as Fm
+
+
+class MetricUnavailable(StylekitError):
+    """A metric that cannot run here (missing weights, no style image…); reported, never silently dropped."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One reported number: what it is, how it is computed, and which way is better."""
+
+    key: str
+    label: str
+    formula: str
+    network: str
+    range: str
+    better: Literal["lower", "higher"]
+
+
+class Metric:
+    """Base: subclasses set ``name``, ``columns`` and implement :meth:`compute`."""
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type[ComponentOptions]] = ComponentOptions
+    columns: ClassVar[tuple[Column, ...]] = ()
+    title: ClassVar[str] = ""
+
+    def __init__(self, options: ComponentOptions | dict | None = None, networks: "EvalNetworks | None" = None):
+        self.options = options if isinstance(options, self.Options) else self.Options.model_validate(options or {})
+        self.networks = networks
+
+    def compute(self, content: torch.Tensor, stylised: torch.Tensor, **context: Any) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def __call__(self, content: torch.Tensor, stylised: torch.Tensor, **context: Any) -> torch.Tensor:
+        return self.compute(content, stylised, **context)[self.columns[0].key]
+
+
+# -- networks -------------------------------------------------------------------------------------------------
+class _Memo:
+    """Remembers a network's outputs for the last few input tensors (by identity and version)."""
+
+    def __init__(self, fn, size: int = 16):
+        self.fn, self.size, self.items = fn, size, []
+
+    def __call__(self, x: torch.Tensor):
+        for ref, version, out in self.items:
+            if ref is x and version == x._version:
+                return out
+        out = self.fn(x)
+        self.items.append((x, x._version, out))
+        del self.items[:-self.size]
+        return out
+
+    def clear(self) -> None:
+        self.items.clear()
+
+
+class EvalNetworks:
+    """The frozen networks metrics share: a depth network, HED, a loss backbone (built lazily, memoised).
+
+    A network that cannot be built raises :class:`MetricUnavailable` naming the missing file; the
+    evaluator reports the metrics that needed it as not available.
+    """
+
+    def __init__(self, registry, *, depth: NetworkSpec | None = None, hed: NetworkSpec | None = None,
+                 backbone: NetworkSpec | None = None, device: str | torch.device = "cpu"):
+        self.registry, self.device = registry, torch.device(device)
+        self.specs = {"depth": depth, "hed": hed or NetworkSpec.of("backbone", "hed_vgg16"),
+                      "backbone": backbone or NetworkSpec.of("backbone", "vgg16")}
+        self._nets: dict[str, nn.Module] = {}
+        self._memos: dict[str, _Memo] = {}
+
+    def describe(self, which: str) -> str:
+        spec = self.specs[which]
+        if spec is None:
+            return "(none)"
+        opts = ", ".join(f"{k}={Path(v).name if isinstance(v, str) and '/' in v else v}"
+                         for k, v in spec.options.items())
+        return f"{spec.name}" + (f" ({opts})" if opts else "")
+
+    def get(self, which: str) -> nn.Module:
+        if which not in self._nets:
+            spec = self.specs[which]
+            if spec is None:
+                raise MetricUnavailable(f"no {which} network configured")
+            same = next((k for k, s in self.specs.items() if s == spec and k in self._nets), None)
+            if same is not None:  # e.g. --backbone hed_vgg16: one HED for edges and losses
+                self._nets[which] = self._nets[same]
+                return self._nets[which]
+            try:
+                net = spec.build(self.registry)
+            except WeightsNotFoundError as exc:
+                first = str(exc).splitlines()
+                missing = next((line.split(":", 1)[1].strip().split(" ")[0] for line in first
+                                if line.startswith("Expected file:")), first[0])
+                raise MetricUnavailable(f"missing: {missing}") from exc
+            self._nets[which] = net.to(self.device).eval()
+        return self._nets[which]
+
+    def _memo(self, key: str, fn) -> _Memo:
+        if key not in self._memos:
+            self._memos[key] = _Memo(fn)
+        return self._memos[key]
+
+    def depth(self, images: torch.Tensor) -> torch.Tensor:
+        """Inverse depth (larger = nearer) at the input size, whatever the network's own convention."""
+        net = self.get("depth")
+
+        def run(x):
+            out = net.predict(x.to(self.device)).float().cpu()
+            return 1.0 / out.clamp_min(1e-6) if getattr(net, "output_kind", "inverse_depth") == "depth" else out
+
+        return self._memo("depth", run)(images)
+
+    def edges(self, images: torch.Tensor) -> torch.Tensor:
+        """HED edge probability in [0, 1]: N×1×H×W."""
+        net = self.get("hed")
+        return self._memo("hed", lambda x: net(x.to(self.device), ["edges"])["edges"].float().cpu())(images)
+
+    def features(self, images: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        net = self.get("backbone")
+        return self._memo(f"backbone:{','.join(layers)}",
+                          lambda x: {k: v.float().cpu() for k, v in net(x.to(self.device), list(layers)).items()})(images)
+
+    def clear(self) -> None:
+        for memo in self._memos.values():
+            memo.clear()
+
+
+# -- depth ------------------------------------------------------------------------------------------------------
+class DepthOptions(ComponentOptions):
+    pairs: int = Field(5000, ge=1, description="Random pixel pairs for ordinal agreement.")
+    tie: float = Field(0.01, ge=0, description="Skip pairs whose normalised content inverse depths differ by less.")
+    seed: int = Field(0, description="Seed of the pixel pairs (the same pairs for every model).")
+
+
+class DepthPreservation(Metric):
+    """Does the stylised image still read as the same 3-D layout to a depth network?"""
+
+    name = "depth"
+    title = "Depth preservation"
+    Options = DepthOptions
+    columns = (
+        Column("depth_rmse", "depth RMSE",
+               "d = content inverse depth min–max normalised to [0, 1]; d̂ = s·D(ŷ)+t with (s, t) the per-image "
+               "least-squares fit to d; RMSE = sqrt(mean((d̂ − d)²))", "depth network", "[0, 1] (0 = same depth)",
+               "lower"),
+        Column("depth_ordinal", "depth ordinal agreement",
+               "fraction of random pixel pairs (fixed seed, 5000 pairs, near-ties |Δd| < 0.01 skipped) whose depth "
+               "order in D(ŷ) equals that in D(x)", "depth network", "[0, 1] (0.5 = chance)", "higher"),
+    )
+
+    def compute(self, content, stylised, **context):
+        dc, ds = self.networks.depth(content), self.networks.depth(stylised)
+        o = self.options
+        return {"depth_rmse": Fm.depth_rmse(dc, ds),
+                "depth_ordinal": Fm.ordinal_agreement(dc, ds, o.pairs, o.seed, o.tie)}
+
+
+# -- edges ------------------------------------------------------------------------------------------------------
+class EdgeOptions(ComponentOptions):
+    threshold: float = Field(0.5, ge=0, le=1, description="HED probability at or above which a pixel is an edge.")
+    thin: bool = Field(False, description="Thin binarised edges to one pixel before matching.")
+    tolerance: float = Field(0.0075, gt=0, description="Matching radius as a fraction of the image diagonal (BSDS).")
+    spurious_factor: float = Field(3.0, ge=1, description="Spurious edges: no content edge within this × the radius.")
+
+
+def _edge_maps(networks: EvalNetworks, images: torch.Tensor, o: EdgeOptions) -> torch.Tensor:
+    return Fm.binarise_edges(networks.edges(images), o.threshold, o.thin)
+
+
+class EdgePreservation(Metric):
+    """Are the content's HED edges kept, and are few new ones invented?"""
+
+    name = "edges"
+    title = "Edge preservation (HED)"
+    Options = EdgeOptions
+    columns = (
+        Column("edge_f", "edge F-score", "F = 2PR/(P+R) of E(ŷ) against E(x), E = HED 'edges' ≥ 0.5, matched within "
+               "r = 0.0075·diagonal (max-pool dilation)", "HED (hed_vgg16)", "[0, 1]", "higher"),
+        Column("edge_precision", "edge precision", "P = |E(ŷ) ∧ dilate_r(E(x))| / |E(ŷ)| (1 if E(ŷ) is empty)",
+               "HED (hed_vgg16)", "[0, 1]", "higher"),
+        Column("edge_recall", "edge recall", "R = |E(x) ∧ dilate_r(E(ŷ))| / |E(x)| (1 if E(x) is empty)",
+               "HED (hed_vgg16)", "[0, 1]", "higher"),
+        Column("edge_spurious", "spurious-edge ratio",
+               "|E(ŷ) ∧ ¬dilate_3r(E(x))| / |E(ŷ)|: stylised edge pixels with no content edge within 3r",
+               "HED (hed_vgg16)", "[0, 1]", "lower"),
+    )
+
+    def compute(self, content, stylised, **context):
+        o = self.options
+        ec, es = _edge_maps(self.networks, content, o), _edge_maps(self.networks, stylised, o)
+        r = Fm.tolerance_radius(*content.shape[-2:], o.tolerance)
+        prf = Fm.edge_prf(es, ec, r)
+        return {"edge_f": prf["f"], "edge_precision": prf["precision"], "edge_recall": prf["recall"],
+                "edge_spurious": Fm.spurious_ratio(es, ec, max(r, round(o.spurious_factor * r)))}
+
+
+class BoundaryAgreement(Metric):
+    """HED edges of the stylised image against BSDS500 human boundaries (union of annotators)."""
+
+    name = "bsds"
+    title = "BSDS500 boundaries"
+    Options = EdgeOptions
+    columns = (
+        Column("bsds_f", "BSDS F-score", "F of E(ŷ) against the union of the annotators' Boundaries, r = "
+               "0.0075·diagonal; 'bsds_f_content' is the same for E(x), the ceiling", "HED (hed_vgg16)", "[0, 1]",
+               "higher"),
+        Column("bsds_precision", "BSDS precision", "|E(ŷ) ∧ dilate_r(GT)| / |E(ŷ)|", "HED (hed_vgg16)", "[0, 1]",
+               "higher"),
+        Column("bsds_recall", "BSDS recall", "|GT ∧ dilate_r(E(ŷ))| / |GT|", "HED (hed_vgg16)", "[0, 1]", "higher"),
+    )
+
+    def compute(self, content, stylised, *, boundaries: torch.Tensor | None = None, **context):
+        n = stylised.shape[0]
+        if boundaries is None:
+            nan = torch.full((n,), float("nan"))
+            return {c.key: nan for c in self.columns}
+        o = self.options
+        es = _edge_maps(self.networks, stylised, o)
+        gt = boundaries.bool().reshape(n, 1, *boundaries.shape[-2:])
+        if gt.shape[-2:] != es.shape[-2:]:
+            gt = F.interpolate(gt.float(), size=es.shape[-2:], mode="nearest") > 0.5
+        prf = Fm.edge_prf(es, gt, Fm.tolerance_radius(*es.shape[-2:], o.tolerance))
+        return {"bsds_f": prf["f"], "bsds_precision": prf["precision"], "bsds_recall": prf["recall"]}
+
+
+def load_bsds_boundaries(path: str | Path) -> torch.Tensor:
+    """A BSDS500 ``groundTruth/*.mat`` → H×W bool, the union of every annotator's ``Boundaries``."""
+    from scipy.io import loadmat
+
+    gt = loadmat(str(path))["groundTruth"]
+    union = None
+    for item in gt.ravel():
+        b = item["Boundaries"][0, 0] if item["Boundaries"].dtype == object else item["Boundaries"]
+        b = torch.from_numpy(b.astype(bool))
+        union = b if union is None else union | b
+    if union is None:
+        raise StylekitError(f"{path}: no annotations in groundTruth")
+    return union
+
+
+# -- saliency ----------------------------------------------------------------------------------------------------
+class SaliencyOptions(ComponentOptions):
+    width: int = Field(64, ge=16, description="Width the spectral residual is computed at (Hou & Zhang: 64).")
+    sigma: float = Field(2.5, gt=0, description="Gaussian blur of the saliency map, in pixels at that width.")
+
+
+class SaliencyPreservation(Metric):
+    """Does the stylised image draw the eye to the same places (Liu et al. 2017 §4.5)?"""
+
+    name = "saliency"
+    title = "Saliency preservation (spectral residual)"
+    Options = SaliencyOptions
+    columns = (
+        Column("saliency_cc", "saliency correlation",
+               "Pearson correlation of S(x) and S(ŷ); S = spectral-residual saliency (Hou & Zhang 2007) of the luma, "
+               "64 px wide, blurred σ = 2.5, min–max normalised", "none (classical)", "[−1, 1]", "higher"),
+        Column("saliency_mae", "saliency MAE", "mean |S(ŷ) − S(x)|", "none (classical)", "[0, 1]", "lower"),
+    )
+
+    def compute(self, content, stylised, **context):
+        o = self.options
+        sc = Fm.spectral_residual_saliency(content, o.width, o.sigma)
+        ss = Fm.spectral_residual_saliency(stylised, o.width, o.sigma)
+        return {"saliency_cc": Fm.pearson(sc, ss), "saliency_mae": (ss - sc).abs().flatten(1).mean(1)}
+
+
+# -- image similarity and the training losses ------------------------------------------------------------------------
+class SSIM(Metric):
+    """Structural similarity of the luma to the content image."""
+
+    name = "ssim"
+    title = "SSIM"
+    columns = (Column("ssim", "SSIM (luma)", "mean SSIM of Y = 0.299R+0.587G+0.114B (Gaussian σ = 1.5, K1 = 0.01, "
+                      "K2 = 0.03, range 255; scikit-image)", "none", "[−1, 1] (1 = identical)", "higher"),)
+
+    def compute(self, content, stylised, **context):
+        return {"ssim": Fm.ssim_luminance(content, stylised)}
+
+
+class ContentOptions(ComponentOptions):
+    layer: str = Field("relu2_2", description="Backbone layer of the content loss.")
+
+
+class ContentDistance(Metric):
+    """stylekit's content loss between the stylised and the content image."""
+
+    name = "content"
+    title = "Content loss"
+    Options = ContentOptions
+    columns = (Column("content_loss", "content loss", "‖φ(ŷ) − φ(x)‖² / (C·H·W) at relu2_2 (stylekit's `content` "
+                      "term, Johnson eq. 2)", "loss backbone", "[0, ∞)", "lower"),)
+
+    def compute(self, content, stylised, **context):
+        layer = self.options.layer
+        fc = self.networks.features(content, (layer,))[layer]
+        fs = self.networks.features(stylised, (layer,))[layer]
+        return {"content_loss": feature_reconstruction(fs, fc)}
+
+
+class StyleOptions(ComponentOptions):
+    layers: list[str] = Field(default_factory=lambda: ["relu1_2", "relu2_2", "relu3_3", "relu4_3"])
+
+
+class StyleDistance(Metric):
+    """stylekit's style loss (Gram distance) between the stylised image and the style image."""
+
+    name = "style"
+    title = "Style loss"
+    Options = StyleOptions
+    columns = (Column("style_loss", "style loss", "Σ_layers ‖G(φ(ŷ)) − G(φ(s))‖²_F, G = FFᵀ/(C·H·W), relu1_2…relu4_3 "
+                      "(stylekit's `style` term, reduction sum)", "loss backbone", "[0, ∞)", "lower"),)
+
+    def __init__(self, options=None, networks=None, style: torch.Tensor | None = None):
+        super().__init__(options, networks)
+        if style is None:
+            raise MetricUnavailable("no style image: pass --style IMAGE, or evaluate a checkpoint whose meta.json "
+                                    "names its recipe's style image")
+        layers = tuple(self.options.layers)
+        feats = networks.get("backbone")(style.to(networks.device), list(layers))
+        self.targets = {k: gram_matrix(v.float().cpu()) for k, v in feats.items()}
+
+    def compute(self, content, stylised, **context):
+        layers = tuple(self.options.layers)
+        fs = self.networks.features(stylised, layers)
+        total = torch.zeros(stylised.shape[0])
+        for layer in layers:
+            total = total + (gram_matrix(fs[layer]) - self.targets[layer]).pow(2).sum((1, 2))
+        return {"style_loss": total}
+
+
+# -- learned perceptual metrics (only with their weights present) ---------------------------------------------------
+LPIPS_LINEAR = WeightsFile(
+    filename="vgg.pth", sha256=None, distribution="lpips", member="lpips/weights/v0.1/vgg.pth",
+    license="BSD-2-Clause (lpips)",
+    how_to_get="LPIPS v0.1 linear layers: `pip install --no-deps lpips==0.1.4` (ships lpips/weights/v0.1/vgg.pth) "
+               "or copy that file into the weights dir as vgg.pth.")
+LPIPS_BACKBONE = WeightsFile(
+    filename="vgg16-397923af.pth", sha256=None, url=None, license="see torchvision",
+    how_to_get="torchvision's VGG16_Weights.IMAGENET1K_V1 file (https://download.pytorch.org/models/vgg16-397923af.pth).")
+FID_INCEPTION = WeightsFile(
+    filename="pt_inception-2015-12-05-6726825d.pth", sha256=None, url=None,
+    how_to_get="pytorch-fid's FID Inception weights (github.com/mseitzer/pytorch-fid releases).")
+
+
+def _resolve_all(specs: list[WeightsFile], component: str) -> list[Path]:
+    """Every file's local path, or :class:`MetricUnavailable` naming all the missing ones."""
+    found, missing = [], []
+    for spec in specs:
+        try:
+            found.append(resolve_weights(spec, component=component))
+        except WeightsNotFoundError:
+            missing.append(spec.filename)
+    if missing:
+        raise MetricUnavailable(f"missing: {', '.join(missing)}")
+    return found
+
+
+class LPIPSNetwork(nn.Module):
+    """LPIPS v0.1 with VGG-16 (Zhang et al. 2018), re-implemented: ImageNet VGG-16 taps + learned 1×1 weights."""
+
+    SHIFT = (-0.030, -0.088, -0.188)
+    SCALE = (0.458, 0.448, 0.450)
+    SLICES = (4, 9, 16, 23, 30)  # ends of relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 in vgg16().features
+    CHANNELS = (64, 128, 256, 512, 512)
+
+    def __init__(self, backbone_state: dict[str, torch.Tensor] | None = None,
+                 linear_state: dict[str, torch.Tensor] | None = None):
+        super().__init__()
+        from torchvision.models.vgg import cfgs, make_layers
+
+        self.features = make_layers(cfgs["D"])[:30]  # vgg16().features without building the classifier
+        if backbone_state is not None:
+            state = {k.removeprefix("features."): v for k, v in backbone_state.items() if k.startswith("features.")}
+            self.features.load_state_dict({k: v for k, v in (state or backbone_state).items()
+                                           if int(k.split(".")[0]) < 30})
+        self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in self.CHANNELS)
+        if linear_state is not None:
+            for i, lin in enumerate(self.lins):
+                lin.weight.data.copy_(linear_state[f"lin{i}.model.1.weight"])
+        self.register_buffer("shift", torch.tensor(self.SHIFT).view(1, 3, 1, 1))
+        self.register_buffer("scale", torch.tensor(self.SCALE).view(1, 3, 1, 1))
+        self.requires_grad_(False).eval()
+
+    def _taps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        x = (images / 127.5 - 1.0 - self.shift) / self.scale
+        out, start = [], 0
+        for end in self.SLICES:
+            x = self.features[start:end](x)
+            out.append(x / (x.pow(2).sum(1, keepdim=True).sqrt() + 1e-10))
+            start = end
+        return out
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros(a.shape[0], device=a.device)
+        for lin, fa, fb in zip(self.lins, self._taps(a), self._taps(b)):
+            total = total + lin((fa - fb).pow(2)).mean((1, 2, 3))
+        return total
+
+
+class LPIPS(Metric):
+    """Learned perceptual distance to the content image (needs LPIPS and VGG-16 weights locally)."""
+
+    name = "lpips"
+    title = "LPIPS"
+    columns = (Column("lpips", "LPIPS (VGG, v0.1)", "Σ_l mean_hw w_lᵀ(f̂_l(ŷ) − f̂_l(x))², f̂ = channel-unit-normalised "
+                      "VGG-16 taps (Zhang et al. 2018)", "VGG-16 ImageNet + LPIPS linear layers", "[0, ~1]", "lower"),)
+
+    def __init__(self, options=None, networks=None):
+        super().__init__(options, networks)
+        linear, backbone = _resolve_all([LPIPS_LINEAR, LPIPS_BACKBONE], "lpips")
+        load = lambda p: torch.load(p, map_location="cpu", weights_only=True)  # noqa: E731
+        self.net = LPIPSNetwork(load(backbone), load(linear))
+        self.device = networks.device if networks is not None else torch.device("cpu")
+        self.net.to(self.device)
+
+    def compute(self, content, stylised, **context):
+        return {"lpips": self.net(stylised.to(self.device), content.to(self.device)).float().cpu()}
+
+
+class ArtFID(Metric):
+    """ArtFID = (1 + LPIPS) · (1 + FID(stylised, style)) (Wright & Ommer 2022): a set-level score."""
+
+    name = "artfid"
+    title = "ArtFID"
+    columns = (Column("artfid", "ArtFID", "(1 + mean LPIPS(ŷ, x)) · (1 + FID(ŷ set, style set)), FID on the "
+                      "pytorch-fid Inception pool3 features", "Inception-v3 (FID) + LPIPS", "[1, ∞)", "lower"),)
+
+    def __init__(self, options=None, networks=None):
+        super().__init__(options, networks)
+        _resolve_all([FID_INCEPTION, LPIPS_LINEAR, LPIPS_BACKBONE], "artfid")
+        raise MetricUnavailable("the FID Inception network is not implemented in stylekit yet (weights found)")
+
+
+#: Built-in metrics in report order.
+BUILTIN_METRICS: tuple[type[Metric], ...] = (DepthPreservation, EdgePreservation, BoundaryAgreement,
+                                             SaliencyPreservation, SSIM, ContentDistance, StyleDistance, LPIPS, ArtFID)
+
+
+def all_columns(metrics=BUILTIN_METRICS) -> list[Column]:
+    return [c for m in metrics for c in m.columns]
+
+
+def metrics_markdown(metrics=BUILTIN_METRICS) -> str:
+    """The metrics glossary as a Markdown table (docs/metrics.md and the report share it)."""
+    lines = ["| metric | formula | network | range | better |", "|---|---|---|---|---|"]
+    for c in all_columns(metrics):
+        cells = [f"`{c.key}` ({c.label})", c.formula, c.network, c.range, c.better]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,281 @@
+"""Evaluation outputs: metrics.json, metrics.csv, the comparison figure, bar charts, report.md and report.html."""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import to_image
+from .metrics import BUILTIN_METRICS, Column, metrics_markdown
+from .runner import EvalResult
+
+
+def _fmt(value: float, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if value != 0 and (abs(value) >= 1e4 or abs(value) < 1e-3):
+        return f"{value:.3g}"
+    return f"{value:.{digits}f}"
+
+
+def _arrow(column: Column) -> str:
+    return "↑" if column.better == "higher" else "↓"
+
+
+def unavailable_text(result: EvalResult) -> dict[str, str]:
+    """metric → 'not available (reason)' for every metric that did not run."""
+    return {name: f"not available ({reason})" for name, reason in result.unavailable.items()}
+
+
+# -- tables ------------------------------------------------------------------------------------------------------
+def summary_rows(result: EvalResult, summary: dict) -> list[list[str]]:
+    """Rows: metric (with ↑/↓), then 'mean [95% CI]' per source."""
+    rows = []
+    for column in result.columns:
+        cells = [f"{column.key} {_arrow(column)}"]
+        for source in result.sources:
+            s = summary[source][column.key]
+            cells.append(f"{_fmt(s['mean'])} [{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}]" if s["n"] else "–")
+        rows.append(cells)
+    return rows
+
+
+def comparison_rows(comparison: list[dict]) -> list[list[str]]:
+    return [[f"{r['metric']} {'↑' if r['better'] == 'higher' else '↓'}", _fmt(r["baseline"]), _fmt(r["candidate"]),
+             f"{r['diff']:+.4g}" if not math.isnan(r["diff"]) else "–",
+             f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]", str(r["n"]), r["verdict"]] for r in comparison]
+
+
+COMPARISON_HEADER = ["metric", "baseline", "candidate", "Δ (cand − base)", "95% CI of Δ", "n", "verdict"]
+
+
+# -- files ---------------------------------------------------------------------------------------------------------
+def write_json(result: EvalResult, summary: dict, comparison: dict | None, out: Path, inputs: dict) -> Path:
+    def clean(x):
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [clean(v) for v in x]
+        return x
+
+    data = {"inputs": inputs, "networks": result.networks, "sources": result.sources, "images": result.images,
+            "metrics": {c.key: {"label": c.label, "formula": c.formula, "network": c.network, "range": c.range,
+                                "better": c.better} for c in result.columns},
+            "unavailable": unavailable_text(result), "skipped": result.skipped, "summary": summary,
+            "comparison": comparison, "per_image": result.per_image}
+    path = out / "metrics.json"
+    path.write_text(json.dumps(clean(data), indent=2, ensure_ascii=False))
+    return path
+
+
+def write_csv(result: EvalResult, summary: dict, out: Path) -> Path:
+    """One table: a row per (source, image), then a 'mean' row per source; unavailable metrics as text columns."""
+    keys = [c.key for c in result.columns]
+    missing = sorted(unavailable_text(result).items())
+    path = out / "metrics.csv"
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["row", "source", "image", *keys, *[name for name, _ in missing]])
+        for r in result.per_image:
+            writer.writerow(["image", r["source"], r["image"], *[_num(r.get(k)) for k in keys],
+                             *[text for _, text in missing]])
+        for source in result.sources:
+            writer.writerow(["mean", source, f"({summary[source][keys[0]]['n'] if keys else 0} images)",
+                             *[_num(summary[source][k]["mean"]) for k in keys], *[text for _, text in missing]])
+    return path
+
+
+def _num(x) -> str:
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.6g}"
+
+
+# -- figures ---------------------------------------------------------------------------------------------------------
+def comparison_figure(result: EvalResult, out: Path, cell: float = 1.9) -> Path | None:
+    """Per content image a row: content | each output | depth of content and outputs | HED edges of each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result.figure_data
+    if not rows:
+        return None
+    names = result.sources
+    has_depth = any(r.get("depth") for r in rows)
+    has_edges = any(r.get("edges") for r in rows)
+    groups: list[tuple[str, str, str]] = [("rgb", "content", "content")]
+    groups += [("rgb", n, n) for n in names]
+    if has_depth:
+        groups += [("depth", "content", "depth: content")] + [("depth", n, f"depth: {n}") for n in names]
+    if has_edges:
+        groups += [("edges", "content", "edges: content")] + [("edges", n, f"edges: {n}") for n in names]
+    if any("gt" in r for r in rows):
+        groups.append(("gt", "content", "BSDS human boundaries"))
+    h, w = rows[0]["content"].shape[-2:]
+    aspect = h / w
+    fig, axes = plt.subplots(len(rows), len(groups), figsize=(cell * len(groups), cell * aspect * len(rows) + 0.6),
+                             squeeze=False)
+    for i, row in enumerate(rows):
+        for j, (kind, name, title) in enumerate(groups):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if kind == "rgb":
+                img = row["content"] if name == "content" else row["outputs"].get(name)
+                if img is not None:
+                    ax.imshow(np.asarray(to_image(img[0])))
+                else:
+                    ax.text(0.5, 0.5, "no image\n(skipped)", ha="center", va="center", fontsize=7, color="grey",
+                            transform=ax.transAxes)
+            elif kind == "depth" and name in row.get("depth", {}):
+                ax.imshow(row["depth"][name].numpy(), cmap="magma", vmin=0, vmax=1)
+            elif kind == "edges" and name in row.get("edges", {}):
+                ax.imshow(row["edges"][name].numpy(), cmap="gray_r", vmin=0, vmax=1)
+            elif kind == "gt" and "gt" in row:
+                ax.imshow(row["gt"].numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="antialiased")
+            if i == 0:
+                ax.set_title(_short(title, 22), fontsize=8)
+            if j == 0:
+                ax.set_ylabel(_short(row["image"], 16), fontsize=7)
+    fig.suptitle("content | outputs | inverse depth (content-normalised; outputs scale-and-shift aligned, "
+                 "bright = near) | HED edge probability", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.97), pad=0.3, w_pad=0.2, h_pad=0.2)
+    path = out / "comparison.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _short(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def bar_charts(result: EvalResult, summary: dict, out: Path) -> Path | None:
+    """One small bar chart per metric: mean per source with its bootstrap 95% CI."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = [c for c in result.columns if any(summary[s][c.key]["n"] for s in result.sources)]
+    if not columns:
+        return None
+    ncols = min(4, len(columns))
+    nrows = math.ceil(len(columns) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.6 * nrows), squeeze=False)
+    colours = plt.get_cmap("tab10").colors
+    for ax, column in zip(axes.ravel(), columns):
+        means = [summary[s][column.key]["mean"] for s in result.sources]
+        lo = [summary[s][column.key]["ci_low"] for s in result.sources]
+        hi = [summary[s][column.key]["ci_high"] for s in result.sources]
+        err = np.array([[max(0.0, m - a) if np.isfinite(a) else 0 for m, a in zip(means, lo)],
+                        [max(0.0, b - m) if np.isfinite(b) else 0 for m, b in zip(means, hi)]])
+        x = np.arange(len(result.sources))
+        ax.bar(x, np.nan_to_num(means), yerr=err, capsize=3, color=[colours[k % 10] for k in x])
+        ax.set_xticks(x, [_short(s, 14) for s in result.sources], rotation=20, fontsize=7, ha="right")
+        ax.set_title(f"{column.key} ({column.better} is better)", fontsize=8)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in axes.ravel()[len(columns):]:
+        ax.axis("off")
+    fig.tight_layout()
+    path = out / "summary_bars.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# -- Markdown and HTML --------------------------------------------------------------------------------------------
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def write_reports(result: EvalResult, summary: dict, comparison: dict | None, out: Path, inputs: dict,
+                  figure: Path | None, bars: Path | None) -> tuple[Path, Path]:
+    """report.md and report.html with the same content: summary, comparison, figures, glossary."""
+    sections: list[tuple[str, str, str]] = []  # (title, markdown, html)
+    n = len(result.images)
+    intro = (f"{n} content image(s) from `{inputs.get('content')}`; sources: "
+             + ", ".join(f"`{s}`" for s in result.sources)
+             + f". Depth network: {result.networks.get('depth')}; edges: {result.networks.get('hed')}; "
+             f"loss backbone: {result.networks.get('backbone')}. Values are mean [bootstrap 95% CI of the mean "
+             f"over images]; ↑ higher is better, ↓ lower is better.")
+    sections.append(("", intro, f"<p>{html.escape(intro)}</p>"))
+    header = ["metric", *result.sources]
+    rows = summary_rows(result, summary)
+    sections.append(("Summary", _md_table(header, rows), _html_table(header, rows)))
+    if comparison:
+        title = f"Comparison: {comparison['candidate']} − {comparison['baseline']}"
+        text = ("Paired per-image differences, candidate − baseline; 95% percentile bootstrap CI "
+                f"({inputs.get('bootstrap', 1000)} resamples over images, seed {inputs.get('seed', 0)}). "
+                "'better'/'worse' only when the CI excludes 0, read in the metric's direction.")
+        crow = comparison_rows(comparison["rows"])
+        sections.append((title, text + "\n\n" + _md_table(COMPARISON_HEADER, crow),
+                         f"<p>{html.escape(text)}</p>" + _html_table(COMPARISON_HEADER, crow)))
+    missing = unavailable_text(result)
+    if missing:
+        mrows = [[name, text] for name, text in missing.items()]
+        sections.append(("Metrics not computed", _md_table(["metric", "status"], mrows),
+                         _html_table(["metric", "status"], mrows)))
+    if figure is not None:
+        cap = ("Per content image: content | outputs | inverse depth of content and outputs (each output's depth "
+               "scale-and-shift aligned to the content's, which is normalised to [0, 1]) | HED edge probability.")
+        sections.append(("Comparison figure", f"{cap}\n\n![comparison]({figure.name})",
+                         f"<p>{html.escape(cap)}</p><img src='{figure.name}' alt='comparison figure'>"))
+    if bars is not None:
+        sections.append(("Summary charts", f"![summary bars]({bars.name})",
+                         f"<img src='{bars.name}' alt='summary bar charts'>"))
+    if result.skipped:
+        items = "\n".join(f"- {s}" for s in result.skipped)
+        sections.append(("Skipped inputs", items,
+                         "<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in result.skipped) + "</ul>"))
+    glossary = metrics_markdown([*BUILTIN_METRICS])
+    gl_rows = [[f"{c.key} ({c.label})", c.formula, c.network, c.range, c.better] for c in result.columns]
+    sections.append(("Metric definitions", glossary + "\n\nSee docs/metrics.md for the reasoning behind each.",
+                     _html_table(["metric", "formula", "network", "range", "better"], gl_rows)))
+    sections.append(("Files", "`metrics.json` (everything), `metrics.csv` (per image + means), `comparison.png`, "
+                     "`summary_bars.png`", "<p>metrics.json, metrics.csv, comparison.png, summary_bars.png</p>"))
+
+    md = ["# stylekit evaluation", ""]
+    for title, body, _ in sections:
+        if title:
+            md += [f"## {title}", ""]
+        md += [body, ""]
+    md_path = out / "report.md"
+    md_path.write_text("\n".join(md))
+    style = ("body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}td,th{border:1px solid #ccc;"
+             "padding:4px 8px;text-align:left;vertical-align:top}th{background:#f3f3f3}img{max-width:100%}")
+    body = "".join((f"<h2>{html.escape(t)}</h2>" if t else "") + h for t, _, h in sections)
+    html_path = out / "report.html"
+    html_path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>stylekit evaluation</title>"
+                         f"<style>{style}</style></head><body><h1>stylekit evaluation</h1>{body}</body></html>")
+    return md_path, html_path
+
+
+def write_all(result: EvalResult, summary: dict, comparison: dict | None, out: Path,
+              inputs: dict) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    figure = comparison_figure(result, out)
+    bars = bar_charts(result, summary, out)
+    md, page = write_reports(result, summary, comparison, out, inputs, figure, bars)
+    return {"json": write_json(result, summary, comparison, out, inputs), "csv": write_csv(result, summary, out),
+            "markdown": md, "html": page, **({"figure": figure} if figure else {}), **({"bars": bars} if bars else {})}

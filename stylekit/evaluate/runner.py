@@ -1,0 +1,329 @@
+"""Runs the metrics over content images × sources (checkpoints, folders of stylised images).
+
+A *source* yields a stylised image for a content image: a checkpoint stylises it, a folder supplies the
+file with the same stem. Everything is evaluated at the content image's size (a folder's image of another
+size is resized to it). Unreadable images are reported and skipped, never fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data import list_images, load_image
+from ..errors import StylekitError
+from ..features import NetworkSpec
+from . import functional as Fm
+from .metrics import (BUILTIN_METRICS, Column, EvalNetworks, Metric, MetricUnavailable, StyleDistance,
+                      load_bsds_boundaries)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+class EvaluationError(StylekitError):
+    """Evaluation inputs that cannot be used (no content images, an unknown source…)."""
+
+
+@dataclass
+class Source:
+    """A model or a folder of already-stylised images."""
+
+    name: str
+    kind: str  # "checkpoint" or "folder"
+    path: Path
+    model: Any = None
+    files: dict[str, Path] = field(default_factory=dict)
+    style_image: Path | None = None
+    #: a folder's file name for a content stem, e.g. "{stem}_wave" for Johnson's chicago_wave.jpg
+    pattern: str = "{stem}"
+
+    def stylise(self, stem: str, content: torch.Tensor, device: torch.device) -> torch.Tensor:
+        if self.kind == "checkpoint":
+            with torch.no_grad():
+                return self.model(content.to(device)).float().cpu().clamp(0, 255)
+        wanted = self.pattern.format(stem=stem)
+        if wanted not in self.files:
+            raise FileNotFoundError(f"no image named {wanted}.* in {self.path}")
+        image = load_image(self.files[wanted])
+        if image.shape[-2:] != content.shape[-2:]:
+            image = F.interpolate(image, size=content.shape[-2:], mode="bilinear", align_corners=False,
+                                  antialias=True).clamp(0, 255)
+        return image
+
+
+def _recipe_style(model_file: Path) -> Path | None:
+    """The first style image of the recipe recorded next to a checkpoint (meta.json), if it still exists."""
+    for meta in (model_file.parent / "meta.json", model_file.parent.parent.parent / "config.yaml"):
+        if not meta.is_file():
+            continue
+        try:
+            if meta.suffix == ".json":
+                images = json.loads(meta.read_text())["recipe"]["style"]["images"]
+            else:
+                import yaml
+
+                images = yaml.safe_load(meta.read_text())["style"]["images"]
+        except Exception:
+            continue
+        for image in images or []:
+            if Path(image).is_file():
+                return Path(image)
+    return None
+
+
+def open_source(path: str | Path, name: str | None = None, device: torch.device | str = "cpu",
+                pattern: str = "{stem}") -> Source:
+    """A checkpoint (run dir / checkpoint dir / model.safetensors) or a folder of stylised images."""
+    from ..checkpoint import find_model_file, load_model
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise EvaluationError(f"{path} does not exist (give a run folder, a checkpoint or a folder of images)")
+    try:
+        model_file = find_model_file(path)
+    except StylekitError:
+        model_file = None
+    if model_file is not None and model_file.suffix == ".safetensors":
+        model = load_model(model_file).to(device).eval()
+        label = name or (path.name if path.is_dir() else path.parent.name)
+        if label in ("latest",) or label.startswith("step_"):
+            label = f"{model_file.parent.parent.parent.name}/{model_file.parent.name}"
+        return Source(label, "checkpoint", path, model=model, style_image=_recipe_style(model_file))
+    if path.is_dir():
+        files = {p.stem: p for p in sorted(path.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+        if not files:
+            raise EvaluationError(f"{path}: neither a checkpoint nor a folder of images")
+        if "{stem}" not in pattern:
+            raise EvaluationError(f"--reference-pattern {pattern!r} must contain {{stem}}")
+        return Source(name or path.name, "folder", path, files=files, pattern=pattern)
+    raise EvaluationError(f"{path}: not a stylekit checkpoint and not a folder of images")
+
+
+@dataclass
+class EvalSettings:
+    max_images: int | None = None
+    size: int | None = None  # longer side of content images (None: as stored)
+    edge_threshold: float = 0.5
+    edge_thin: bool = False
+    seed: int = 0
+    bootstrap: int = 1000
+    figure_rows: int = 6
+
+
+@dataclass
+class EvalResult:
+    sources: list[str]
+    images: list[str]
+    columns: list[Column]
+    per_image: list[dict[str, Any]]  # {"source", "image", key: value}
+    unavailable: dict[str, str]  # metric name → reason
+    skipped: list[str]
+    networks: dict[str, str]
+    extra: dict[str, Any] = field(default_factory=dict)
+    figure_data: list[dict[str, Any]] = field(default_factory=list)
+
+    def values(self, source: str, key: str) -> np.ndarray:
+        """Per-image values of one metric for one source, in image order (NaN where missing)."""
+        by_image = {r["image"]: r.get(key, float("nan")) for r in self.per_image if r["source"] == source}
+        return np.array([by_image.get(img, float("nan")) for img in self.images], dtype=float)
+
+
+def _gather_content(content: Path, max_images: int | None) -> list[Path]:
+    try:
+        files = list_images(content)
+    except StylekitError as exc:
+        raise EvaluationError(f"--content: {exc}") from exc
+    return files[:max_images] if max_images else files
+
+
+def build_metrics(networks: EvalNetworks, style: torch.Tensor | None, settings: EvalSettings,
+                  metric_classes=BUILTIN_METRICS) -> tuple[list[Metric], dict[str, str]]:
+    """Instantiate each metric; a metric that cannot run here is recorded with the reason."""
+    edge_opts = {"threshold": settings.edge_threshold, "thin": settings.edge_thin}
+    options = {"edges": edge_opts, "bsds": edge_opts, "depth": {"seed": settings.seed}}
+    metrics, unavailable = [], {}
+    for cls in metric_classes:
+        try:
+            if cls is StyleDistance:
+                metric = cls(options.get(cls.name), networks, style=style)
+            else:
+                metric = cls(options.get(cls.name), networks)
+            metrics.append(metric)
+        except MetricUnavailable as exc:
+            unavailable[cls.name] = str(exc)
+    return metrics, unavailable
+
+
+def evaluate(sources: list[Source], content_dir: Path, networks: EvalNetworks, *, style: torch.Tensor | None = None,
+             bsds_gt: Path | None = None, settings: EvalSettings | None = None,
+             progress: Callable[[str, int, int], None] | None = None,
+             warn: Callable[[str], None] | None = None, metric_classes=BUILTIN_METRICS) -> EvalResult:
+    """Every metric for every (source, content image); the first ``figure_rows`` images are kept for the figure."""
+    settings = settings or EvalSettings()
+    warn = warn or (lambda message: None)
+    files = _gather_content(Path(content_dir), settings.max_images)
+    metrics, unavailable = build_metrics(networks, style, settings, metric_classes)
+    if bsds_gt is None:
+        unavailable.setdefault("bsds", "no ground truth: pass --bsds-gt DIR (BSDS500 groundTruth/*.mat)")
+        metrics = [m for m in metrics if m.name != "bsds"]
+    runnable: list[Metric] = []
+    # A metric whose network is missing fails on first use: probe each once on a tiny image.
+    probe = torch.full((1, 3, 32, 32), 128.0)
+    for metric in metrics:
+        try:
+            metric.compute(probe, probe)
+            runnable.append(metric)
+        except MetricUnavailable as exc:
+            unavailable[metric.name] = str(exc)
+    networks.clear()
+    columns = [c for m in runnable for c in m.columns]
+    if any(m.name == "bsds" for m in runnable):
+        columns.append(Column("bsds_f_content", "BSDS F of the content", "F of E(x) against the human boundaries "
+                              "(the ceiling for bsds_f)", "HED (hed_vgg16)", "[0, 1]", "higher"))
+    per_image: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    images: list[str] = []
+    figure: list[dict[str, Any]] = []
+    total = len(files) * max(1, len(sources))
+    done = 0
+    for path in files:
+        stem = path.stem
+        try:
+            content = load_image(path, settings.size) if settings.size else load_image(path)
+        except Exception as exc:
+            skipped.append(f"{path}: {type(exc).__name__}: {exc}")
+            warn(f"skipped content image {path}: {type(exc).__name__}: {exc}")
+            done += len(sources)
+            if progress:
+                progress(stem, done, total)
+            continue
+        context: dict[str, Any] = {}
+        if bsds_gt is not None:
+            gt_file = Path(bsds_gt) / f"{stem}.mat"
+            if gt_file.is_file():
+                try:
+                    boundaries = load_bsds_boundaries(gt_file)
+                    if boundaries.shape != content.shape[-2:]:
+                        boundaries = resize_boundaries(boundaries, tuple(content.shape[-2:]))
+                    context["boundaries"] = boundaries[None]
+                except Exception as exc:
+                    warn(f"ground truth {gt_file} unreadable: {type(exc).__name__}: {exc}")
+            else:
+                warn(f"no BSDS ground truth for {stem} in {bsds_gt}")
+        images.append(stem)
+        keep_for_figure = len(figure) < settings.figure_rows
+        fig_row: dict[str, Any] = {"image": stem, "content": content, "outputs": {}}
+        if "boundaries" in context:
+            fig_row["gt"] = context["boundaries"][0].float()
+        for source in sources:
+            try:
+                stylised = source.stylise(stem, content, networks.device)
+            except Exception as exc:
+                skipped.append(f"{source.name}/{stem}: {type(exc).__name__}: {exc}")
+                warn(f"skipped {source.name} on {stem}: {type(exc).__name__}: {exc}")
+                done += 1
+                if progress:
+                    progress(stem, done, total)
+                continue
+            row: dict[str, Any] = {"source": source.name, "image": stem}
+            for metric in runnable:
+                for key, value in metric.compute(content, stylised, **context).items():
+                    row[key] = float(value[0])
+            if "boundaries" in context and any(m.name == "bsds" for m in runnable):
+                bsds = next(m for m in runnable if m.name == "bsds")
+                row["bsds_f_content"] = float(bsds.compute(content, content, **context)["bsds_f"][0])
+            per_image.append(row)
+            if keep_for_figure:
+                fig_row["outputs"][source.name] = stylised
+            done += 1
+            if progress:
+                progress(stem, done, total)
+        if keep_for_figure:
+            _figure_maps(fig_row, networks, settings)
+            figure.append(fig_row)
+        networks.clear()
+    if not images:
+        raise EvaluationError(f"none of the {len(files)} content images under {content_dir} could be read")
+    return EvalResult(sources=[s.name for s in sources], images=images, columns=columns, per_image=per_image,
+                      unavailable=unavailable, skipped=skipped,
+                      networks={k: networks.describe(k) for k in networks.specs}, figure_data=figure)
+
+
+def resize_boundaries(boundaries: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize a boolean boundary map; shrinking uses max-pooling so one-pixel boundaries are not dropped."""
+    b = boundaries[None, None].float()
+    if size[0] <= b.shape[-2] and size[1] <= b.shape[-1]:
+        return F.adaptive_max_pool2d(b, size)[0, 0] > 0.5
+    return F.interpolate(b, size=size, mode="nearest")[0, 0] > 0.5
+
+
+def _figure_maps(row: dict[str, Any], networks: EvalNetworks, settings: EvalSettings) -> None:
+    """Depth (content-normalised, stylised aligned to it) and edge maps for the comparison figure."""
+    content = row["content"]
+    row["depth"], row["edges"] = {}, {}
+    try:
+        dc = networks.depth(content)
+        target, _, _ = Fm.normalise_per_image(dc.double())
+        row["depth"]["content"] = target[0, 0].float()
+        for name, out in row["outputs"].items():
+            row["depth"][name] = Fm.align_scale_shift(networks.depth(out).double(), target)[0, 0].float()
+    except MetricUnavailable:
+        pass
+    try:
+        row["edges"]["content"] = networks.edges(content)[0, 0]
+        for name, out in row["outputs"].items():
+            row["edges"][name] = networks.edges(out)[0, 0]
+    except MetricUnavailable:
+        pass
+
+
+# -- summaries and comparisons ---------------------------------------------------------------------------------------
+def summarise(result: EvalResult, settings: EvalSettings) -> dict[str, dict[str, dict[str, float]]]:
+    """Per source and metric: mean, std, n and a bootstrap 95% CI of the mean over images."""
+    summary: dict[str, dict[str, dict[str, float]]] = {}
+    for source in result.sources:
+        summary[source] = {}
+        for column in result.columns:
+            values = result.values(source, column.key)
+            finite = values[np.isfinite(values)]
+            lo, hi = Fm.bootstrap_mean_ci(finite, settings.bootstrap, seed=settings.seed)
+            summary[source][column.key] = {
+                "mean": float(finite.mean()) if finite.size else float("nan"),
+                "std": float(finite.std(ddof=1)) if finite.size > 1 else float("nan"),
+                "n": int(finite.size), "ci_low": lo, "ci_high": hi}
+    return summary
+
+
+def compare(result: EvalResult, baseline: str, candidate: str, settings: EvalSettings) -> list[dict[str, Any]]:
+    """Paired per-image differences (candidate − baseline) per metric with a bootstrap 95% CI.
+
+    ``verdict`` reads the CI against the metric's direction: 'better'/'worse' when the CI excludes 0,
+    'no clear difference' otherwise.
+    """
+    rows = []
+    for column in result.columns:
+        if column.key == "bsds_f_content":  # a property of the content image, the same for every source
+            continue
+        a, b = result.values(baseline, column.key), result.values(candidate, column.key)
+        ok = np.isfinite(a) & np.isfinite(b)
+        diff = b[ok] - a[ok]
+        lo, hi = Fm.bootstrap_mean_ci(diff, settings.bootstrap, seed=settings.seed)
+        mean = float(diff.mean()) if diff.size else float("nan")
+        sign = 1 if column.better == "higher" else -1
+        if not diff.size or math.isnan(lo) or diff.size < 2:
+            verdict = "n/a"
+        elif lo > 0 or hi < 0:
+            verdict = "better" if sign * mean > 0 else "worse"
+        else:
+            verdict = "no clear difference"
+        rows.append({"metric": column.key, "better": column.better, "baseline": float(a[ok].mean()) if ok.any()
+                     else float("nan"), "candidate": float(b[ok].mean()) if ok.any() else float("nan"),
+                     "diff": mean, "ci_low": lo, "ci_high": hi, "n": int(diff.size), "verdict": verdict})
+    return rows
