@@ -180,8 +180,9 @@ def bench(
                 status.update("benchmarking: stylisation")
                 result["stylize"] = run_stylize_bench(result["_model"], next(result["_model"].parameters()).device,
                                                       result["_dtype"])
+    wide = Console(width=max(console.width, 120))  # the table has 9 columns; never squeeze them in a pipe
     for table in bench_tables(result):
-        console.print(table, width=max(console.width, 120))
+        wide.print(table)
     write_json(result, json_out)
     console.print(f"Results written to {json_out}")
 
