@@ -58,10 +58,21 @@ def train(
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (for logs)."),
 ) -> None:
     """Train a transformer network on a recipe."""
-    from .config import describe_changes, load_raw, load_recipe
-    from .train import Trainer, new_run_dir, summary_table
+    from . import distributed
 
     _weights_env(weights_dir, offline)
+    ctx = distributed.init_from_env()  # torchrun: join the process group; rank 0 names the run
+    try:
+        _train(recipe, set_, plugin, without, only, preset, resume, run_dir, no_progress, ctx)
+    finally:
+        distributed.shutdown()
+
+
+def _train(recipe, set_, plugin, without, only, preset, resume, run_dir, no_progress, ctx) -> None:
+    from . import distributed
+    from .config import describe_changes, load_recipe
+    from .train import Trainer, new_run_dir, summary_table
+
     overrides, without_, only_ = list(set_ or []), _split(without), _split(only)
     if resume is not None:
         config = resume / "config.yaml"
@@ -76,12 +87,16 @@ def train(
                                  preset=preset)
         name = describe_changes(recipe_obj.name + (f"-{recipe_obj.preset}" if recipe_obj.preset else ""),
                                 overrides, without_, only_)
-        target = run_dir if run_dir is not None else new_run_dir(recipe_obj.output_dir, name)
+        target = run_dir if run_dir is not None else (
+            new_run_dir(recipe_obj.output_dir, name) if ctx.is_main else None)
+        target = Path(distributed.broadcast_object(ctx, str(target)))
         changes = {"recipe_file": str(Path(recipe).resolve()), "overrides": overrides, "without": without_,
                    "only": only_, "preset": recipe_obj.preset, "display_name": name}
     trainer = Trainer(recipe_obj, target, resume=resume is not None, run_info=changes, console=err_console,
                       show_progress=not no_progress)
     result = trainer.fit()
+    if not ctx.is_main:
+        return
     console.print(summary_table(result, title=f"{recipe_obj.name}: {result.run_dir}"))
     console.print(f"Run directory: [bold]{result.run_dir}[/] (config.yaml, metrics.jsonl, samples/, "
                   f"loss_curves.png, checkpoints/)")
@@ -91,28 +106,110 @@ def train(
 @app.command()
 def stylize(
     checkpoint: Path = typer.Argument(..., help="Run directory, checkpoint directory or model.safetensors."),
-    inputs: List[Path] = typer.Argument(..., help="Image files or folders."),
+    inputs: List[Path] = typer.Argument(..., help="Image or video files, or folders of them."),
     output: Path = typer.Option(..., "--output", "-o", help="Output file (one input) or folder."),
     max_size: Optional[int] = typer.Option(None, "--max-size", help="Resize so the longer side is at most this."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps…"),
+    precision: str = typer.Option("auto", "--precision", help="auto (fp16 on CUDA, else fp32), fp32, fp16, bf16."),
+    tile: Optional[int] = typer.Option(None, "--tile", help="Tile size for large images (default: 512 above "
+                                       "~4 megapixels; 0: never tile)."),
+    overlap: int = typer.Option(64, "--overlap", help="Overlap of neighbouring tiles, blended with feathering."),
+    batch: int = typer.Option(4, "--batch", help="Video frames per forward pass."),
 ) -> None:
-    """Stylise images of any size with a trained checkpoint."""
+    """Stylise images of any size, and videos (audio kept), with a trained checkpoint."""
     from .checkpoint import load_model
     from .stylize import expand_inputs, stylize_files
 
+    if precision not in ("auto", "fp32", "fp16", "bf16"):
+        raise StylekitError(f"--precision {precision!r}: choose auto, fp32, fp16 or bf16")
     model = load_model(checkpoint)
-    files = expand_inputs(inputs)
+    files = expand_inputs(inputs, videos=True)
     failures = []
 
     def on_error(path, exc):
         failures.append(path)
         err_console.print(f"[yellow]skipped[/] {path}: {type(exc).__name__}: {exc}")
 
-    written = stylize_files(model, files, output, max_size=max_size, device=device, on_error=on_error,
-                            on_done=lambda src, dst: console.print(f"{src} → {dst}"))
-    console.print(f"{len(written)} image(s) written, {len(failures)} skipped")
+    with console.status("stylising…") as status:
+        written = stylize_files(
+            model, files, output, max_size=max_size, device=device, precision=precision, tile=tile,
+            overlap=overlap, batch=batch, on_error=on_error, on_done=lambda src, dst: console.print(f"{src} → {dst}"),
+            on_warning=lambda text: err_console.print(f"[yellow]warning:[/] {text}"),
+            on_frames=lambda done, total: status.update(f"stylising… frame {done}" + (f"/{total}" if total else "")))
+    console.print(f"{len(written)} file(s) written, {len(failures)} skipped")
     if failures and not written:
         raise typer.Exit(1)
+
+
+@app.command()
+def bench(
+    recipe: Optional[Path] = typer.Argument(None, help="Recipe YAML (default: Johnson's settings, random VGG-16)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Override KEY.PATH=VALUE (repeatable)."),
+    batch: int = typer.Option(4, "--batch", help="Images per training step."),
+    size: int = typer.Option(256, "--size", help="Training image size (square)."),
+    steps: int = typer.Option(5, "--steps", help="Steps per timed round (each of stylekit and the baseline)."),
+    rounds: int = typer.Option(3, "--rounds", help="Interleaved rounds."),
+    warmup: int = typer.Option(2, "--warmup", help="Untimed steps of each first."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda… (default: the recipe's)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto, fp32, bf16, fp16 (default: recipe's)."),
+    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
+                                                 help="Force NHWC on or off (default: the recipe's rule)."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile stylekit's networks."),
+    stylize_bench: bool = typer.Option(True, "--stylize/--no-stylize", help="Also time stylisation (512 px, 1080p)."),
+    json_out: Path = typer.Option(Path("bench.json"), "--json", help="Where to write the results."),
+) -> None:
+    """Time stylekit's training step against a plain fp32 pytorch/examples-style step, and stylisation."""
+    import tempfile
+
+    from .bench import bench_recipe, run_stylize_bench, run_training_bench, write_json
+    from .cli_tables import bench_tables
+    from .config import apply_overrides, load_raw
+
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = load_raw(recipe) if recipe else bench_recipe(Path(tmp), size, batch)
+        extra = [f"schedule.batch_size={batch}", f"data.image_size={size}", "log.every=1000000"]
+        extra += [f"device={device}"] if device else []
+        extra += [f"precision={precision}"] if precision else []
+        extra += [f"performance.channels_last={str(channels_last).lower()}"] if channels_last is not None else []
+        extra += ["performance.compile=true"] if compile_ else []
+        raw = apply_overrides(raw, [*(set_ or []), *extra])
+        with console.status("benchmarking…") as status:
+            result = run_training_bench(raw, steps=steps, rounds=rounds, warmup=warmup,
+                                        progress=lambda text: status.update(f"benchmarking: {text}"))
+            if stylize_bench:
+                status.update("benchmarking: stylisation")
+                result["stylize"] = run_stylize_bench(result["_model"], next(result["_model"].parameters()).device,
+                                                      result["_dtype"])
+    wide = Console(width=max(console.width, 120))  # the table has 9 columns; never squeeze them in a pipe
+    for table in bench_tables(result):
+        wide.print(table)
+    write_json(result, json_out)
+    console.print(f"Results written to {json_out}")
+
+
+@app.command()
+def export(
+    checkpoint: Path = typer.Argument(..., help="Run directory, checkpoint directory or model.safetensors."),
+    format_: str = typer.Option("onnx", "--format", "-f", help="onnx (dynamic height/width) or torchscript."),
+    output: Path = typer.Option(..., "--output", "-o", help="File to write (.onnx or .pt)."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset."),
+    verify_size: int = typer.Option(512, "--verify-size", help="Side of the image ONNX is checked on."),
+) -> None:
+    """Export a trained transformer for deployment; ONNX is checked against PyTorch with onnxruntime."""
+    from .checkpoint import load_model
+    from .export import ONNX_TOLERANCE, export_onnx, export_torchscript
+
+    model = load_model(checkpoint)
+    if format_ == "onnx":
+        diff = export_onnx(model, output, opset=opset, verify_size=verify_size)
+        console.print(f"{output}: ONNX opset {opset}, dynamic batch/height/width; onnxruntime vs PyTorch on a "
+                      f"{verify_size} px image: max abs difference {diff:.3g} (0–255 scale, allowed < {ONNX_TOLERANCE})")
+    elif format_ == "torchscript":
+        diff = export_torchscript(model, output)
+        console.print(f"{output}: TorchScript (loads with torch.jit.load, no stylekit needed); "
+                      f"max abs difference {diff:.3g}")
+    else:
+        raise StylekitError(f"--format {format_!r}: choose onnx or torchscript")
 
 
 @app.command()

@@ -35,6 +35,10 @@ class DataConfig(Section):
     workers: int = Field(2, ge=0, description="DataLoader worker processes (0: load in the main process).")
     extensions: list[str] = Field(default_factory=lambda: [".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"],
                                   description="File suffixes taken as images (case-insensitive).")
+    cache_dir: str | None = Field(
+        None, description="Folder for a cache of decoded, pre-resized (short side ≈ 1.25 × image_size) uint8 "
+                          "images, so large JPEGs are decoded once; crops are then taken from the cached copy, "
+                          "which changes pixels slightly versus no cache.")
 
 
 class StyleConfig(Section):
@@ -69,6 +73,22 @@ class LogConfig(Section):
     num_samples: int = Field(4, ge=1, description="How many training images the sample grids show by default.")
 
 
+class PerformanceConfig(Section):
+    """Speed settings; none of them changes results beyond mixed-precision tolerance."""
+
+    channels_last: bool | None = Field(
+        None, description="NHWC memory format for the networks and batches; null: on for CUDA, off elsewhere.")
+    compile: bool = Field(False, description="torch.compile the transformer and the perception networks "
+                                             "(slow first steps, faster after; needs a working compiler).")
+    pin_memory: bool | None = Field(None, description="Pinned host memory for batches; null: on for CUDA.")
+    prefetch_factor: int = Field(4, ge=1, description="Batches each DataLoader worker prepares ahead.")
+    persistent_workers: bool = Field(True, description="Keep DataLoader workers alive (when data.workers > 0).")
+    finite_check_every: int | None = Field(
+        None, ge=1, description="Check for NaN/inf losses on the host every N steps (one device sync); null: every "
+                                "step off-CUDA, every log.every steps on CUDA. A bad step always stops the run "
+                                "before any checkpoint, sample or metric is written with non-finite weights.")
+
+
 class Recipe(Section):
     name: str = Field("run", description="Recipe name; run directories are named after it.")
     description: str = Field("", description="Free text shown in run listings.")
@@ -91,6 +111,8 @@ class Recipe(Section):
         default_factory=dict, description="Named override sets (`{dotted.key: value}`), e.g. per-style weights, "
                                           "since released models of these methods were tuned per style.")
     preset: str | None = Field(None, description="The preset applied (also `--preset NAME`); already applied.")
+    performance: PerformanceConfig = Field(default_factory=PerformanceConfig,
+                                           description="Memory format, compilation, data loading, sync cadence.")
 
     def term_name(self, key: str) -> str:
         return str(self.losses[key].get("term", key))
@@ -98,7 +120,7 @@ class Recipe(Section):
 
 # -- loading ---------------------------------------------------------------
 
-PATH_KEYS: tuple[tuple[str, ...], ...] = (("data", "root"), ("style", "images"), ("plugins",), ("log", "sample_images"))
+PATH_KEYS: tuple[tuple[str, ...], ...] = (("data", "root"), ("data", "cache_dir"), ("style", "images"), ("plugins",), ("log", "sample_images"))
 
 
 def deep_merge(base: dict, override: dict) -> dict:

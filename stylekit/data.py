@@ -116,11 +116,13 @@ class ImageFolder(Dataset):
     reported in the item's ``skipped`` list so the trainer can warn and count it.
     """
 
-    def __init__(self, files: Sequence[Path], size: int, crop: str = "random", seed: int = 0):
+    def __init__(self, files: Sequence[Path], size: int, crop: str = "random", seed: int = 0,
+                 cache_dir: str | Path | None = None):
         if not files:
             raise ConfigError("no training images")
         self.files = list(files)
         self.size, self.crop, self.seed = size, crop, seed
+        self.cache = DecodedCache(cache_dir, math.ceil(size * 1.25)) if cache_dir else None
 
     def __len__(self) -> int:
         return len(self.files)
@@ -131,7 +133,7 @@ class ImageFolder(Dataset):
         for attempt in range(len(self.files)):
             path = self.files[(index + attempt) % len(self.files)]
             try:
-                img = load_rgb(path)
+                img = self.cache.load(path) if self.cache is not None else load_rgb(path)
             except Exception as exc:  # corrupt, truncated, not an image…
                 skipped.append(f"{path}: {type(exc).__name__}: {exc}")
                 continue
@@ -139,6 +141,47 @@ class ImageFolder(Dataset):
             image = to_tensor(fit_crop(img, self.size, self.crop, rng))
             return {"image": image, "skipped": skipped}
         raise RuntimeError("none of the training images could be read:\n" + "\n".join(skipped[:10]))
+
+
+class DecodedCache:
+    """Decoded, pre-resized uint8 copies of training images (``.npy``), so each JPEG is decoded once.
+
+    Images are shrunk (never enlarged) so their short side is ``short_side``; entries are keyed by
+    path, size and mtime, and written atomically, so concurrent DataLoader workers are safe.
+    """
+
+    def __init__(self, folder: str | Path, short_side: int):
+        self.folder = Path(folder).expanduser()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.short_side = short_side
+
+    def entry(self, path: Path) -> Path:
+        import hashlib
+
+        stat = Path(path).stat()
+        key = f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{self.short_side}"
+        return self.folder / f"{hashlib.sha1(key.encode()).hexdigest()}.npy"
+
+    def load(self, path: Path) -> Image.Image:
+        entry = self.entry(path)
+        if entry.is_file():
+            try:
+                return Image.fromarray(np.load(entry))
+            except (OSError, ValueError):
+                pass  # a damaged entry: rebuild it
+        img = load_rgb(path)
+        w, h = img.size
+        if min(w, h) > self.short_side:
+            scale = self.short_side / min(w, h)
+            img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS)
+        import os
+        import tempfile
+
+        fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, np.asarray(img, dtype=np.uint8))
+        os.replace(tmp, entry)
+        return img
 
 
 def collate(items: list[dict]) -> dict:

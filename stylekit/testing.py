@@ -99,6 +99,34 @@ def tiny_recipe(root: str | Path, **overrides: Any) -> dict:
     return deep_merge(raw, overrides)
 
 
+def _distributed_worker(rank: int, world_size: int, init_file: str, raw: dict, run_dir: str, resume: bool) -> None:
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    from .config import validate_recipe
+    from .train import Trainer
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        Trainer(validate_recipe(raw), Path(run_dir), show_progress=False, resume=resume).fit()
+    finally:
+        dist.destroy_process_group()
+
+
+def train_distributed(raw: dict, run_dir: str | Path, world_size: int = 2, resume: bool = False) -> None:
+    """Train ``raw`` with ``world_size`` CPU processes (gloo), as torchrun would; for tests of data parallelism."""
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.spawn(_distributed_worker, args=(world_size, str(Path(tmp) / "init"), raw, str(run_dir), resume),
+                 nprocs=world_size, join=True)
+
 # -- tiny networks ------------------------------------------------------------
 
 class TinyVGGOptions(BackboneOptions):

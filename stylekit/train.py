@@ -28,7 +28,7 @@ from rich.table import Table
 from rich.text import Text
 from torch.utils.data import DataLoader
 
-from . import __version__
+from . import __version__, distributed
 from .checkpoint import atomic_write_text, latest_checkpoint, load_train_state, save_checkpoint
 from .composer import LossComposer, build_terms
 from .config import Recipe, dump_recipe
@@ -118,12 +118,17 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.console = console or Console(stderr=True)
         self.show_progress = show_progress
-        self.device = pick_device(recipe.device)
+        self.dist = distributed.context()
+        if not self.dist.is_main:  # only rank 0 talks and writes
+            self.console, self.show_progress = Console(stderr=True, quiet=True), False
+        self.device = distributed.device_for(self.dist, pick_device(recipe.device))
         self.dtype = pick_precision(recipe.precision, self.device)
         self.resume = resume
         self.run_info = run_info or {}
         self.step = 0
+        self.samples_seen = 0  # global sample position (steps × batch × world size), so any world size can resume
         self.elapsed = 0.0
+        self._bad_step: torch.Tensor | None = None
         self.skipped: list[str] = []
         self.last_metrics: dict[str, Any] = {}
 
@@ -132,6 +137,9 @@ class Trainer:
         r = self.recipe
         torch.manual_seed(r.schedule.seed)
         self.model = TransformerNet(r.model).to(self.device)
+        perf = r.performance
+        self.channels_last = perf.channels_last if perf.channels_last is not None else self.device.type == "cuda"
+        self.finite_every = perf.finite_check_every or (r.log.every if self.device.type == "cuda" else 1)
         self.composer = LossComposer(build_terms(r, self.registry)).to(self.device)
         if not self.composer.terms:
             raise StylekitError("every loss term has weight 0; nothing to train")
@@ -140,15 +148,31 @@ class Trainer:
         for spec in self.composer.networks():
             self.perception.require(spec)
         self.perception.to(self.device)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+            self.perception.to(memory_format=torch.channels_last)
         self.taps = self.composer.taps()
         self._set_style_targets()
+        self.train_model = self._training_module()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=r.optim.lr, betas=r.optim.betas,
                                           weight_decay=r.optim.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16 and self.device.type == "cuda")
         self.files = list_images(r.data.root, r.data.extensions)
-        self.dataset = ImageFolder(self.files, r.data.image_size, r.data.crop, r.schedule.seed)
+        self.dataset = ImageFolder(self.files, r.data.image_size, r.data.crop, r.schedule.seed, r.data.cache_dir)
         sample_paths = r.log.sample_images or [str(p) for p in self.files[: r.log.num_samples]]
         self.samples = [load_image(p, r.data.image_size, long_side=False) for p in sample_paths]
+
+    def _training_module(self) -> torch.nn.Module:
+        """The transformer as the hot loop calls it: DDP-wrapped when distributed, compiled on request.
+
+        ``self.model`` stays the plain module, so checkpoints and samples never see wrapper prefixes.
+        """
+        module = distributed.wrap_ddp(self.model, self.dist, self.device)
+        if self.recipe.performance.compile:
+            module = torch.compile(module)
+            for key in list(self.perception.nets):
+                self.perception.nets[key] = torch.compile(self.perception.nets[key])
+        return module
 
     def _set_style_targets(self) -> None:
         style_taps = self.composer.style_taps()
@@ -165,15 +189,20 @@ class Trainer:
 
     def _loader(self) -> DataLoader:
         r = self.recipe
-        sampler = ResumableSampler(len(self.dataset), r.schedule.seed, start=self.step * r.schedule.batch_size)
+        perf, world = r.performance, self.dist.world_size
+        sampler = ResumableSampler(len(self.dataset), r.schedule.seed, start=self.samples_seen // world,
+                                   rank=self.dist.rank, num_replicas=world)
+        pin = perf.pin_memory if perf.pin_memory is not None else self.device.type == "cuda"
         return DataLoader(self.dataset, batch_size=r.schedule.batch_size, sampler=sampler, collate_fn=collate,
-                          num_workers=r.data.workers, pin_memory=self.device.type == "cuda",
-                          persistent_workers=False, prefetch_factor=4 if r.data.workers else None)
+                          num_workers=r.data.workers, pin_memory=pin,
+                          persistent_workers=perf.persistent_workers and r.data.workers > 0,
+                          prefetch_factor=perf.prefetch_factor if r.data.workers else None)
 
     # -- state ----------------------------------------------------------------
     def _train_state(self) -> dict[str, Any]:
         return {"step": self.step, "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                "torch_rng": torch.get_rng_state(), "elapsed": self.elapsed, "skipped": list(self.skipped)}
+                "torch_rng": torch.get_rng_state(), "elapsed": self.elapsed, "skipped": list(self.skipped),
+                "samples": self.samples_seen, "world_size": self.dist.world_size}
 
     def _restore(self) -> None:
         ckpt = latest_checkpoint(self.run_dir)
@@ -187,27 +216,40 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"])
         self.step, self.elapsed, self.skipped = int(state["step"]), float(state["elapsed"]), list(state["skipped"])
+        self.samples_seen = int(state.get("samples", self.step * self.recipe.schedule.batch_size))
+        if int(state.get("world_size", 1)) != self.dist.world_size:
+            self.console.print(f"Resuming with {self.dist.world_size} process(es) (saved with "
+                               f"{state.get('world_size', 1)}): data continues at global sample {self.samples_seen}")
         metrics = self.run_dir / "metrics.jsonl"
-        if metrics.is_file():  # drop lines logged after the checkpoint: they will be logged again
+        if metrics.is_file() and self.dist.is_main:  # drop lines logged after the checkpoint: they will be logged again
             kept = [line for line in metrics.read_text().splitlines()
                     if line.strip() and json.loads(line)["step"] <= self.step]
             atomic_write_text(metrics, "".join(line + "\n" for line in kept))
         self.console.print(f"[bold]Resuming[/] {self.run_dir} from {ckpt.name} (step {self.step})")
 
     def _write_status(self, state: str, reason: str = "") -> None:
+        if not self.dist.is_main:
+            return
         status = {"state": state, "step": self.step, "iterations": self.recipe.schedule.iterations,
                   "reason": reason, "skipped_images": len(self.skipped),
                   "pid": os.getpid(), "host": socket.gethostname(),  # lets `stylekit runs` spot a dead "running" run
                   "updated": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         atomic_write_text(self.run_dir / "status.json", json.dumps(status, indent=2) + "\n")
 
-    def _checkpoint(self) -> Path:
-        meta = {"recipe": self.recipe.model_dump(mode="json"), "metrics": self.last_metrics}
-        return save_checkpoint(self.run_dir, self.step, self.model, self._train_state(), meta,
-                               keep=self.recipe.log.keep_checkpoints)
+    def _checkpoint(self, barrier: bool = True) -> Path | None:
+        path = None
+        if self.dist.is_main:
+            meta = {"recipe": self.recipe.model_dump(mode="json"), "metrics": self.last_metrics}
+            path = save_checkpoint(self.run_dir, self.step, self.model, self._train_state(), meta,
+                                   keep=self.recipe.log.keep_checkpoints)
+        if barrier:
+            distributed.barrier(self.dist)
+        return path
 
     # -- outputs --------------------------------------------------------------
-    def write_samples(self) -> Path:
+    def write_samples(self) -> Path | None:
+        if not self.dist.is_main:
+            return None
         was_training = self.model.training
         self.model.eval()
         rows = []
@@ -229,7 +271,7 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.resume:
             self._restore()
-        else:
+        elif self.dist.is_main:
             atomic_write_text(self.run_dir / "config.yaml", dump_recipe(r))
             info = {"name": self.run_dir.name, "recipe": r.name, "created": datetime.now(timezone.utc).isoformat(
                 timespec="seconds"), "command": sys.argv, **self.run_info, "environment": environment_info()}
@@ -239,13 +281,15 @@ class Trainer:
         self.console.print(
             f"[bold]stylekit[/] training [cyan]{r.name}[/] → {self.run_dir}\n"
             f"  device {self.device}, precision {str(self.dtype).removeprefix('torch.')}, "
-            f"{len(self.files)} training images, batch {r.schedule.batch_size} × {r.data.image_size}px, "
+            f"{len(self.files)} training images, batch {r.schedule.batch_size} × {r.data.image_size}px"
+            + (f" × {self.dist.world_size} processes" if self.dist.enabled else "") + ", "
             f"backbone {r.backbone.name}, terms " + ", ".join(f"{k}×{w:g}" for k, w in weights.items()))
         if self.step >= r.schedule.iterations:
             self.console.print(f"Nothing to do: the run already reached {self.step} steps.")
             self._write_status("finished")
             return RunResult(self.run_dir, self.step, self._final_table_data(), self.skipped, self.elapsed)
-        metrics_file = (self.run_dir / "metrics.jsonl").open("a")
+        metrics_file = (self.run_dir / "metrics.jsonl").open("a") if self.dist.is_main else None
+        self._dev_step = torch.full((), self.step, dtype=torch.long, device=self.device)
         sums = {k: torch.zeros((), device=self.device) for k in self.composer.keys}
         count = 0
         self.model.train()
@@ -265,10 +309,16 @@ class Trainer:
                     self._note_skipped(batch["skipped"])
                     raw = self.train_step(batch["image"])
                     self.step += 1
+                    self.samples_seen += r.schedule.batch_size * self.dist.world_size
                     for k, v in raw.items():
                         sums[k] += v
                     count += 1
                     self.elapsed = time.perf_counter() - started
+                    final = self.step == r.schedule.iterations
+                    if self.finite_every > 1 and (
+                            final or self.step % self.finite_every == 0 or self.step % r.log.every == 0
+                            or self.step % r.log.sample_every == 0 or self.step % r.log.checkpoint_every == 0):
+                        self._check_finite()  # deferred check, before anything is written from these weights
                     if self.step % r.log.every == 0 or self.step == r.schedule.iterations:
                         self.last_metrics = self._log(metrics_file, sums, count, weights)
                         sums = {k: torch.zeros((), device=self.device) for k in sums}
@@ -289,43 +339,83 @@ class Trainer:
             raise
         except KeyboardInterrupt:
             state, reason = "interrupted", f"interrupted at step {self.step}"
-            if self.step > 0:
-                self._checkpoint()
+            if self.step > 0 and self._first_bad_step(collective=False) < 0:
+                self._checkpoint(barrier=False)
             raise
         except BaseException as exc:
             state, reason = "failed", f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            metrics_file.close()
+            if metrics_file is not None:
+                metrics_file.close()
             self._write_status(state, reason)
-            plot_loss_curves(self.run_dir / "metrics.jsonl", self.run_dir / "loss_curves.png",
-                             title=f"{r.name} ({self.run_dir.name})")
+            if self.dist.is_main:
+                plot_loss_curves(self.run_dir / "metrics.jsonl", self.run_dir / "loss_curves.png",
+                                 title=f"{r.name} ({self.run_dir.name})")
         return RunResult(self.run_dir, self.step, self._final_table_data(), self.skipped, self.elapsed)
 
     def train_step(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """One optimizer step. Content-side features are computed without gradient, once for all terms."""
         x = images.to(self.device, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.dtype):
-            y = self.model(x)
+            y = self.train_model(x)
             out_features = self.perception.extract(y, self.taps)
             with torch.no_grad():
                 content_features = self.perception.extract(x, self.taps)
         total, raw = self.composer(LossBatch(y, x, out_features, content_features))
-        if not bool(torch.isfinite(total)):
-            self._non_finite(raw)
+        self._track_finite(total, raw)
+        if self.finite_every == 1:  # per-step check: a bad step never updates the weights
+            self._check_finite()
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return {k: v.detach() for k, v in raw.items()}
 
-    def _non_finite(self, raw: dict[str, torch.Tensor]) -> None:
-        bad = [f"{k} (= {v.item()})" for k, v in raw.items() if not math.isfinite(v.item())]
+    def _track_finite(self, total: torch.Tensor, raw: dict[str, torch.Tensor]) -> None:
+        """Remember, on the device and without a sync, the first step whose loss was NaN/inf and its term values."""
+        values = torch.stack([v.detach().float() for v in raw.values()] + [total.detach().float()])
+        if self._bad_step is None or self._bad_step.device != values.device:
+            self._bad_step = torch.full((), -1, dtype=torch.long, device=values.device)
+            self._bad_values = torch.zeros_like(values)
+            if getattr(self, "_dev_step", None) is None or self._dev_step.device != values.device:
+                self._dev_step = torch.full((), self.step, dtype=torch.long, device=values.device)
+        self._dev_step += 1
+        newly = (~torch.isfinite(values)).any() & (self._bad_step < 0)
+        self._bad_step = torch.where(newly, self._dev_step, self._bad_step)
+        self._bad_values = torch.where(newly, values, self._bad_values)
+
+    def _first_bad_step(self, collective: bool = True) -> int:
+        """The first non-finite step on any rank (one host sync), or -1."""
+        if self._bad_step is None:
+            flag = torch.full((), -1, dtype=torch.long, device=self.device)
+        else:
+            flag = self._bad_step.clone()
+        if collective:
+            distributed.all_reduce_(self.dist, flag, "max")
+        return int(flag)
+
+    def _check_finite(self) -> None:
+        bad_step = self._first_bad_step()
+        if bad_step < 0:
+            return
+        bad = []
+        if self._bad_step is not None and int(self._bad_step) >= 0:
+            values = self._bad_values.tolist()
+            bad = [f"{k} (= {v})" for k, v in zip(self.composer.keys, values) if not math.isfinite(v)]
         ckpt = latest_checkpoint(self.run_dir)
         kept = f"the last good checkpoint is {ckpt}" if ckpt else "no checkpoint had been written yet"
+        where = ", ".join(bad) or ("total" if self._bad_step is not None and int(self._bad_step) >= 0
+                                   else "another process")
+        if bad_step > self.step:  # checked before the update
+            done = "the run stopped without updating the weights"
+        else:
+            done = (f"the run stopped at step {self.step} (checked every {self.finite_every} steps) and nothing "
+                    f"was written from the weights after step {bad_step - 1}")
         raise NonFiniteLossError(
-            f"loss became non-finite at step {self.step + 1} in term(s) {', '.join(bad) or 'total'}; "
-            f"the run stopped without updating the weights and {kept}. "
+            f"loss became non-finite at step {bad_step} in term(s) {where}; {done} and {kept}. "
             "Try a lower optim.lr or term weight, or precision=fp32.")
 
     def _note_skipped(self, skipped: list[str]) -> None:
@@ -336,13 +426,17 @@ class Trainer:
                 self.console.print(f"[yellow]warning:[/] skipped unreadable image {text}")
 
     def _log(self, fh, sums: dict[str, torch.Tensor], count: int, weights: dict[str, float]) -> dict[str, Any]:
+        if self.dist.enabled:  # the mean over all ranks' images
+            stacked = distributed.all_reduce_(self.dist, torch.stack(list(sums.values()))) / self.dist.world_size
+            sums = dict(zip(sums, stacked))
         terms = {k: {"raw": float(v) / max(count, 1), "weighted": weights[k] * float(v) / max(count, 1)}
                  for k, v in sums.items()}
         row = {"step": self.step, "time": round(self.elapsed, 3),
                "loss": sum(t["weighted"] for t in terms.values()), "terms": terms,
                "lr": self.optimizer.param_groups[0]["lr"]}
-        fh.write(json.dumps(row) + "\n")
-        fh.flush()
+        if fh is not None:
+            fh.write(json.dumps(row) + "\n")
+            fh.flush()
         return row
 
     def _final_table_data(self) -> dict[str, dict[str, float]]:

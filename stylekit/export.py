@@ -1,0 +1,110 @@
+"""``stylekit export``: a trained transformer as ONNX (dynamic height/width) or a standalone TorchScript file.
+
+The training module pads to a multiple of 4 only when needed (a Python ``if`` on the
+input size), which a tracer would freeze at the example's size. :class:`Deployable`
+always pads by ``(4 - h % 4) % 4`` instead (zero when already aligned), so one graph
+serves every size. Instance norm exports as ONNX ``InstanceNormalization``; reflection
+padding as ``Pad(mode=reflect)``. Each ONNX file is checked with onnxruntime against
+PyTorch right after export; TorchScript files are scripted, so they load with
+``torch.jit.load`` alone, without stylekit installed.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import StylekitError
+from .models.transformer import TransformerNet
+
+#: largest allowed |onnxruntime − PyTorch| on the 0–255 scale
+ONNX_TOLERANCE = 1.0
+
+
+class ExportError(StylekitError):
+    """Export failed, or the exported model disagrees with PyTorch."""
+
+
+class Deployable(nn.Module):
+    """The transformer with shape-independent padding: RGB 0–255 N×3×H×W in, same shape out (H, W ≥ 5)."""
+
+    def __init__(self, net: TransformerNet):
+        super().__init__()
+        self.down, self.residual, self.up, self.out = net.down, net.residual, net.up, net.out
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        h, w = images.shape[2], images.shape[3]
+        pad_h = (4 - h % 4) % 4
+        pad_w = (4 - w % 4) % 4
+        x = F.pad(images / 127.5 - 1.0, [0, pad_w, 0, pad_h], mode="reflect")
+        y = self.out(self.up(self.residual(self.down(x))))
+        y = y[:, :, :h, :w]
+        return 127.5 * (torch.tanh(y) + 1.0)
+
+
+def _example(size: int = 512, seed: int = 0) -> torch.Tensor:
+    """A structured test image (gradients plus noise), 1×3×size×size in [0, 255]."""
+    gen = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
+    base = torch.stack([xx, yy, (xx + yy) / 2]) * 200
+    return (base + 55 * torch.rand(3, size, size, generator=gen)).clamp(0, 255).unsqueeze(0)
+
+
+def export_onnx(model: TransformerNet, path: str | Path, *, opset: int = 17, verify_size: int = 512) -> float:
+    """Write ``path`` and return max |onnxruntime − PyTorch| on a ``verify_size`` image; raise above tolerance."""
+    path = Path(path)
+    net = Deployable(model.float().cpu().eval()).eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the legacy exporter is chatty (deprecation, instance-norm mode)
+            torch.onnx.export(net, (_example(64),), str(path), dynamo=False, opset_version=opset,
+                              input_names=["image"], output_names=["stylized"],
+                              dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
+                                            "stylized": {0: "batch", 2: "height", 3: "width"}})
+    except ImportError as exc:
+        raise ExportError(f"ONNX export needs the onnx package: pip install 'stylekit[export]' ({exc})") from exc
+    return verify_onnx(path, model, verify_size)
+
+
+def verify_onnx(path: str | Path, model: TransformerNet, size: int = 512) -> float:
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise ExportError("verifying ONNX needs onnxruntime: pip install 'stylekit[export]'") from exc
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for h, w in ((size, size), (size - 3, size // 2 + 1)):  # also a size that is not a multiple of 4
+        x = _example(size)[:, :, :h, :w].contiguous()
+        with torch.no_grad():
+            expected = model.float().cpu().eval()(x).numpy()
+        got = session.run(None, {"image": x.numpy()})[0]
+        if got.shape != expected.shape:
+            raise ExportError(f"{path}: ONNX output shape {got.shape} != PyTorch {expected.shape} for {h}×{w} input")
+        worst = max(worst, float(abs(got - expected).max()))
+    if not worst < ONNX_TOLERANCE:
+        raise ExportError(f"{path}: onnxruntime differs from PyTorch by up to {worst:.3g} (0–255 scale; "
+                          f"allowed < {ONNX_TOLERANCE}); the file is kept for inspection")
+    return worst
+
+
+def export_torchscript(model: TransformerNet, path: str | Path) -> float:
+    """Script the model (sizes stay dynamic) and return max |TorchScript − PyTorch| on a small odd-sized image."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    net = Deployable(model.float().cpu().eval()).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(net)
+        torch.jit.save(scripted, str(path))
+        loaded = torch.jit.load(str(path))
+    x = _example(96)[:, :, :93, :70].contiguous()
+    with torch.no_grad():
+        diff = float((loaded(x) - model(x)).abs().max())
+    if not diff < ONNX_TOLERANCE:
+        raise ExportError(f"{path}: TorchScript differs from PyTorch by up to {diff:.3g}")
+    return diff

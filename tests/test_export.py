@@ -1,0 +1,71 @@
+"""ONNX and TorchScript export: dynamic sizes, onnxruntime agreement, loadable without stylekit."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from stylekit.checkpoint import save_model
+from stylekit.cli import app
+from stylekit.models.transformer import TransformerNet
+
+
+@pytest.fixture()
+def checkpoint(tmp_path):
+    torch.manual_seed(0)
+    net = TransformerNet({"channels": 8, "residual_blocks": 1, "norm": "instance", "upsample": "deconv"})
+    for p in net.parameters():  # move away from the init so every layer matters
+        p.data += 0.05 * torch.randn_like(p)
+    path = tmp_path / "model.safetensors"
+    save_model(net, path)
+    return path, net.eval()
+
+
+def test_onnx_export_matches_pytorch_at_any_size(tmp_path, checkpoint):
+    ort = pytest.importorskip("onnxruntime")
+    path, net = checkpoint
+    result = CliRunner().invoke(app, ["export", str(path), "--format", "onnx", "-o", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 0, result.output
+    assert "abs difference" in " ".join(result.output.split())
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    for h, w in ((37, 50), (64, 64), (81, 45)):
+        x = torch.rand(2, 3, h, w) * 255
+        got = session.run(None, {"image": x.numpy()})[0]
+        with torch.no_grad():
+            expected = net(x).numpy()
+        assert got.shape == expected.shape
+        assert abs(got - expected).max() < 1.0
+
+
+def test_onnx_verification_fails_loudly(tmp_path, checkpoint, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from stylekit import export
+    from stylekit.errors import StylekitError
+
+    path, net = checkpoint
+    monkeypatch.setattr(export, "ONNX_TOLERANCE", 0.0)
+    with pytest.raises(StylekitError, match="onnxruntime differs"):
+        export.export_onnx(net, tmp_path / "m.onnx", verify_size=64)
+
+
+def test_torchscript_loads_without_stylekit(tmp_path, checkpoint):
+    path, net = checkpoint
+    out = tmp_path / "m.pt"
+    result = CliRunner().invoke(app, ["export", str(path), "--format", "torchscript", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    code = ("import sys; sys.modules['stylekit'] = None\n"  # any import of stylekit now fails
+            "import torch\n"
+            f"m = torch.jit.load({str(out)!r})\n"
+            "y = m(torch.rand(1, 3, 37, 50) * 255)\n"
+            "assert 'stylekit' not in sys.modules or sys.modules['stylekit'] is None\n"
+            "print(tuple(y.shape), float(y.min()) >= 0, float(y.max()) <= 255)")
+    proc = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("(1, 3, 37, 50) True True")
+    loaded = torch.jit.load(str(out))
+    x = torch.rand(1, 3, 30, 41) * 255
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), net(x), atol=1e-3, rtol=0)

@@ -1,0 +1,108 @@
+"""Speed paths give fp32's results within mixed-precision tolerance; deferred NaN checks; decoded-image cache; bench."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from stylekit.checkpoint import latest_checkpoint, load_model
+from stylekit.cli import app
+from stylekit.config import validate_recipe
+from stylekit.data import ImageFolder, list_images
+from stylekit.errors import NonFiniteLossError
+from stylekit.testing import tiny_recipe
+from stylekit.train import Trainer
+
+
+def _losses(tmp_path, name, **overrides):
+    raw = tiny_recipe(tmp_path, **overrides)
+    trainer = Trainer(validate_recipe(raw), tmp_path / name, show_progress=False)
+    trainer.build()
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 255
+    raw = trainer.train_step(x)
+    return {k: float(v) for k, v in raw.items()}, trainer
+
+
+def test_mixed_precision_and_channels_last_match_fp32(tmp_path):
+    reference, _ = _losses(tmp_path, "ref", precision="fp32", performance={"channels_last": False})
+    for precision, channels_last in (("fp32", True), ("bf16", False), ("bf16", True)):
+        losses, trainer = _losses(tmp_path, f"{precision}-{channels_last}", precision=precision,
+                                  performance={"channels_last": channels_last})
+        assert trainer.channels_last is channels_last
+        if channels_last:
+            assert trainer.model.down[0][1].weight.is_contiguous(memory_format=torch.channels_last)
+        rtol = 1e-4 if precision == "fp32" else 5e-2
+        for key, value in reference.items():
+            assert losses[key] == pytest.approx(value, rel=rtol), (precision, channels_last, key)
+
+
+def test_channels_last_defaults_to_cuda_only(tmp_path):
+    _, trainer = _losses(tmp_path, "auto")
+    assert trainer.channels_last is (trainer.device.type == "cuda")
+
+
+def test_deferred_finite_check_never_writes_non_finite_weights(tmp_path, monkeypatch):
+    # As on CUDA: the host looks at the device-side flag only every 4 steps (and before any output).
+    raw = tiny_recipe(tmp_path, schedule={"iterations": 8},
+                      log={"every": 4, "checkpoint_every": 4, "sample_every": 100},
+                      performance={"finite_check_every": 4})
+    trainer = Trainer(validate_recipe(raw), tmp_path / "run", show_progress=False)
+    from stylekit.losses.content import ContentLoss
+
+    original = ContentLoss.forward
+    monkeypatch.setattr(ContentLoss, "forward",
+                        lambda self, batch: original(self, batch) * (float("inf") if trainer.step == 5 else 1.0))
+    with pytest.raises(NonFiniteLossError, match=r"step 6 in term\(s\) content \(= inf\).*stopped at step 8.*"
+                                                 r"after step 5.*step_0000004"):
+        trainer.fit()
+    assert trainer.finite_every == 4
+    assert latest_checkpoint(tmp_path / "run").name == "step_0000004"
+    assert all(torch.isfinite(p).all() for p in load_model(tmp_path / "run").parameters())
+    rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["step"] for r in rows] == [4]
+
+
+def test_decoded_cache_is_reused(tmp_path):
+    raw = tiny_recipe(tmp_path)
+    files = list_images(tmp_path / "content")
+    plain = ImageFolder(files, 32, "center", 0)
+    cached = ImageFolder(files, 32, "center", 0, cache_dir=tmp_path / "cache")
+    first = [cached[(i, i)]["image"] for i in range(len(files))]
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == len(files)
+    again = [cached[(i, i)]["image"] for i in range(len(files))]
+    for a, b, c in zip(first, again, [plain[(i, i)]["image"] for i in range(len(files))]):
+        assert torch.equal(a, b) and a.shape == c.shape == (3, 32, 32)
+        assert (a - c).abs().mean() < 8  # same picture, resized via the cached copy
+    recipe = validate_recipe(tiny_recipe(tmp_path, data={"cache_dir": str(tmp_path / "cache2")},
+                                         schedule={"iterations": 2}))
+    Trainer(recipe, tmp_path / "run", show_progress=False).fit()
+    assert len(list((tmp_path / "cache2").glob("*.npy"))) >= 2
+    assert raw  # the recipe helper wrote the images
+
+
+def test_bench_runs_and_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, ["bench", "--size", "32", "--batch", "2", "--steps", "1", "--rounds", "2",
+                                      "--warmup", "1", "--no-stylize", "--device", "cpu", "--json", str(out),
+                                      "--set", "model.channels=8", "--set", "model.residual_blocks=1"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert set(data["results"]) == {"stylekit", "reference"}
+    assert data["results"]["stylekit"]["steps_per_s"] > 0 and data["ratio"] > 0
+    assert data["results"]["reference"]["flops_per_step"] > 1e6
+
+
+def test_compile_wraps_the_hot_path_but_not_checkpoints(tmp_path, monkeypatch):
+    compiled = []
+
+    def fake_compile(module, **kwargs):
+        compiled.append(type(module).__name__)
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    recipe = validate_recipe(tiny_recipe(tmp_path, performance={"compile": True}, schedule={"iterations": 1}))
+    trainer = Trainer(recipe, tmp_path / "run", show_progress=False)
+    trainer.fit()
+    assert compiled == ["TransformerNet", "VGG16"]
+    assert load_model(tmp_path / "run") is not None  # plain keys, no _orig_mod. prefixes
