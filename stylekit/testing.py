@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field, ValidationError
 from torch import nn
 
 from .backbones.base import Backbone, BackboneOptions
-from .backbones.vgg import vgg_layer_names
+from .backbones.vgg import tap_sequential, vgg_layer_names
 from .config import deep_merge
 from .depth.base import DepthNetwork, DepthOptions
 from .features import BACKBONE, NetworkSpec, Perception
@@ -165,16 +165,7 @@ class TinyVGG(Backbone):
         return list(self._names)
 
     def forward(self, images: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
-        wanted = set(self.check_layers(layers))
-        out: dict[str, torch.Tensor] = {}
-        x = images / 127.5 - 1.0
-        for name, module in zip(self._names, self.features):
-            if len(out) == len(wanted):
-                break
-            x = module(x)
-            if name in wanted:
-                out[name] = x
-        return out
+        return tap_sequential(self.features, self._names, images / 127.5 - 1.0, self.check_layers(layers))
 
 
 class TinyDepthOptions(DepthOptions):

@@ -38,6 +38,20 @@ def vgg_layer_names(features: nn.Sequential) -> list[str]:
     return names
 
 
+def tap_sequential(stack: nn.Sequential, names: list[str], x: torch.Tensor,
+                   layers: Iterable[str]) -> dict[str, torch.Tensor]:
+    """Run ``stack`` module by module, keeping the named outputs; stop after the deepest one asked for."""
+    wanted = set(layers)
+    out: dict[str, torch.Tensor] = {}
+    for name, module in zip(names, stack):
+        if len(out) == len(wanted):
+            break
+        x = module(x)
+        if name in wanted:
+            out[name] = x
+    return out
+
+
 class VGGBackbone(Backbone):
     """Shared machinery for VGG-style stacks; subclasses build ``features`` and normalise input."""
 
@@ -74,16 +88,7 @@ class VGGBackbone(Backbone):
         raise NotImplementedError
 
     def forward(self, images: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
-        wanted = set(self.check_layers(layers))
-        out: dict[str, torch.Tensor] = {}
-        x = self.normalize(images)
-        for name, module in zip(self._names, self.features):
-            if len(out) == len(wanted):
-                break
-            x = module(x)
-            if name in wanted:
-                out[name] = x
-        return out
+        return tap_sequential(self.features, self._names, self.normalize(images), self.check_layers(layers))
 
 
 class TorchvisionVGGOptions(BackboneOptions):
