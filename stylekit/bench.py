@@ -248,9 +248,11 @@ def run_training_bench(raw: dict, *, steps: int = 10, rounds: int = 3, warmup: i
     results["reference"].flops_per_step = count_flops(theirs)
     name, peak_low, peak_fp32 = device_peak(device)
     results["stylekit"].extra = {"precision": str(trainer.dtype).removeprefix("torch."),
-                                 "channels_last": trainer.channels_last,
+                                 "channels_last": {(True, True): "all", (False, True): "perception",
+                                                   (True, False): "transformer", (False, False): "no"}[
+                                     (trainer.channels_last, trainer.perception_channels_last)],
                                  "compile": recipe.performance.compile}
-    results["reference"].extra = {"precision": "float32", "channels_last": False, "compile": False}
+    results["reference"].extra = {"precision": "float32", "channels_last": "no", "compile": False}
     out = {"device": name, "batch": batch, "size": size, "steps_per_round": steps, "rounds": rounds,
            "threads": torch.get_num_threads(), "torch": torch.__version__,
            "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -19,7 +19,7 @@ def bench_tables(result: dict[str, Any]) -> list[Table]:
         table.add_column(column, justify="right" if column else "left")
     for name, m in result["results"].items():
         extra = m["extra"]
-        table.add_row(name, extra.get("precision", ""), "yes" if extra.get("channels_last") else "no",
+        table.add_row(name, extra.get("precision", ""), str(extra.get("channels_last", "no")),
                       f"{m['steps_per_s']:.3f}", f"{m['images_per_s']:.2f}",
                       f"{1000 / m['steps_per_s']:.0f}" if m["steps_per_s"] else "–",
                       _num(m["flops_per_step"] and m["flops_per_step"] / 1e9, "{:.1f}"), _num(m["tflops"], "{:.2f}"),

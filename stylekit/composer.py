@@ -39,7 +39,12 @@ class LossComposer(nn.Module):
         return {t.key: t.weight for t in self.terms}
 
     def taps(self) -> list[Tap]:
+        """Features every term needs on both ŷ and x."""
         return list(dict.fromkeys(tap for t in self.terms for tap in t.taps()))
+
+    def output_taps(self) -> list[Tap]:
+        """Features needed on ŷ: the shared ones plus those only compared with style targets."""
+        return list(dict.fromkeys([*self.taps(), *(tap for t in self.terms for tap in t.output_taps())]))
 
     def style_taps(self) -> list[Tap]:
         return list(dict.fromkeys(tap for t in self.terms for tap in t.style_taps()))

@@ -292,17 +292,18 @@ def check_term(term_cls: type[LossTerm], options: dict | None = None, *, zero_fo
         style_taps = term.style_taps()
         term.set_style([perception.extract(style, style_taps) if style_taps else {}])
     taps = term.taps()
+    output_taps = list(dict.fromkeys([*taps, *term.output_taps()]))
     content = random_images(batch_size, size, seed=1)
     output = random_images(batch_size, size, seed=2).requires_grad_(True)
 
     def run(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             content_features = perception.extract(x, taps)
-        return term(LossBatch(y, x, perception.extract(y, taps), content_features))
+        return term(LossBatch(y, x, perception.extract(y, output_taps), content_features))
 
     with torch.no_grad():
         content_features = perception.extract(content, taps)
-    batch = LossBatch(output, content, perception.extract(output, taps), content_features)
+    batch = LossBatch(output, content, perception.extract(output, output_taps), content_features)
     value = _finite_per_image(term(batch), batch_size, f"{term_cls.__name__}.forward")
     if value.requires_grad:
         value.sum().backward()

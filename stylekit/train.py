@@ -35,9 +35,9 @@ from .config import Recipe, dump_recipe
 from .data import ImageFolder, ResumableSampler, collate, list_images, load_image
 from .errors import NonFiniteLossError, StylekitError
 from .features import BACKBONE, NetworkSpec, Perception
-from .losses.base import LossBatch, TermContext
+from .losses.base import Features, LossBatch, TermContext
 from .models.transformer import TransformerNet
-from .runtime import autocast, pick_device, pick_precision
+from .runtime import autocast, pick_channels_last, pick_device, pick_precision
 from .viz import image_grid, plot_loss_curves
 
 
@@ -138,7 +138,8 @@ class Trainer:
         torch.manual_seed(r.schedule.seed)
         self.model = TransformerNet(r.model).to(self.device)
         perf = r.performance
-        self.channels_last = perf.channels_last if perf.channels_last is not None else self.device.type == "cuda"
+        self.channels_last, self.perception_channels_last = pick_channels_last(perf.channels_last, self.device,
+                                                                               self.dtype)
         self.finite_every = perf.finite_check_every or (r.log.every if self.device.type == "cuda" else 1)
         self.composer = LossComposer(build_terms(r, self.registry)).to(self.device)
         if not self.composer.terms:
@@ -150,8 +151,9 @@ class Trainer:
         self.perception.to(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        if self.perception_channels_last:
             self.perception.to(memory_format=torch.channels_last)
-        self.taps = self.composer.taps()
+        self.taps, self.output_taps = self.composer.taps(), self.composer.output_taps()
         self._set_style_targets()
         self.train_model = self._training_module()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=r.optim.lr, betas=r.optim.betas,
@@ -361,9 +363,13 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.dtype):
             y = self.train_model(x)
-            out_features = self.perception.extract(y, self.taps)
-            with torch.no_grad():
-                content_features = self.perception.extract(x, self.taps)
+            perceived_y, perceived_x = y, x
+            if self.perception_channels_last:
+                perceived_y = y.contiguous(memory_format=torch.channels_last)
+                perceived_x = x.contiguous(memory_format=torch.channels_last)
+            out_features = self.perception.extract(perceived_y, self.output_taps)
+            with torch.no_grad():  # only the layers compared between ŷ and x (not the style-only ones)
+                content_features = self.perception.extract(perceived_x, self.taps) if self.taps else Features()
         total, raw = self.composer(LossBatch(y, x, out_features, content_features))
         self._track_finite(total, raw)
         if self.finite_every == 1:  # per-step check: a bad step never updates the weights

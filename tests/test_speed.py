@@ -29,7 +29,7 @@ def test_mixed_precision_and_channels_last_match_fp32(tmp_path):
     for precision, channels_last in (("fp32", True), ("bf16", False), ("bf16", True)):
         losses, trainer = _losses(tmp_path, f"{precision}-{channels_last}", precision=precision,
                                   performance={"channels_last": channels_last})
-        assert trainer.channels_last is channels_last
+        assert trainer.channels_last is channels_last and trainer.perception_channels_last is channels_last
         if channels_last:
             assert trainer.model.down[0][1].weight.is_contiguous(memory_format=torch.channels_last)
         rtol = 1e-4 if precision == "fp32" else 5e-2
@@ -37,9 +37,35 @@ def test_mixed_precision_and_channels_last_match_fp32(tmp_path):
             assert losses[key] == pytest.approx(value, rel=rtol), (precision, channels_last, key)
 
 
-def test_channels_last_defaults_to_cuda_only(tmp_path):
-    _, trainer = _losses(tmp_path, "auto")
-    assert trainer.channels_last is (trainer.device.type == "cuda")
+def test_channels_last_default_follows_device_and_precision(tmp_path):
+    from stylekit.runtime import pick_channels_last
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert pick_channels_last(None, cuda, torch.bfloat16) == (True, True)
+    assert pick_channels_last(None, cpu, torch.bfloat16) == (False, True)  # NHWC helps oneDNN's bf16 VGG only
+    assert pick_channels_last(None, cpu, torch.float32) == (False, False)
+    assert pick_channels_last(True, cpu, torch.float32) == (True, True)
+    _, trainer = _losses(tmp_path, "auto", precision="bf16", device="cpu")
+    assert (trainer.channels_last, trainer.perception_channels_last) == (False, True)
+    vgg_weight = next(trainer.perception.network("backbone").parameters())
+    assert vgg_weight.is_contiguous(memory_format=torch.channels_last)
+    assert trainer.model.down[0][1].weight.is_contiguous()
+
+
+def test_content_pass_stops_at_the_layers_compared_with_x(tmp_path):
+    """Style layers are tapped on ŷ only: the no-grad pass on x stops at the content layer."""
+    _, trainer = _losses(tmp_path, "taps", precision="fp32")
+    style_layers = trainer.composer.terms[[t.key for t in trainer.composer.terms].index("style")].options.layers
+    assert [t.layer for t in trainer.taps] == ["relu2_2"]
+    assert {t.layer for t in trainer.output_taps} == {"relu2_2", *style_layers}
+    seen = []
+    backbone = trainer.perception.network("backbone")
+    hook = backbone.register_forward_hook(lambda m, args, out: seen.append(sorted(out)))
+    try:
+        trainer.train_step(torch.rand(2, 3, 32, 32) * 255)
+    finally:
+        hook.remove()
+    assert seen == [sorted({"relu2_2", *style_layers}), ["relu2_2"]]
 
 
 def test_deferred_finite_check_never_writes_non_finite_weights(tmp_path, monkeypatch):
@@ -106,3 +132,29 @@ def test_compile_wraps_the_hot_path_but_not_checkpoints(tmp_path, monkeypatch):
     trainer.fit()
     assert compiled == ["TransformerNet", "VGG16"]
     assert load_model(tmp_path / "run") is not None  # plain keys, no _orig_mod. prefixes
+
+
+def test_gram_matrix_reads_nhwc_and_low_precision_within_tolerance():
+    from stylekit.losses import gram_matrix
+
+    x = torch.randn(2, 16, 12, 10, generator=torch.Generator().manual_seed(0)).relu()
+    reference = gram_matrix(x)
+    nhwc = x.contiguous(memory_format=torch.channels_last)
+    assert gram_matrix(nhwc).dtype == torch.float32
+    torch.testing.assert_close(gram_matrix(nhwc), reference)
+    low = gram_matrix(nhwc.bfloat16())  # fp32 accumulation, one bf16 rounding per entry
+    assert low.dtype == torch.float32
+    assert float((low - reference).abs().max() / reference.abs().max()) < 2**-7
+
+
+def test_reflection_pad_stays_in_bf16_under_autocast():
+    import torch.nn.functional as F
+
+    from stylekit.models.transformer import ReflectionPad
+
+    x = torch.randn(1, 4, 6, 6).bfloat16()
+    with torch.autocast("cpu", torch.bfloat16):
+        assert F.pad(x, (2, 2, 2, 2), mode="reflect").dtype == torch.float32  # what autocast does to a plain pad
+        padded = ReflectionPad(2)(x)
+    assert padded.dtype == torch.bfloat16
+    torch.testing.assert_close(padded.float(), F.pad(x.float(), (2, 2, 2, 2), mode="reflect"))

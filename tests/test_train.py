@@ -22,7 +22,7 @@ def test_gradients_reach_the_transformer_and_never_the_backbone(tmp_path):
     trainer.build()
     x = torch.rand(2, 3, 32, 32) * 255
     y = trainer.model(x)
-    feats = trainer.perception.extract(y, trainer.taps)
+    feats = trainer.perception.extract(y, trainer.output_taps)
     with torch.no_grad():
         content = trainer.perception.extract(x, trainer.taps)
     total, _ = trainer.composer(LossBatch(y, x, feats, content))

@@ -1,7 +1,7 @@
 """Loss terms: what a term receives, what it returns, and how it asks for features.
 
 A term normally never runs a network itself. It declares the feature taps it needs
-(:meth:`LossTerm.taps`, :meth:`LossTerm.style_taps`); the trainer's
+(:meth:`LossTerm.taps`, :meth:`LossTerm.output_taps`, :meth:`LossTerm.style_taps`); the trainer's
 :class:`~stylekit.features.Perception` runs each network once per batch for all
 terms together, and content-side features without gradient.
 
@@ -109,7 +109,15 @@ class LossTerm(Component, nn.Module):
         return float(self.options.weight)
 
     def taps(self) -> list[Tap]:
-        """Features needed on both ŷ and x."""
+        """Features needed on both ŷ and x (in ``batch.output_features`` and ``batch.content_features``)."""
+        return []
+
+    def output_taps(self) -> list[Tap]:
+        """Features needed on ŷ only (``batch.output_features``), e.g. to compare with style targets.
+
+        Declaring them here instead of in :meth:`taps` spares the no-grad pass on x those layers:
+        with Johnson's recipe, VGG-16 on x then stops at relu2_2 instead of relu4_3.
+        """
         return []
 
     def style_taps(self) -> list[Tap]:
@@ -155,8 +163,14 @@ class LossTerm(Component, nn.Module):
 
 
 def feature_reconstruction(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``||a − b||² / (C·H·W)`` for each item: shape (N,). Computed in float32."""
-    return (a.float() - b.float()).pow(2).flatten(1).mean(1)
+    """``||a − b||² / (C·H·W)`` for each item: shape (N,), float32.
+
+    The difference is taken in the features' own precision (exact but for one rounding of
+    each entry) and squared and summed in float32; this skips two full-size fp32 copies,
+    and reducing over the trailing dims instead of flattening reads NHWC maps in place.
+    """
+    squared = (a - b).float().pow(2)
+    return squared.mean(dim=tuple(range(1, a.dim()))) if a.dim() > 1 else squared
 
 
 class NetworkLayerLoss(LossTerm):
