@@ -158,3 +158,22 @@ def test_reflection_pad_stays_in_bf16_under_autocast():
         padded = ReflectionPad(2)(x)
     assert padded.dtype == torch.bfloat16
     torch.testing.assert_close(padded.float(), F.pad(x.float(), (2, 2, 2, 2), mode="reflect"))
+
+
+def test_gram_matrix_gradient_matches_autograd_in_both_layouts():
+    from stylekit.losses.style import _SelfProduct
+
+    f = torch.randn(2, 6, 20, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: _SelfProduct.apply(t, False), (f,))
+    assert torch.autograd.gradcheck(lambda t: _SelfProduct.apply(t, True), (f,))
+    from stylekit.losses import gram_matrix
+
+    x = torch.randn(2, 8, 6, 5, generator=torch.Generator().manual_seed(1))
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        a = x.clone().contiguous(memory_format=memory_format).requires_grad_(True)
+        b = x.clone().requires_grad_(True)
+        target = torch.randn(8, 8)
+        (gram_matrix(a) - target).pow(2).sum().backward()
+        fb = b.reshape(2, 8, 30)
+        ((fb @ fb.transpose(1, 2)) / (8 * 30) - target).pow(2).sum().backward()
+        torch.testing.assert_close(a.grad, b.grad)
