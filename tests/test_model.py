@@ -27,3 +27,18 @@ def test_paper_architecture():
     assert net.out[1].kernel_size == (9, 9) and net.out[1].out_channels == 3
     assert isinstance(net.down[0][2], torch.nn.InstanceNorm2d)
     assert isinstance(TransformerNet({"norm": "batch"}).down[0][2], torch.nn.BatchNorm2d)
+
+
+def test_vgg_taps_of_conv_and_relu_outputs_are_both_intact():
+    """VGG runs its ReLUs in place for speed; a tapped conv output must not be overwritten by them."""
+    from stylekit.plugins import get_registry
+
+    vgg = get_registry().get("backbone", "vgg16")({"weights": "random"})
+    x = torch.rand(1, 3, 32, 32) * 255
+    feats = vgg(x, ["conv1_2", "relu1_2", "conv2_1", "relu2_2"])
+    assert float(feats["conv1_2"].min()) < 0 <= float(feats["relu1_2"].min())
+    torch.testing.assert_close(feats["relu1_2"], feats["conv1_2"].relu())
+    torch.testing.assert_close(vgg(x, ["relu2_2"])["relu2_2"], feats["relu2_2"])
+    y = x.clone().requires_grad_(True)
+    vgg(y, ["relu2_2"])["relu2_2"].sum().backward()  # in-place ReLUs keep autograd valid
+    assert y.grad is not None and float(y.grad.abs().sum()) > 0
