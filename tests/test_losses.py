@@ -117,3 +117,21 @@ def test_zero_weight_term_is_not_computed(tmp_path):
     recipe = validate_recipe(tiny_recipe(tmp_path, losses={"tv": {"weight": 0.0}}), get_registry())
     keys = [t.key for t in build_terms(recipe, get_registry())]
     assert keys == ["content", "style"]
+
+
+def test_feature_reconstruction_value_and_gradient_match_the_formula():
+    from stylekit.losses import feature_reconstruction
+
+    a = torch.randn(3, 4, 5, 6, dtype=torch.double, requires_grad=True)
+    b = torch.randn(3, 4, 5, 6, dtype=torch.double, requires_grad=True)
+    value = feature_reconstruction(a, b)
+    torch.testing.assert_close(value.double(), ((a - b) ** 2).sum((1, 2, 3)).detach() / (4 * 5 * 6))
+    weights = torch.tensor([1.0, 2.0, 3.0])
+    (value * weights).sum().backward()
+    expected = 2 * (a - b).detach() * weights.double().view(3, 1, 1, 1) / (4 * 5 * 6)
+    torch.testing.assert_close(a.grad, expected.to(a.dtype), rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(b.grad, -expected.to(a.dtype), rtol=1e-6, atol=1e-9)
+    low = feature_reconstruction(a.detach().bfloat16().contiguous(memory_format=torch.channels_last),
+                                 b.detach().bfloat16())
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low.double(), value.detach().double(), rtol=2e-2, atol=0)

@@ -177,3 +177,18 @@ def test_gram_matrix_gradient_matches_autograd_in_both_layouts():
         fb = b.reshape(2, 8, 30)
         ((fb @ fb.transpose(1, 2)) / (8 * 30) - target).pow(2).sum().backward()
         torch.testing.assert_close(a.grad, b.grad)
+
+
+@pytest.mark.parametrize("p,shape", [(1, (2, 3, 6, 7)), (4, (1, 2, 9, 11)), (2, (3, 5, 5))])
+def test_reflection_pad_backward_matches_aten(p, shape):
+    import torch.nn.functional as F
+
+    from stylekit.models.transformer import ReflectionPad
+
+    x = torch.randn(*shape, dtype=torch.double, requires_grad=True)
+    grad = torch.randn(*shape[:-2], shape[-2] + 2 * p, shape[-1] + 2 * p, dtype=torch.double)
+    expected, = torch.autograd.grad(F.pad(x, (p,) * 4, mode="reflect"), x, grad)
+    out = ReflectionPad(p)(x)
+    torch.testing.assert_close(out, F.pad(x, (p,) * 4, mode="reflect"))
+    got, = torch.autograd.grad(out, x, grad)
+    torch.testing.assert_close(got, expected)

@@ -162,15 +162,41 @@ class LossTerm(Component, nn.Module):
         raise NotImplementedError
 
 
+class _MeanSquaredDifference(torch.autograd.Function):
+    """Per-item mean of ``(a − b)²`` with ``b`` constant; forward reduces in fp32, backward is one pass.
+
+    Autograd of the plain expression would keep an fp32 copy of the difference and spend
+    three full-size passes on the backward; this keeps only ``a − b`` in its own precision.
+    """
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        diff = a - b
+        ctx.save_for_backward(diff)
+        dims = tuple(range(1, diff.dim()))
+        accumulate = torch.promote_types(diff.dtype, torch.float32)
+        norm = torch.linalg.vector_norm(diff, dim=dims, dtype=accumulate)
+        return (norm.square() / diff[0].numel()).float()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (diff,) = ctx.saved_tensors
+        scale = (grad * (2.0 / diff[0].numel())).view(-1, *[1] * (diff.dim() - 1))
+        grad_a = diff * scale.to(diff.dtype)
+        return grad_a, (-grad_a if ctx.needs_input_grad[1] else None)
+
+
 def feature_reconstruction(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``||a − b||² / (C·H·W)`` for each item: shape (N,), float32.
 
     The difference is taken in the features' own precision (exact but for one rounding of
-    each entry) and squared and summed in float32; this skips two full-size fp32 copies,
-    and reducing over the trailing dims instead of flattening reads NHWC maps in place.
+    each entry) and squared and summed in float32, without a full-size fp32 copy.
     """
-    squared = (a - b).float().pow(2)
-    return squared.mean(dim=tuple(range(1, a.dim()))) if a.dim() > 1 else squared
+    if a.dim() < 2:
+        return (a - b).float().pow(2)
+    if a.dtype != b.dtype:
+        a, b = a.float(), b.float()
+    return _MeanSquaredDifference.apply(a, b)
 
 
 class NetworkLayerLoss(LossTerm):

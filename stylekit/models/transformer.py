@@ -32,24 +32,58 @@ def _norm(kind: str, channels: int) -> nn.Module:
     return nn.InstanceNorm2d(channels, affine=True)
 
 
+def reflection_pad_backward(grad: torch.Tensor, p: int) -> torch.Tensor:
+    """The gradient of ``F.pad(x, (p, p, p, p), mode="reflect")`` with respect to ``x``.
+
+    Folds the mirrored border strips back onto the interior with a few strided adds; 2-5×
+    faster on CPU than ATen's scatter kernel, which zero-fills and scatters every element.
+    """
+    inner = grad[..., p:-p, p:-p].clone()
+    h = inner.shape[-2]
+    inner[..., 1:p + 1] += grad[..., p:-p, :p].flip(-1)
+    inner[..., -p - 1:-1] += grad[..., p:-p, -p:].flip(-1)
+    for strip, rows in ((grad[..., :p, :], slice(1, p + 1)), (grad[..., -p:, :], slice(h - p - 1, h - 1))):
+        folded = strip[..., p:-p].clone()  # the strip's own corners fold along the width first
+        folded[..., 1:p + 1] += strip[..., :p].flip(-1)
+        folded[..., -p - 1:-1] += strip[..., -p:].flip(-1)
+        inner[..., rows, :] += folded.flip(-2)
+    return inner
+
+
+class _ReflectPad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, p: int) -> torch.Tensor:
+        ctx.p = p
+        with torch.autocast(x.device.type, enabled=False):
+            return F.pad(x, (p, p, p, p), mode="reflect")
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return reflection_pad_backward(grad, ctx.p), None
+
+
 class ReflectionPad(nn.ReflectionPad2d):
-    """Reflection padding that stays in its input's precision under autocast.
+    """Reflection padding by ``p`` on every side, in its input's precision, with a fast backward.
 
     Autocast lists ``reflection_pad2d`` as an fp32 op, so in a bf16 run every pad would copy
     the activations up to fp32 and the next conv copy them back down — and the backward
-    pass again — about a fifth of the transformer's CPU time. Padding only moves values, so
-    skipping the upcast changes nothing numerically.
+    pass again. Padding only moves values, so skipping the upcast changes nothing
+    numerically; the backward is :func:`reflection_pad_backward`. Together they were about
+    a quarter of the transformer's CPU time.
     """
 
+    def __init__(self, p: int):
+        super().__init__(p)
+        self.p = p
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_scripting() and x.dtype != torch.float32:
-            return self._pad_outside_autocast(x)
+        if not torch.jit.is_scripting() and self.p > 0 and min(x.shape[-2:]) > self.p:
+            return self._pad(x)
         return F.pad(x, self.padding, "reflect")
 
     @torch.jit.unused
-    def _pad_outside_autocast(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x.device.type, enabled=False):
-            return F.pad(x, self.padding, "reflect")
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        return _ReflectPad.apply(x, self.p)
 
 
 class ConvLayer(nn.Sequential):
