@@ -1,7 +1,8 @@
 """``stylekit bench``: stylekit's training step against a plain fp32 baseline, on the same networks and shapes.
 
 The baseline re-implements the training step of pytorch/examples' ``fast_neural_style``
-(fp32, NCHW): transformer forward, VGG-16 slices run on ŷ and on x (both with autograd
+(fp32, NCHW): its transformer (:class:`ReferenceTransformerNet`, same shapes as stylekit's,
+plain torch modules) forward, VGG-16 slices run on ŷ and on x (both with autograd
 enabled, as the example does), MSE content loss at relu2_2, MSE between Gram matrices
 at relu1_2…relu4_3, backward, Adam step, and a ``.item()`` per step for its running
 sums. Both steps run in one process, interleaved in rounds, so load on the machine
@@ -57,6 +58,65 @@ def bench_recipe(folder: Path, size: int, batch: int) -> dict:
 
 
 # -- the baseline (pytorch/examples fast_neural_style, re-implemented) ------------
+
+class _RefConv(nn.Module):
+    """The example's ConvLayer: reflection pad + conv."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1):
+        super().__init__()
+        self.reflection_pad = nn.ReflectionPad2d(kernel // 2)
+        self.conv2d = nn.Conv2d(cin, cout, kernel, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2d(self.reflection_pad(x))
+
+
+class _RefUpsampleConv(_RefConv):
+    """The example's UpsampleConvLayer: nearest ×2 interpolation, then reflection pad + conv."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.interpolate(x, mode="nearest", scale_factor=2))
+
+
+class _RefResidual(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1, self.in1 = _RefConv(channels, channels, 3), nn.InstanceNorm2d(channels, affine=True)
+        self.conv2, self.in2 = _RefConv(channels, channels, 3), nn.InstanceNorm2d(channels, affine=True)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.in2(self.conv2(self.relu(self.in1(self.conv1(x))))) + x
+
+
+class ReferenceTransformerNet(nn.Module):
+    """The example's TransformerNet (instance norm, upsample + conv), built from plain torch modules.
+
+    Kept separate from stylekit's :class:`TransformerNet` so the baseline never benefits from
+    stylekit's reformulated layers. Its output is 0–255 without a tanh, as the example's is.
+    """
+
+    def __init__(self, channels: int = 32, residual_blocks: int = 5):
+        super().__init__()
+        c = channels
+        self.conv1, self.in1 = _RefConv(3, c, 9), nn.InstanceNorm2d(c, affine=True)
+        self.conv2, self.in2 = _RefConv(c, 2 * c, 3, 2), nn.InstanceNorm2d(2 * c, affine=True)
+        self.conv3, self.in3 = _RefConv(2 * c, 4 * c, 3, 2), nn.InstanceNorm2d(4 * c, affine=True)
+        self.res = nn.Sequential(*[_RefResidual(4 * c) for _ in range(residual_blocks)])
+        self.deconv1, self.in4 = _RefUpsampleConv(4 * c, 2 * c, 3), nn.InstanceNorm2d(2 * c, affine=True)
+        self.deconv2, self.in5 = _RefUpsampleConv(2 * c, c, 3), nn.InstanceNorm2d(c, affine=True)
+        self.deconv3 = _RefConv(c, 3, 9)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.relu(self.in1(self.conv1(x)))
+        y = self.relu(self.in2(self.conv2(y)))
+        y = self.relu(self.in3(self.conv3(y)))
+        y = self.res(y)
+        y = self.relu(self.in4(self.deconv1(y)))
+        y = self.relu(self.in5(self.deconv2(y)))
+        return self.deconv3(y)
+
 
 class ReferenceVGG16(nn.Module):
     """VGG-16 cut into four slices ending at relu1_2, relu2_2, relu3_3, relu4_3, returning all four."""
@@ -205,8 +265,7 @@ def run_training_bench(raw: dict, *, steps: int = 10, rounds: int = 3, warmup: i
         trainer.build()
     device, batch, size = trainer.device, recipe.schedule.batch_size, recipe.data.image_size
     style_weight = float(recipe.losses.get("style", {}).get("weight", 5.0))
-    reference_net = TransformerNet(recipe.model)
-    reference_net.load_state_dict(trainer.model.state_dict())
+    reference_net = ReferenceTransformerNet(recipe.model.channels, recipe.model.residual_blocks)
     backbone = trainer.perception.network("backbone")
     features = getattr(backbone, "features", None)
     if features is None:

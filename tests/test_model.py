@@ -42,3 +42,24 @@ def test_vgg_taps_of_conv_and_relu_outputs_are_both_intact():
     y = x.clone().requires_grad_(True)
     vgg(y, ["relu2_2"])["relu2_2"].sum().backward()  # in-place ReLUs keep autograd valid
     assert y.grad is not None and float(y.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("size", [(32, 32), (30, 45)])
+def test_fast_layers_compute_the_listed_modules_exactly(size):
+    """The upsampling and output layers run reformulated convs; the result is the plain module chain's."""
+    net = TransformerNet({"norm": "instance", "upsample": "nearest", "channels": 8, "residual_blocks": 1}).double()
+    x = torch.rand(2, 3, *size, dtype=torch.double) * 255
+
+    def plain(module, value):
+        for layer in module:
+            value = layer(value)
+        return value
+
+    for layer, shape in ((net.up[0], (2, 32, 9, 13)), (net.up[1], (2, 16, 17, 23)), (net.out, (2, 8, 36, 44))):
+        value = torch.randn(*shape, dtype=torch.double, requires_grad=True)
+        fast, reference = layer(value), plain(layer, value)
+        torch.testing.assert_close(fast, reference)
+        grad = torch.randn_like(fast)
+        torch.testing.assert_close(torch.autograd.grad(fast, value, grad)[0],
+                                   torch.autograd.grad(reference, value, grad)[0])
+    assert net(x).shape == x.shape

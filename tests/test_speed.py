@@ -192,3 +192,14 @@ def test_reflection_pad_backward_matches_aten(p, shape):
     torch.testing.assert_close(out, F.pad(x, (p,) * 4, mode="reflect"))
     got, = torch.autograd.grad(out, x, grad)
     torch.testing.assert_close(got, expected)
+
+
+def test_bench_baseline_transformer_has_stylekits_shapes_but_plain_layers():
+    from stylekit.bench import ReferenceTransformerNet
+    from stylekit.models.transformer import TransformerNet
+
+    ours, theirs = TransformerNet({"norm": "instance", "upsample": "nearest"}), ReferenceTransformerNet()
+    assert sorted(p.shape for p in ours.parameters()) == sorted(p.shape for p in theirs.parameters())
+    assert {type(m).__module__.split(".")[0] for m in theirs.modules() if not list(m.children())} == {"torch"}
+    x = torch.rand(1, 3, 36, 28) * 255
+    assert theirs(x).shape == x.shape
