@@ -245,7 +245,9 @@ def _timed(fn: Callable[[], Any], steps: int, device: torch.device) -> tuple[flo
 def device_peak(device: torch.device) -> tuple[str, float | None, float | None]:
     """(name, low-precision peak, fp32 peak); the fp32 peak is TF32's when cuDNN may use TF32 (its default)."""
     if device.type != "cuda":
-        return "cpu", None, None
+        from .runtime import cpu_description
+
+        return f"cpu: {cpu_description()}", None, None
     name = torch.cuda.get_device_name(device)
     for key, (low, tf32, fp32) in DEVICE_PEAKS.items():
         if key in name:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import platform
 from pathlib import Path
 
 import torch
@@ -16,6 +17,20 @@ def pick_device(name: str = "auto") -> torch.device:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def cpu_description() -> str:
+    """E.g. 'AMD EPYC (AVX512, avx512_bf16)': the CPU model and the bf16 units that decide CPU speed."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        info = ""
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                 platform.processor() or "unknown CPU")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    units = [flag for flag in ("avx512_bf16", "amx_bf16") if flag in flags]
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"{model} ({', '.join([capability, *units])})"
 
 
 def cpu_has_bf16() -> bool:
