@@ -179,17 +179,18 @@ def test_gram_matrix_gradient_matches_autograd_in_both_layouts():
         torch.testing.assert_close(a.grad, b.grad)
 
 
+@pytest.mark.parametrize("mode", ["reflect", "replicate"])
 @pytest.mark.parametrize("p,shape", [(1, (2, 3, 6, 7)), (4, (1, 2, 9, 11)), (2, (3, 5, 5))])
-def test_reflection_pad_backward_matches_aten(p, shape):
+def test_pad_backward_matches_aten(mode, p, shape):
     import torch.nn.functional as F
 
-    from stylekit.models.transformer import ReflectionPad
+    from stylekit.models.transformer import ReflectionPad, _Pad
 
     x = torch.randn(*shape, dtype=torch.double, requires_grad=True)
     grad = torch.randn(*shape[:-2], shape[-2] + 2 * p, shape[-1] + 2 * p, dtype=torch.double)
-    expected, = torch.autograd.grad(F.pad(x, (p,) * 4, mode="reflect"), x, grad)
-    out = ReflectionPad(p)(x)
-    torch.testing.assert_close(out, F.pad(x, (p,) * 4, mode="reflect"))
+    expected, = torch.autograd.grad(F.pad(x, (p,) * 4, mode=mode), x, grad)
+    out = ReflectionPad(p)(x) if mode == "reflect" else _Pad.apply(x, p, mode)
+    torch.testing.assert_close(out, F.pad(x, (p,) * 4, mode=mode))
     got, = torch.autograd.grad(out, x, grad)
     torch.testing.assert_close(got, expected)
 

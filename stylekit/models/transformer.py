@@ -50,16 +50,38 @@ def reflection_pad_backward(grad: torch.Tensor, p: int) -> torch.Tensor:
     return inner
 
 
-class _ReflectPad(torch.autograd.Function):
+def replication_pad_backward(grad: torch.Tensor, p: int) -> torch.Tensor:
+    """The gradient of ``F.pad(x, (p, p, p, p), mode="replicate")``: border strips summed onto the edges."""
+    inner = grad[..., p:-p, p:-p].clone()
+    inner[..., 0] += grad[..., p:-p, :p].sum(-1)
+    inner[..., -1] += grad[..., p:-p, -p:].sum(-1)
+    for strip, row in ((grad[..., :p, :], 0), (grad[..., -p:, :], -1)):
+        folded = strip[..., p:-p].sum(-2)
+        folded[..., 0] += strip[..., :p].sum((-2, -1))
+        folded[..., -1] += strip[..., -p:].sum((-2, -1))
+        inner[..., row, :] += folded
+    return inner
+
+
+_PAD_BACKWARD = {"reflect": reflection_pad_backward, "replicate": replication_pad_backward}
+
+
+class _Pad(torch.autograd.Function):
+    """``F.pad`` by ``p`` on every side, outside autocast, with the folding backward passes above.
+
+    Its own backward also sidesteps ATen's ``replication_pad2d_backward``, whose meta kernel
+    disagrees with the real one on strides and breaks ``torch.compile``.
+    """
+
     @staticmethod
-    def forward(ctx, x: torch.Tensor, p: int) -> torch.Tensor:
-        ctx.p = p
+    def forward(ctx, x: torch.Tensor, p: int, mode: str) -> torch.Tensor:
+        ctx.p, ctx.mode = p, mode
         with torch.autocast(x.device.type, enabled=False):
-            return F.pad(x, (p, p, p, p), mode="reflect")
+            return F.pad(x, (p, p, p, p), mode=mode)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return reflection_pad_backward(grad, ctx.p), None
+        return _PAD_BACKWARD[ctx.mode](grad, ctx.p), None, None
 
 
 class ReflectionPad(nn.ReflectionPad2d):
@@ -83,7 +105,7 @@ class ReflectionPad(nn.ReflectionPad2d):
 
     @torch.jit.unused
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
-        return _ReflectPad.apply(x, self.p)
+        return _Pad.apply(x, self.p, "reflect")
 
 
 class ConvLayer(nn.Sequential):
@@ -127,8 +149,7 @@ def upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     cout, cin = weight.shape[:2]
     taps = torch.tensor(_PHASE_TAPS, dtype=weight.dtype, device=weight.device)  # phase × offset × tap
     phases = torch.einsum("pak,oikl,qbl->opqiab", taps, weight, taps).reshape(4 * cout, cin, 3, 3)
-    with torch.autocast(x.device.type, enabled=False):  # autocast would upcast the pad to fp32
-        padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    padded = _Pad.apply(x, 1, "replicate")  # in the input's precision (autocast would upcast it)
     out = F.conv2d(padded, phases, None if bias is None else bias.repeat_interleave(4))
     return F.pixel_shuffle(out, 2)
 
