@@ -129,10 +129,19 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-#: For a 3-tap kernel w applied after ×2 nearest upsampling and reflection padding, the taps each
-#: output phase applies to the replicate-padded low-resolution input (offsets 0, 1, 2):
-#: even outputs see (w0, w1 + w2, 0), odd outputs (0, w0 + w1, w2).
-_PHASE_TAPS = ((1.0, 0.0, 0.0), (0.0, 1.0, 1.0), (0.0, 0.0, 0.0)), ((0.0, 0.0, 0.0), (1.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+def _phase_taps(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """taps[phase, offset, k] = 1 where tap k of a 3-tap kernel applied after ×2 nearest upsampling and
+    reflection padding lands on offset 0-2 of the replicate-padded low-resolution input: even outputs see
+    (w0, w1 + w2, 0), odd outputs (0, w0 + w1, w2). Built on the device (no host copy, no sync)."""
+    phase = torch.arange(2, device=device).view(2, 1, 1)
+    offset = torch.arange(3, device=device).view(1, 3, 1)
+    k = torch.arange(3, device=device).view(1, 1, 3)
+    return (offset == torch.div(phase + k + 1, 2, rounding_mode="floor")).to(dtype)
+
+
+def _bias_per_phase(bias: torch.Tensor | None) -> torch.Tensor | None:
+    """Each output channel's bias repeated for its four phases (views only; no device sync)."""
+    return None if bias is None else bias.view(-1, 1).expand(-1, 4).reshape(-1)
 
 
 def upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -147,10 +156,10 @@ def upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     unchanged.
     """
     cout, cin = weight.shape[:2]
-    taps = torch.tensor(_PHASE_TAPS, dtype=weight.dtype, device=weight.device)  # phase × offset × tap
+    taps = _phase_taps(weight.device, weight.dtype)
     phases = torch.einsum("pak,oikl,qbl->opqiab", taps, weight, taps).reshape(4 * cout, cin, 3, 3)
     padded = _Pad.apply(x, 1, "replicate")  # in the input's precision (autocast would upcast it)
-    out = F.conv2d(padded, phases, None if bias is None else bias.repeat_interleave(4))
+    out = F.conv2d(padded, phases, _bias_per_phase(bias))
     return F.pixel_shuffle(out, 2)
 
 
@@ -172,7 +181,7 @@ def conv_space_to_depth(padded: torch.Tensor, weight: torch.Tensor, bias: torch.
     tap = torch.arange(half, device=weight.device).view(1, 1, half, 1)
     select = (a.view(1, 1, 1, k) == 2 * tap + r - phase).to(weight.dtype)
     folded = torch.einsum("prAa,qsBb,ocab->opqcrsAB", select, select, weight).reshape(4 * cout, 4 * cin, half, half)
-    out = F.conv2d(F.pixel_unshuffle(padded, 2), folded, None if bias is None else bias.repeat_interleave(4))
+    out = F.conv2d(F.pixel_unshuffle(padded, 2), folded, _bias_per_phase(bias))
     return F.pixel_shuffle(out, 2)
 
 
