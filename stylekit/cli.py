@@ -110,7 +110,8 @@ def stylize(
     output: Path = typer.Option(..., "--output", "-o", help="Output file (one input) or folder."),
     max_size: Optional[int] = typer.Option(None, "--max-size", help="Resize so the longer side is at most this."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps…"),
-    precision: str = typer.Option("auto", "--precision", help="auto (fp16 on CUDA, else fp32), fp32, fp16, bf16."),
+    precision: str = typer.Option("auto", "--precision",
+                                  help="auto (fp16 on CUDA, bf16 on CPUs with bf16 units, else fp32), fp32, fp16, bf16."),
     tile: Optional[int] = typer.Option(None, "--tile", help="Tile size for large images (default: 512 above "
                                        "~4 megapixels; 0: never tile)."),
     overlap: int = typer.Option(64, "--overlap", help="Overlap of neighbouring tiles, blended with feathering."),

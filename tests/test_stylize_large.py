@@ -127,3 +127,22 @@ def test_video_is_stylised_frame_by_frame_with_audio(tmp_path):
     first = np.frombuffer(next(reader), np.uint8).reshape(48, 64, 3)
     reader.close()
     assert first.std() > 1  # an image, not a blank frame
+
+
+def test_auto_precision_follows_the_device_and_bf16_stays_close_to_fp32(monkeypatch):
+    import stylekit.stylize as stylize_module
+    from stylekit.models import TransformerNet
+    from stylekit.stylize import _runner, inference_dtype
+
+    cpu = torch.device("cpu")
+    assert inference_dtype("auto", torch.device("cuda")) == torch.float16
+    monkeypatch.setattr(stylize_module, "cpu_has_bf16", lambda: True)
+    assert inference_dtype("auto", cpu) == torch.bfloat16
+    monkeypatch.setattr(stylize_module, "cpu_has_bf16", lambda: False)
+    assert inference_dtype("auto", cpu) == torch.float32
+    assert inference_dtype("fp32", torch.device("cuda")) == torch.float32
+    torch.manual_seed(0)
+    net = TransformerNet({"channels": 8, "residual_blocks": 2}).eval()
+    x = torch.rand(1, 3, 48, 40) * 255
+    difference = (_runner(net, torch.bfloat16)(x) - _runner(net, torch.float32)(x)).abs()
+    assert float(difference.max()) < 4.0 and float(difference.mean()) < 1.0  # 0–255 scale
