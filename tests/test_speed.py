@@ -150,7 +150,7 @@ def test_gram_matrix_reads_nhwc_and_low_precision_within_tolerance():
 def test_reflection_pad_stays_in_bf16_under_autocast():
     import torch.nn.functional as F
 
-    from stylekit.models.transformer import ReflectionPad
+    from stylekit.models.fast_layers import ReflectionPad
 
     x = torch.randn(1, 4, 6, 6).bfloat16()
     with torch.autocast("cpu", torch.bfloat16):
@@ -184,7 +184,7 @@ def test_gram_matrix_gradient_matches_autograd_in_both_layouts():
 def test_pad_backward_matches_aten(mode, p, shape):
     import torch.nn.functional as F
 
-    from stylekit.models.transformer import ReflectionPad, _Pad
+    from stylekit.models.fast_layers import ReflectionPad, _Pad
 
     x = torch.randn(*shape, dtype=torch.double, requires_grad=True)
     grad = torch.randn(*shape[:-2], shape[-2] + 2 * p, shape[-1] + 2 * p, dtype=torch.double)
