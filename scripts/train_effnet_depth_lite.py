@@ -1,0 +1,239 @@
+"""Train and evaluate ``effnet_depth_lite`` (a relative-depth decoder on frozen ImageNet EfficientNet-Lite).
+
+Reproduce the shipped decoder (CPU is enough; bf16 autocast where the CPU has bf16 units):
+
+    python scripts/train_effnet_depth_lite.py train --data ../shared/data/depth_train/nyu_depth_v2 \
+        --out stylekit/depth/weights/effnet_depth_lite.safetensors
+    python scripts/train_effnet_depth_lite.py eval --data ../shared/data/eval/nyu_depth_v2
+    python scripts/train_effnet_depth_lite.py eval --network hed_depth_lite   # any registered depth network
+
+Data: NYU Depth v2 labeled frames at 320×240 with 8-bit relative depth (see ``scripts/nyu_depth.py``).
+The last ``--val`` frames of the 795-image training split (whole scenes: NYU stems are grouped by scene)
+are held out for the validation line printed during training; the test split is never read by ``train``.
+
+Each step: random frames, random scale 1–1.6× and a 224×288 crop, horizontal flip, colour jitter
+(brightness, contrast, saturation, gamma); the encoder runs frozen under ``no_grad``. Loss (Ranftl
+et al., MiDaS, TPAMI 2020): scale-and-shift-invariant MAE on inverse depth after median/mean-absolute-
+deviation normalisation (positive scale, so the map stays ordered like inverse depth) plus 0.5 × a
+4-scale gradient-matching term on the normalised residual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nyu_depth import evaluate_predictor, load_split, test_stems, valid_mask  # noqa: E402
+
+from stylekit.depth.effnet_depth_lite import EffnetDepthLite  # noqa: E402
+from stylekit.runtime import autocast, cpu_description, pick_precision  # noqa: E402
+
+CROP_HW = (224, 288)
+
+
+def augment(rgb: torch.Tensor, depth: torch.Tensor, mask: torch.Tensor, gen: torch.Generator,
+            max_scale: float = 1.6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random scale + crop + flip of each frame (RGB bilinear, depth and mask nearest), then colour jitter."""
+    xs, ds, ms = [], [], []
+    ch, cw = CROP_HW
+    for x, d, m in zip(rgb.float(), depth.float(), mask.float()):
+        s = 1.0 + (max_scale - 1.0) * float(torch.rand((), generator=gen))
+        h, w = max(ch, round(240 * s)), max(cw, round(320 * s))
+        x = F.interpolate(x[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+        d = F.interpolate(d[None], size=(h, w), mode="nearest")[0]
+        m = F.interpolate(m[None], size=(h, w), mode="nearest")[0]
+        top = int(torch.randint(0, h - ch + 1, (), generator=gen))
+        left = int(torch.randint(0, w - cw + 1, (), generator=gen))
+        x, d, m = (t[:, top:top + ch, left:left + cw] for t in (x, d, m))
+        if float(torch.rand((), generator=gen)) < 0.5:
+            x, d, m = x.flip(-1), d.flip(-1), m.flip(-1)
+        xs.append(x), ds.append(d), ms.append(m)
+    x, d, m = torch.stack(xs), torch.stack(ds), torch.stack(ms) > 0.5
+    n = len(x)
+
+    def jitter(spread: float) -> torch.Tensor:
+        return 1.0 + spread * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)
+
+    x = x * jitter(0.25)  # brightness
+    mean = x.mean((1, 2, 3), keepdim=True)
+    x = (x - mean) * jitter(0.25) + mean  # contrast
+    grey = x.mean(1, keepdim=True)
+    x = (x - grey) * jitter(0.3) + grey  # saturation
+    x = 255.0 * (x.clamp(0, 255) / 255.0) ** jitter(0.2)  # gamma
+    return x, d, m
+
+
+def normalise(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per image: subtract the median, divide by the mean absolute deviation (over ``mask``)."""
+    out = torch.zeros_like(x)
+    for i in range(len(x)):
+        v = x[i][mask[i]]
+        if v.numel() < 16:
+            continue
+        med = v.median()
+        mad = (v - med).abs().mean().clamp_min(1e-6)
+        out[i] = (x[i] - med) / mad
+    return out
+
+
+def gradient_matching(residual: torch.Tensor, mask: torch.Tensor, scales: int = 4) -> torch.Tensor:
+    total = residual.new_zeros(len(residual))
+    for k in range(scales):
+        r, m = residual[..., :: 2**k, :: 2**k], mask[..., :: 2**k, :: 2**k].float()
+        gx = (r[..., :, 1:] - r[..., :, :-1]).abs() * m[..., :, 1:] * m[..., :, :-1]
+        gy = (r[..., 1:, :] - r[..., :-1, :]).abs() * m[..., 1:, :] * m[..., :-1, :]
+        total = total + (gx.sum((1, 2, 3)) + gy.sum((1, 2, 3))) / m.sum((1, 2, 3)).clamp_min(1)
+    return total / scales
+
+
+def ssi_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, alpha: float = 0.5):
+    p, t = normalise(pred, mask), normalise(target, mask)
+    m = mask.float()
+    mae = ((p - t).abs() * m).sum((1, 2, 3)) / m.sum((1, 2, 3)).clamp_min(1)
+    grad = gradient_matching(p - t, mask)
+    return (mae + alpha * grad).mean(), mae.mean(), grad.mean()
+
+
+def train(args) -> None:
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    device = torch.device("cpu")
+    dtype = pick_precision(args.precision, device)
+    rgb, depth, stems = load_split(Path(args.data))
+    overlap = test_stems(Path(args.data)) & set(stems)
+    if overlap:
+        raise SystemExit(f"{len(overlap)} training frames are in the NYU test split (e.g. {sorted(overlap)[:3]})")
+    n_train = len(stems) - args.val
+    mask = valid_mask(depth)
+    net = EffnetDepthLite({"weights": "random", "encoder": args.encoder})
+    head = net.head
+    head.requires_grad_(True)
+    params = list(head.parameters())
+    print(f"{cpu_description()}, {dtype}; {n_train} train / {args.val} val frames; decoder "
+          f"{sum(p.numel() for p in params) / 1e6:.2f} M parameters", flush=True)
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
+    gen = torch.Generator().manual_seed(args.seed)
+    start_step = 0
+    state_path = Path(args.out).with_suffix(".train_state.pt")
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    if args.resume and state_path.is_file():
+        state = torch.load(state_path, weights_only=True)
+        head.load_state_dict(state["head"])
+        opt.load_state_dict(state["opt"])
+        gen.set_state(state["gen"])
+        start_step = state["step"]
+        print(f"resumed at step {start_step}", flush=True)
+    warmup = min(200, args.steps // 20)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return args.lr * (step + 1) / warmup
+        progress = (step - warmup) / max(1, args.steps - warmup)
+        return args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    start = time.time()
+    for step in range(start_step, args.steps):
+        idx = torch.randint(0, n_train, (args.batch,), generator=gen)
+        x, d, m = augment(rgb[idx], depth[idx], mask[idx], gen)
+        target = torch.where(m, 255.0 / d.clamp_min(1), torch.zeros_like(d))
+        with torch.no_grad(), autocast(device, dtype):
+            feats = net.encode(x)
+        with autocast(device, dtype):
+            half = head([f.detach() for f in feats])
+        pred = F.interpolate(half.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        loss, mae, grad = ssi_loss(pred, target, m)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if step % 50 == 0 or step == args.steps - 1:
+            print(json.dumps({"step": step, "loss": round(loss.item(), 4), "mae": round(mae.item(), 4),
+                              "grad": round(grad.item(), 4), "lr": round(lr_at(step), 6),
+                              "seconds": round(time.time() - start, 1)}), flush=True)
+        if (step + 1) % args.save_every == 0 or step == args.steps - 1:
+            torch.save({"head": head.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+                        "step": step + 1}, state_path)
+            if args.val:
+                scores = evaluate_predictor(net.predict, rgb[n_train:], depth[n_train:], baselines=False)
+                print(json.dumps({"step": step + 1, "val": scores["network"]}), flush=True)
+    save(head, Path(args.out), args)
+    print(f"saved {args.out} ({Path(args.out).stat().st_size / 1e6:.2f} MB) after {time.time() - start:.0f} s")
+
+
+def save(head: torch.nn.Module, out: Path, args) -> None:
+    from safetensors.torch import save_file
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to(torch.float16).contiguous() for k, v in head.state_dict().items()}
+    save_file(state, str(out), metadata={
+        "trained_on": "NYU Depth v2 labeled, 795-image training split (last --val frames held out)",
+        "encoder": args.encoder, "steps": str(args.steps), "batch": str(args.batch), "seed": str(args.seed),
+        "script": "scripts/train_effnet_depth_lite.py"})
+
+
+def evaluate(args) -> dict:
+    from stylekit import create_depth_network
+
+    torch.set_num_threads(args.threads)
+    rgb, depth, stems = load_split(Path(args.data))
+    if args.limit:
+        rgb, depth = rgb[: args.limit], depth[: args.limit]
+    options = dict(kv.split("=", 1) for kv in args.option)
+    if args.weights:
+        options["weights"] = args.weights
+    net = create_depth_network(args.network, **options)
+    sign = 1.0 if net.output_kind == "inverse_depth" else -1.0
+    summary = evaluate_predictor(lambda x: sign * net.predict(x), rgb, depth)
+    summary[args.network] = summary.pop("network")
+    x = torch.rand(1, 3, 256, 256) * 255  # cost of one 256-px image, fp32, this CPU
+    with torch.no_grad():
+        net.predict(x)
+        t = time.perf_counter()
+        for _ in range(5):
+            net.predict(x)
+    ms = (time.perf_counter() - t) / 5 * 1000
+    print(json.dumps({"images": len(rgb), "network": args.network, "options": options, "metrics": summary,
+                      "ms_per_256px_image_fp32": round(ms, 1), "cpu": cpu_description(),
+                      "threads": args.threads}, indent=2))
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="stage", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--data", default="../shared/data/depth_train/nyu_depth_v2")
+    t.add_argument("--out", default="stylekit/depth/weights/effnet_depth_lite.safetensors")
+    t.add_argument("--encoder", default="lite0", choices=["lite0", "lite1", "lite2"])
+    t.add_argument("--steps", type=int, default=8000)
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--val", type=int, default=60, help="frames at the end of the split held out for validation")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    t.add_argument("--save-every", type=int, default=500)
+    t.add_argument("--resume", action="store_true", help="continue from OUT.train_state.pt")
+    e = sub.add_parser("eval")
+    e.add_argument("--data", default="../shared/data/eval/nyu_depth_v2")
+    e.add_argument("--network", default="effnet_depth_lite", help="any registered depth network")
+    e.add_argument("--weights", default=None, help="the network's weights option (default: its own default)")
+    e.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="other network options")
+    e.add_argument("--limit", type=int, default=0)
+    e.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    train(args) if args.stage == "train" else evaluate(args)
+
+
+if __name__ == "__main__":
+    main()
