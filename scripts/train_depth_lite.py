@@ -1,17 +1,17 @@
-"""Train and evaluate ``effnet_depth_lite`` (a relative-depth decoder on frozen ImageNet EfficientNet-Lite).
+"""Train and evaluate stylekit's shipped depth decoders on frozen encoders: ``effnet_depth_lite`` (ImageNet
+EfficientNet-Lite) and ``hed_depth_lite`` (HED's VGG-16).
 
-Reproduce the shipped decoder (CPU is enough; bf16 autocast where the CPU has bf16 units):
+Reproduce the shipped decoders (CPU is enough; bf16 autocast where the CPU has bf16 units):
 
-    python scripts/train_effnet_depth_lite.py train --data ../shared/data/depth_train/nyu_depth_v2 \
-        --out stylekit/depth/weights/effnet_depth_lite.safetensors
-    python scripts/train_effnet_depth_lite.py eval --data ../shared/data/eval/nyu_depth_v2
-    python scripts/train_effnet_depth_lite.py eval --network hed_depth_lite   # any registered depth network
+    python scripts/train_depth_lite.py train --network effnet_depth_lite
+    python scripts/train_depth_lite.py train --network hed_depth_lite
+    python scripts/train_depth_lite.py eval --network effnet_depth_lite   # any registered depth network
 
 Data: NYU Depth v2 labeled frames at 320×240 with 8-bit relative depth (see ``scripts/nyu_depth.py``).
 The last ``--val`` frames of the 795-image training split (whole scenes: NYU stems are grouped by scene)
 are held out for the validation line printed during training; the test split is never read by ``train``.
 
-Each step: random frames, random scale 1–1.6× and a 224×288 crop, horizontal flip, colour jitter
+Each step: random frames, a random scale and crop (per network, below), horizontal flip, colour jitter
 (brightness, contrast, saturation, gamma); the encoder runs frozen under ``no_grad``. Loss (Ranftl
 et al., MiDaS, TPAMI 2020): scale-and-shift-invariant MAE on inverse depth after median/mean-absolute-
 deviation normalisation (positive scale, so the map stays ordered like inverse depth) plus 0.5 × a
@@ -27,25 +27,33 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nyu_depth import evaluate_predictor, load_split, test_stems, valid_mask  # noqa: E402
 
-from stylekit.depth.effnet_depth_lite import EffnetDepthLite  # noqa: E402
-from stylekit.runtime import autocast, cpu_description, pick_precision  # noqa: E402
+from stylekit import create_depth_network  # noqa: E402
+from stylekit.runtime import autocast, cpu_description, pick_channels_last, pick_precision  # noqa: E402
 
-CROP_HW = (224, 288)
+#: per network: (crop height, width), (smallest, largest scale of the 240×320 frame), the options of the
+#: network being trained. effnet_depth_lite runs at a 256-px shorter side by default, so it sees frames
+#: enlarged; hed_depth_lite is meant to run on the perception backbone's own features at the training
+#: image size (128–256 px), so it also sees frames shrunk.
+SETUPS = {
+    "effnet_depth_lite": {"crop": (224, 288), "scale": (1.0, 1.6), "options": {"encoder": "lite0"}},
+    "hed_depth_lite": {"crop": (160, 208), "scale": (0.67, 1.33), "options": {}},
+}
 
 
 def augment(rgb: torch.Tensor, depth: torch.Tensor, mask: torch.Tensor, gen: torch.Generator,
-            max_scale: float = 1.6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            crop: tuple[int, int], scale: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random scale + crop + flip of each frame (RGB bilinear, depth and mask nearest), then colour jitter."""
     xs, ds, ms = [], [], []
-    ch, cw = CROP_HW
+    ch, cw = crop
     for x, d, m in zip(rgb.float(), depth.float(), mask.float()):
-        s = 1.0 + (max_scale - 1.0) * float(torch.rand((), generator=gen))
+        s = scale[0] + (scale[1] - scale[0]) * float(torch.rand((), generator=gen))
         h, w = max(ch, round(240 * s)), max(cw, round(320 * s))
         x = F.interpolate(x[None], size=(h, w), mode="bilinear", align_corners=False)[0]
         d = F.interpolate(d[None], size=(h, w), mode="nearest")[0]
@@ -102,7 +110,56 @@ def ssi_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, alpha
     return (mae + alpha * grad).mean(), mae.mean(), grad.mean()
 
 
+class FeatureCache:
+    """``variants`` augmented samples of every training frame, encoded once, as float16 memory maps.
+
+    With a heavy frozen encoder (HED's VGG-16) the encoder dominates a step; encoding a fixed pool of
+    augmented crops once makes each step cost only the decoder, at the price of a finite augmentation pool.
+    """
+
+    def __init__(self, folder: Path, net, rgb, depth, mask, gen, setup, variants: int, memory_format, dtype):
+        folder.mkdir(parents=True, exist_ok=True)
+        n = len(rgb) * variants
+        ch, cw = setup["crop"]
+        done = folder / "complete"
+        mode = "r" if done.exists() else "w+"
+        with torch.no_grad():
+            probe = net.encode(torch.zeros(1, 3, ch, cw).contiguous(memory_format=memory_format))
+        self.levels = [np.lib.format.open_memmap(folder / f"level{i}.npy", mode=mode, dtype=np.float16,
+                                                 shape=(n, *f.shape[1:])) for i, f in enumerate(probe)]
+        self.target = np.lib.format.open_memmap(folder / "target.npy", mode=mode, dtype=np.float32, shape=(n, 1, ch, cw))
+        self.mask = np.lib.format.open_memmap(folder / "mask.npy", mode=mode, dtype=np.bool_, shape=(n, 1, ch, cw))
+        if done.exists():
+            return
+        order = torch.arange(len(rgb)).repeat(variants)
+        start = time.time()
+        for i in range(0, n, 8):
+            idx = order[i:i + 8]
+            x, d, m = augment(rgb[idx], depth[idx], mask[idx], gen, setup["crop"], setup["scale"])
+            with torch.no_grad(), autocast(torch.device("cpu"), dtype):
+                feats = net.encode(x.contiguous(memory_format=memory_format))
+            for level, f in zip(self.levels, feats):
+                level[i:i + len(idx)] = f.float().numpy().astype(np.float16)
+            self.target[i:i + len(idx)] = torch.where(m, 255.0 / d.clamp_min(1), torch.zeros_like(d)).numpy()
+            self.mask[i:i + len(idx)] = m.numpy()
+            if i % 400 == 0:
+                print(f"encoded {i + len(idx)}/{n} samples ({time.time() - start:.0f} s)", flush=True)
+        for array in (*self.levels, self.target, self.mask):
+            array.flush()
+        done.write_text("ok\n")
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    def batch(self, idx: torch.Tensor, memory_format):
+        rows = np.sort(idx.numpy())
+        feats = [torch.from_numpy(np.asarray(level[rows])).float().contiguous(memory_format=memory_format)
+                 for level in self.levels]
+        return feats, torch.from_numpy(np.asarray(self.target[rows])), torch.from_numpy(np.asarray(self.mask[rows]))
+
+
 def train(args) -> None:
+    args.out = args.out or f"stylekit/depth/weights/{args.network}.safetensors"
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
@@ -113,7 +170,12 @@ def train(args) -> None:
         raise SystemExit(f"{len(overlap)} training frames are in the NYU test split (e.g. {sorted(overlap)[:3]})")
     n_train = len(stems) - args.val
     mask = valid_mask(depth)
-    net = EffnetDepthLite({"weights": "random", "encoder": args.encoder})
+    setup = SETUPS[args.network]
+    net = create_depth_network(args.network, weights="random", **setup["options"])
+    # NHWC where it is faster (bf16 on CPU: oneDNN's bf16 convolutions want it; see stylekit.runtime)
+    _, nhwc = pick_channels_last(None, device, dtype)
+    memory_format = torch.channels_last if nhwc else torch.contiguous_format
+    net = net.to(memory_format=memory_format)
     head = net.head
     head.requires_grad_(True)
     params = list(head.parameters())
@@ -121,6 +183,10 @@ def train(args) -> None:
           f"{sum(p.numel() for p in params) / 1e6:.2f} M parameters", flush=True)
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(args.seed)
+    if hasattr(head, "tap_scale"):  # fixed divisors making each encoder tap's RMS ≈ 1 (hed_depth_lite)
+        with torch.no_grad(), autocast(device, dtype):
+            x, _, _ = augment(rgb[:32], depth[:32], mask[:32], gen, setup["crop"], setup["scale"])
+            head.tap_scale.copy_(torch.stack([f.float().pow(2).mean().sqrt() for f in net.encode(x)]))
     start_step = 0
     state_path = Path(args.out).with_suffix(".train_state.pt")
     state_path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,6 +197,11 @@ def train(args) -> None:
         gen.set_state(state["gen"])
         start_step = state["step"]
         print(f"resumed at step {start_step}", flush=True)
+    cache = None
+    if args.cache_variants:
+        cache = FeatureCache(Path(args.cache), net, rgb[:n_train], depth[:n_train], mask[:n_train],
+                             torch.Generator().manual_seed(args.seed + 1), setup, args.cache_variants,
+                             memory_format, dtype)
     warmup = min(200, args.steps // 20)
 
     def lr_at(step: int) -> float:
@@ -141,14 +212,17 @@ def train(args) -> None:
 
     start = time.time()
     for step in range(start_step, args.steps):
-        idx = torch.randint(0, n_train, (args.batch,), generator=gen)
-        x, d, m = augment(rgb[idx], depth[idx], mask[idx], gen)
-        target = torch.where(m, 255.0 / d.clamp_min(1), torch.zeros_like(d))
-        with torch.no_grad(), autocast(device, dtype):
-            feats = net.encode(x)
+        if cache is not None:
+            feats, target, m = cache.batch(torch.randint(0, len(cache), (args.batch,), generator=gen), memory_format)
+        else:
+            idx = torch.randint(0, n_train, (args.batch,), generator=gen)
+            x, d, m = augment(rgb[idx], depth[idx], mask[idx], gen, setup["crop"], setup["scale"])
+            target = torch.where(m, 255.0 / d.clamp_min(1), torch.zeros_like(d))
+            with torch.no_grad(), autocast(device, dtype):
+                feats = net.encode(x.contiguous(memory_format=memory_format))
         with autocast(device, dtype):
             half = head([f.detach() for f in feats])
-        pred = F.interpolate(half.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        pred = F.interpolate(half.float(), size=target.shape[-2:], mode="bilinear", align_corners=False)
         loss, mae, grad = ssi_loss(pred, target, m)
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
@@ -177,8 +251,8 @@ def save(head: torch.nn.Module, out: Path, args) -> None:
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in head.state_dict().items()}
     save_file(state, str(out), metadata={
         "trained_on": "NYU Depth v2 labeled, 795-image training split (last --val frames held out)",
-        "encoder": args.encoder, "steps": str(args.steps), "batch": str(args.batch), "seed": str(args.seed),
-        "script": "scripts/train_effnet_depth_lite.py"})
+        "network": args.network, "options": json.dumps(SETUPS[args.network]["options"]), "steps": str(args.steps), "batch": str(args.batch), "seed": str(args.seed),
+        "script": "scripts/train_depth_lite.py"})
 
 
 def evaluate(args) -> dict:
@@ -213,8 +287,8 @@ def main() -> None:
     sub = parser.add_subparsers(dest="stage", required=True)
     t = sub.add_parser("train")
     t.add_argument("--data", default="../shared/data/depth_train/nyu_depth_v2")
-    t.add_argument("--out", default="stylekit/depth/weights/effnet_depth_lite.safetensors")
-    t.add_argument("--encoder", default="lite0", choices=["lite0", "lite1", "lite2"])
+    t.add_argument("--network", default="effnet_depth_lite", choices=sorted(SETUPS))
+    t.add_argument("--out", default=None, help="default: stylekit/depth/weights/NETWORK.safetensors")
     t.add_argument("--steps", type=int, default=8000)
     t.add_argument("--batch", type=int, default=8)
     t.add_argument("--lr", type=float, default=1e-3)
@@ -224,6 +298,9 @@ def main() -> None:
     t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     t.add_argument("--save-every", type=int, default=500)
     t.add_argument("--resume", action="store_true", help="continue from OUT.train_state.pt")
+    t.add_argument("--cache-variants", type=int, default=0, metavar="K",
+                   help="encode K augmented samples per frame once and train on those (0: augment online)")
+    t.add_argument("--cache", default="/tmp/depth_lite_cache", help="folder for the encoded samples")
     e = sub.add_parser("eval")
     e.add_argument("--data", default="../shared/data/eval/nyu_depth_v2")
     e.add_argument("--network", default="effnet_depth_lite", help="any registered depth network")
