@@ -53,11 +53,11 @@ def train(
     preset: Optional[str] = typer.Option(None, "--preset", help="Apply one of the recipe's named presets."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this run directory; "
                                           "--set/--without/--only then change it from the resumed step on (recorded "
-                                          "in run.json and config.yaml, shown by `stylekit runs`)."),
+                                          "in the run folder and shown by `stylekit runs`)."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Exact run directory (default: OUTPUT_DIR/NAME, "
                                            "or NAME-2, NAME-3… when that folder holds anything)."),
     trust_run_plugins: bool = typer.Option(False, "--trust-run-plugins", help="With --resume: also import plugins "
-                                           "the run's config.yaml lists that are neither given with --plugin nor "
+                                           "the run's recipe lists that are neither given with --plugin nor "
                                            "installed (code that came with the run folder)."),
     weights_dir: Optional[Path] = WeightsDirOption,
     offline: bool = OfflineOption,
@@ -86,7 +86,7 @@ def _train(recipe, set_, plugin, without, only, preset, resume, run_dir, no_prog
     if resume is not None:
         for given, flag in ((recipe, "a recipe"), (preset, "--preset"), (run_dir, "--run-dir")):
             if given is not None:
-                raise StylekitError(f"--resume continues {resume} with its own config.yaml; {flag} cannot be given "
+                raise StylekitError(f"--resume continues {resume} with its own recipe; {flag} cannot be given "
                                     "with it (change the resumed run with --set/--without/--only)")
         target = RunDir(resume)
         if not target.config.is_file():

@@ -62,7 +62,7 @@ class Trainer:
 
     def __init__(self, recipe: Recipe, run_dir: Path | RunDir, *, registry=None, console: Console | None = None,
                  resume: bool = False, run_info: dict[str, Any] | None = None, show_progress: bool = True):
-        """``run_info``: what run.json records (:func:`~stylekit.runs.run_info`); when resuming, the
+        """``run_info``: how the run was asked for (:func:`~stylekit.runs.run_info`); when resuming, the
         command line's ``overrides``/``without``/``only``, recorded as the resume's changes."""
         if registry is None:
             from .plugins import get_registry
@@ -179,7 +179,8 @@ class Trainer:
             changed = self.run.record_resume(step if step is not None else -1, dump_recipe(self.recipe),
                                              self.run_info)
             if changed:
-                self.console.print(f"Resuming with changes, recorded in run.json and config.yaml: {', '.join(changed)}")
+                self.console.print(f"Resuming with changes (recorded in {self.run.info.name}, "
+                                   f"{self.run.config.name} updated): {', '.join(changed)}")
         self.model.load_state_dict(load_file(str(ckpt / MODEL_FILE), device=str(self.device)))
         state, _ = load_train_state(ckpt)
         self.optimizer.load_state_dict(state["optimizer"])
