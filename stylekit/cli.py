@@ -106,7 +106,8 @@ def _train(recipe, set_, plugin, without, only, preset, resume, run_dir, no_prog
                         overrides, without_, only_)
         if run_dir is None and ctx.is_main:  # a fresh folder, locked from now on (see RunDir.create)
             created = RunDir.create(recipe_obj.output_dir, name)
-        path = distributed.broadcast_object(ctx, str(run_dir if run_dir is not None else created))
+        path = distributed.broadcast_object(ctx, str(run_dir) if run_dir is not None else
+                                            str(created.path) if created is not None else None)
         target = created or RunDir(path)
         changes = run_info(recipe, overrides, without_, only_, recipe_obj.preset, name)
     try:

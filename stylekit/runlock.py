@@ -14,6 +14,7 @@ import errno
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -85,12 +86,34 @@ class Holder:
         return f"process {self.pid}{where}, started {self.started}{command}"
 
 
+#: never follow a link at the lock's path: a run folder may come from anywhere, and the lock is written to
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _open(path: Path, flags: int) -> int:
+    try:
+        return os.open(path, flags | _NOFOLLOW, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StylekitError(f"{path} is a symbolic link; the writer lock must be a plain file. "
+                                "Remove it (nothing is lost: it only records who is writing).") from None
+        raise
+
+
 def read_holder(path: Path) -> Holder | None:
     try:
-        data = json.loads(Path(path).read_text())
-        return Holder(**{k: data.get(k) for k in ("pid", "host", "started", "command", "process_start")})
-    except (OSError, ValueError, TypeError):
+        fd = _open(Path(path), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except (OSError, StylekitError):
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a fifo or device would block or never end
+            return None
+        data = json.loads(os.read(fd, 65536).decode("utf-8", "replace"))
+        return Holder(**{k: data.get(k) for k in ("pid", "host", "started", "command", "process_start")})
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    finally:
+        os.close(fd)
 
 
 class FileLock:
@@ -121,7 +144,7 @@ class FileLock:
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if fcntl is not None:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = _open(self.path, os.O_RDWR | os.O_CREAT)
             for attempt in range(attempts):
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -145,7 +168,7 @@ class FileLock:
     def _acquire_pid_file(self, attempts: int, wait_s: float) -> FileLock:
         for attempt in range(attempts + 1):
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+                fd = _open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
             except FileExistsError:
                 holder = read_holder(self.path)
                 # gone, or still no pid recorded after all the waiting (its creator died at once): take it over
@@ -191,12 +214,12 @@ class FileLock:
 def lock_holder(path: str | Path) -> Holder | None:
     """Who holds the lock on ``path`` now (None: nobody), without taking it."""
     path = Path(path)
-    if not path.is_file():
+    if path.is_symlink() or not path.is_file():
         return None
     if fcntl is not None:
         try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
+            fd = _open(path, os.O_RDONLY)
+        except (OSError, StylekitError):
             return None
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

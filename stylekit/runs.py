@@ -231,9 +231,6 @@ class RunDir:
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
 
-    def __fspath__(self) -> str:
-        return str(self.path)
-
     @property
     def name(self) -> str:
         return self.path.name

@@ -122,6 +122,17 @@ def test_lock_of_a_dead_writer_is_taken_over_and_released_on_exit(tmp_path):
         assert again.stale_writer is None  # released cleanly: nothing left behind
 
 
+def test_a_lock_file_linking_elsewhere_is_never_written_through(tmp_path):
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.lock_file.symlink_to(victim)
+    with pytest.raises(StylekitError, match=r"\.lock is a symbolic link"):
+        run.acquire()
+    assert victim.read_text() == "keep me" and run.writer() is None
+
+
 def test_pid_file_fallback_without_flock(tmp_path, monkeypatch):
     """Where there is no flock (Windows), a live pid on this host holds the lock and a dead one does not."""
     monkeypatch.setattr(runlock, "fcntl", None)
