@@ -36,15 +36,18 @@ DEVICE_PEAKS = {
 
 
 def bench_recipe(folder: Path, size: int, batch: int) -> dict:
-    """The benchmark's default recipe: Johnson's settings with a random-weight VGG-16 (no download)."""
-    from .testing import make_images, tiny_recipe
+    """The benchmark's default recipe: Johnson's settings with a random-weight VGG-16 (no download).
 
-    raw = tiny_recipe(folder)
-    make_images(folder / "style_big", 1, (size, size), seed=3)
-    raw.update({
+    Content and style images are synthetic (:func:`stylekit.data.write_synthetic_images`), written into ``folder``.
+    """
+    from .data import write_synthetic_images
+
+    content = write_synthetic_images(folder / "content", 6)
+    style = write_synthetic_images(folder / "style", 1, (size, size), seed=3)[0]
+    return {
         "name": "bench",
-        "data": {"root": str(folder / "content"), "image_size": size, "workers": 0, "crop": "squash"},
-        "style": {"images": [str(next((folder / "style_big").iterdir()))], "size": size},
+        "data": {"root": str(content[0].parent), "image_size": size, "workers": 0, "crop": "squash"},
+        "style": {"images": [str(style)], "size": size},
         "model": {"norm": "instance", "upsample": "nearest", "channels": 32, "residual_blocks": 5},
         "backbone": {"name": "vgg16", "options": {"weights": "random"}},
         "losses": {"content": {"weight": 1.0, "layer": "relu2_2"},
@@ -52,9 +55,10 @@ def bench_recipe(folder: Path, size: int, batch: int) -> dict:
                              "reduction": "mean"},
                    "tv": {"weight": 1e-6}},
         "schedule": {"iterations": 10, "batch_size": batch, "seed": 0},
+        "log": {"every": 2, "sample_every": 3, "checkpoint_every": 3, "num_samples": 2},
         "precision": "auto", "device": "auto",
-    })
-    return raw
+        "output_dir": str(folder / "runs"),
+    }
 
 
 # -- the baseline (pytorch/examples fast_neural_style, re-implemented) ------------

@@ -9,7 +9,8 @@ Layout of ``RUN/checkpoints/step_0000500/``::
 
 Each checkpoint is written to a temporary folder and renamed into place, and
 ``RUN/checkpoints/latest`` is replaced atomically afterwards, so an interruption
-never leaves a half-written checkpoint behind. Nothing here unpickles code.
+never leaves a half-written checkpoint behind. Nothing here unpickles code. Where
+checkpoints live in a run folder (and which is the latest) is :class:`~stylekit.runs.RunDir`'s.
 """
 
 from __future__ import annotations
@@ -26,19 +27,9 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from .errors import StylekitError
 from .models.transformer import TransformerNet, TransformerOptions
+from .runs import META_FILE, MODEL_FILE, STATE_FILE, RunDir, atomic_write_text  # noqa: F401 (re-exported)
 
 FORMAT_VERSION = 1
-MODEL_FILE = "model.safetensors"
-META_FILE = "meta.json"
-STATE_FILE = "train_state.pt"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def save_model(model: TransformerNet, path: Path, extra_metadata: dict[str, str] | None = None) -> None:
@@ -50,9 +41,10 @@ def save_model(model: TransformerNet, path: Path, extra_metadata: dict[str, str]
 
 def save_checkpoint(run_dir: Path, step: int, model: TransformerNet, train_state: dict[str, Any],
                     meta: dict[str, Any], keep: int = 3) -> Path:
-    root = Path(run_dir) / "checkpoints"
+    run = RunDir(run_dir)
+    final = run.checkpoint_dir(step)
+    root = final.parent
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step_{step:07d}"
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}."))
     try:
         save_model(model, tmp / MODEL_FILE, {"step": str(step)})
@@ -64,21 +56,14 @@ def save_checkpoint(run_dir: Path, step: int, model: TransformerNet, train_state
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    atomic_write_text(root / "latest", final.name + "\n")
-    for old in sorted(root.glob("step_*"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    run.set_latest(final)
+    run.prune_checkpoints(keep)
     return final
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    root = Path(run_dir) / "checkpoints"
-    pointer = root / "latest"
-    if pointer.is_file():
-        candidate = root / pointer.read_text().strip()
-        if (candidate / MODEL_FILE).is_file():
-            return candidate
-    found = sorted(p for p in root.glob("step_*") if (p / MODEL_FILE).is_file())
-    return found[-1] if found else None
+    """The run's newest complete checkpoint folder (see :meth:`RunDir.latest_checkpoint`)."""
+    return RunDir(run_dir).latest_checkpoint()
 
 
 def find_model_file(path: str | Path) -> Path:

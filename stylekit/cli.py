@@ -51,55 +51,76 @@ def train(
     without: Optional[List[str]] = typer.Option(None, "--without", help="Drop a loss term (repeatable)."),
     only: Optional[List[str]] = typer.Option(None, "--only", help="Keep only these terms (comma-separated)."),
     preset: Optional[str] = typer.Option(None, "--preset", help="Apply one of the recipe's named presets."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this run directory."),
-    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Exact run directory (default: OUTPUT_DIR/NAME)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this run directory; "
+                                          "--set/--without/--only then change it from the resumed step on (recorded "
+                                          "in the run folder and shown by `stylekit runs`)."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Exact run directory (default: OUTPUT_DIR/NAME, "
+                                           "or NAME-2, NAME-3… when that folder holds anything)."),
+    trust_run_plugins: bool = typer.Option(False, "--trust-run-plugins", help="With --resume: also import plugins "
+                                           "the run's recipe lists that are neither given with --plugin nor "
+                                           "installed (code that came with the run folder)."),
     weights_dir: Optional[Path] = WeightsDirOption,
     offline: bool = OfflineOption,
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (for logs)."),
 ) -> None:
-    """Train a transformer network on a recipe."""
+    """Train a transformer network on a recipe, or continue a run (one writer per run folder at a time)."""
     from . import distributed
 
     _weights_env(weights_dir, offline)
     ctx = distributed.init_from_env()  # torchrun: join the process group; rank 0 names the run
     try:
-        _train(recipe, set_, plugin, without, only, preset, resume, run_dir, no_progress, ctx)
+        _train(recipe, set_, plugin, without, only, preset, resume, run_dir, no_progress, ctx, trust_run_plugins)
     finally:
         distributed.shutdown()
 
 
-def _train(recipe, set_, plugin, without, only, preset, resume, run_dir, no_progress, ctx) -> None:
+def _train(recipe, set_, plugin, without, only, preset, resume, run_dir, no_progress, ctx,
+           trust_run_plugins=False) -> None:
     from . import distributed
-    from .config import describe_changes, load_recipe
-    from .train import Trainer, new_run_dir, summary_table
+    from .config import load_raw, load_recipe
+    from .runs import RUN_CONTENTS, RunDir, run_info, run_name
+    from .train import Trainer, summary_table
 
     overrides, without_, only_ = list(set_ or []), _split(without), _split(only)
+    created = None
     if resume is not None:
-        config = resume / "config.yaml"
-        if not config.is_file():
-            raise StylekitError(f"--resume: {resume} is not a run directory (no config.yaml)")
-        recipe_obj = load_recipe(config, overrides, extra_plugins=plugin or [])
-        target, changes = resume, {}
+        for given, flag in ((recipe, "a recipe"), (preset, "--preset"), (run_dir, "--run-dir")):
+            if given is not None:
+                raise StylekitError(f"--resume continues {resume} with its own recipe; {flag} cannot be given "
+                                    "with it (change the resumed run with --set/--without/--only)")
+        target = RunDir(resume)
+        if not target.config.is_file():
+            raise StylekitError(f"--resume: {resume} is not a run directory (no {target.config.name})")
+        raw = load_raw(target.inside(target.config))
+        target.check_plugins(raw.get("plugins") or [], given=plugin or [], trust=trust_run_plugins)
+        recipe_obj = load_recipe(None, overrides, without=without_, only=only_, extra_plugins=plugin or [], raw=raw)
+        changes = {"overrides": overrides, "without": without_, "only": only_}
     else:
         if recipe is None:
             raise StylekitError("give a recipe, e.g. `stylekit train recipes/quickstart.yaml`, or --resume RUN_DIR")
+        if trust_run_plugins:
+            raise StylekitError("--trust-run-plugins only applies to --resume (a recipe's plugins are yours)")
         recipe_obj = load_recipe(recipe, overrides, without=without_, only=only_, extra_plugins=plugin or [],
                                  preset=preset)
-        name = describe_changes(recipe_obj.name + (f"-{recipe_obj.preset}" if recipe_obj.preset else ""),
-                                overrides, without_, only_)
-        target = run_dir if run_dir is not None else (
-            new_run_dir(recipe_obj.output_dir, name) if ctx.is_main else None)
-        target = Path(distributed.broadcast_object(ctx, str(target)))
-        changes = {"recipe_file": str(Path(recipe).resolve()), "overrides": overrides, "without": without_,
-                   "only": only_, "preset": recipe_obj.preset, "display_name": name}
-    trainer = Trainer(recipe_obj, target, resume=resume is not None, run_info=changes, console=err_console,
-                      show_progress=not no_progress)
-    result = trainer.fit()
+        name = run_name(recipe_obj.name + (f"-{recipe_obj.preset}" if recipe_obj.preset else ""),
+                        overrides, without_, only_)
+        if run_dir is None and ctx.is_main:  # a fresh folder, locked from now on (see RunDir.create)
+            created = RunDir.create(recipe_obj.output_dir, name)
+        path = distributed.broadcast_object(ctx, str(run_dir) if run_dir is not None else
+                                            str(created.path) if created is not None else None)
+        target = created or RunDir(path)
+        changes = run_info(recipe, overrides, without_, only_, recipe_obj.preset, name)
+    try:
+        trainer = Trainer(recipe_obj, target, resume=resume is not None, run_info=changes, console=err_console,
+                          show_progress=not no_progress)
+        result = trainer.fit()
+    finally:
+        if created is not None:
+            created.release()
     if not ctx.is_main:
         return
     console.print(summary_table(result, title=f"{recipe_obj.name}: {result.run_dir}"))
-    console.print(f"Run directory: [bold]{result.run_dir}[/] (config.yaml, metrics.jsonl, samples/, "
-                  f"loss_curves.png, checkpoints/)")
+    console.print(f"Run directory: [bold]{result.run_dir}[/] ({RUN_CONTENTS})")
     console.print(f"Stylise with: stylekit stylize {result.run_dir} IMAGE -o OUT.png")
 
 
@@ -337,10 +358,10 @@ def runs(
 
 
 def _run_dir(path: Path) -> Path:
-    from .runs import is_run_dir
+    from .runs import RUN_MARKERS, is_run_dir
 
     if not is_run_dir(path):
-        raise StylekitError(f"{path} is not a run directory (no run.json, status.json or config.yaml)")
+        raise StylekitError(f"{path} is not a run directory (no {', '.join(RUN_MARKERS)})")
     return path
 
 

@@ -362,19 +362,3 @@ def _check_term_overrides(raw: dict, overrides: Iterable[str], registry) -> None
 def dump_recipe(recipe: Recipe) -> str:
     data = recipe.model_dump(mode="json", exclude={"extends"})
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
-
-
-def describe_changes(recipe_name: str, overrides: Iterable[str] = (), without: Iterable[str] = (),
-                     only: Iterable[str] = ()) -> str:
-    """A short run name from what was changed, e.g. ``quickstart-without-depth-depth.weight=10``."""
-    parts = [recipe_name]
-    parts += [f"without-{t}" for t in without]
-    if list(only):
-        parts.append("only-" + "+".join(only))
-    for text in overrides:
-        keys, value = parse_override(text)
-        key = ".".join(keys[1:] if keys[0] == "losses" else keys)
-        value_text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-        parts.append(f"{key}={value_text}")
-    name = "-".join(parts)
-    return re.sub(r"[^\w.=,+\-]", "_", name)[:120]

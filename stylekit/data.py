@@ -217,3 +217,29 @@ class ResumableSampler(Sampler):
     def __len__(self) -> int:  # endless; DataLoader only needs a number
         return 2**62
 
+
+
+# -- synthetic images (benchmarks, tests, examples: no data set needed) ----------------
+
+def synthetic_array(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """An H×W×3 float array in [0, 255]: colour gradients plus a few discs, so images have edges and texture."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack([xx / width, yy / height, (xx + yy) / (width + height)], -1) * rng.uniform(80, 255, 3)
+    for _ in range(3):
+        cx, cy, r = rng.uniform(0, width), rng.uniform(0, height), rng.uniform(4, 12)
+        base[(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] = rng.uniform(0, 255, 3)
+    return base.clip(0, 255)
+
+
+def write_synthetic_images(folder: str | Path, count: int = 6, size: tuple[int, int] = (48, 40),
+                           seed: int = 0) -> list[Path]:
+    """Write ``count`` synthetic RGB JPEGs (``size`` is W, H) into ``folder``: ``img_000.jpg``…"""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        path = folder / f"img_{i:03d}.jpg"
+        Image.fromarray(synthetic_array(rng, *size).astype(np.uint8)).save(path, quality=95)
+        paths.append(path)
+    return paths

@@ -19,13 +19,13 @@ from typing import Any, Iterable
 
 import numpy as np
 import torch
-from PIL import Image
 from pydantic import BaseModel, Field, ValidationError
 from torch import nn
 
 from .backbones.base import Backbone, BackboneOptions
 from .backbones.vgg import tap_sequential, vgg_layer_names
 from .config import deep_merge
+from .data import synthetic_array, write_synthetic_images
 from .depth.base import DepthNetwork, DepthOptions
 from .features import BACKBONE, NetworkSpec, Perception
 from .hookspecs import hookimpl
@@ -39,34 +39,15 @@ __all__ = ["PLUGIN", "TermCheck", "TinyDepth", "TinyDepthOptions", "TinyVGG", "T
            "random_images", "tiny_recipe", "tiny_registry"]
 
 
-def _structured(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([xx / w, yy / h, (xx + yy) / (w + h)], -1) * rng.uniform(80, 255, 3)
-    for _ in range(3):
-        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(4, 12)
-        base[(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] = rng.uniform(0, 255, 3)
-    return base.clip(0, 255)
-
-
 def make_images(folder: str | Path, count: int = 6, size: tuple[int, int] = (48, 40), seed: int = 0) -> list[Path]:
     """Write ``count`` small random-but-structured RGB JPEGs (gradients plus blobs) into ``folder``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    w, h = size
-    paths = []
-    for i in range(count):
-        path = folder / f"img_{i:03d}.jpg"
-        Image.fromarray(_structured(rng, w, h).astype(np.uint8)).save(path, quality=95)
-        paths.append(path)
-    return paths
+    return write_synthetic_images(folder, count, size, seed)
 
 
 def random_images(count: int = 2, size: tuple[int, int] = (32, 32), seed: int = 0) -> torch.Tensor:
     """A batch like the trainer's: N×3×H×W float32 RGB in [0, 255], gradients plus blobs (``size`` is W, H)."""
     rng = np.random.default_rng(seed)
-    w, h = size
-    arrays = [_structured(rng, w, h) for _ in range(count)]
+    arrays = [synthetic_array(rng, *size) for _ in range(count)]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().contiguous()
 
 
@@ -98,34 +79,6 @@ def tiny_recipe(root: str | Path, **overrides: Any) -> dict:
     }
     return deep_merge(raw, overrides)
 
-
-def _distributed_worker(rank: int, world_size: int, init_file: str, raw: dict, run_dir: str, resume: bool) -> None:
-    import os
-
-    import torch
-    import torch.distributed as dist
-
-    from .config import validate_recipe
-    from .train import Trainer
-
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
-    try:
-        Trainer(validate_recipe(raw), Path(run_dir), show_progress=False, resume=resume).fit()
-    finally:
-        dist.destroy_process_group()
-
-
-def train_distributed(raw: dict, run_dir: str | Path, world_size: int = 2, resume: bool = False) -> None:
-    """Train ``raw`` with ``world_size`` CPU processes (gloo), as torchrun would; for tests of data parallelism."""
-    import tempfile
-
-    import torch.multiprocessing as mp
-
-    with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_distributed_worker, args=(world_size, str(Path(tmp) / "init"), raw, str(run_dir), resume),
-                 nprocs=world_size, join=True)
 
 # -- tiny networks ------------------------------------------------------------
 

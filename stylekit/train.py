@@ -1,22 +1,16 @@
-"""The training loop: one recipe → one run directory.
+"""The training loop: one recipe → one run folder.
 
-A run directory holds ``config.yaml`` (the fully resolved recipe), ``run.json``
-(name, changes, versions), ``status.json``, ``metrics.jsonl``, ``samples/``,
-``loss_curves.png`` and ``checkpoints/``.
+What the run folder holds, and how its records, status, lock and checkpoints are
+written, is :class:`~stylekit.runs.RunDir`'s; the trainer holds the folder's writer
+lock from start to end (rank 0 alone writes when distributed).
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
-import platform
-import socket
-import subprocess
-import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +22,17 @@ from rich.table import Table
 from rich.text import Text
 from torch.utils.data import DataLoader
 
-from . import __version__, distributed
-from .checkpoint import atomic_write_text, latest_checkpoint, load_train_state, save_checkpoint
+from . import distributed
+from .checkpoint import load_train_state, save_checkpoint
 from .composer import LossComposer, build_terms
 from .config import Recipe, dump_recipe
 from .data import ImageFolder, ResumableSampler, collate, list_images, load_image
 from .errors import NonFiniteLossError, StylekitError
 from .features import BACKBONE, NetworkSpec, Perception
+from .finite import FiniteCheck
 from .losses.base import Features, LossBatch, TermContext
 from .models.transformer import TransformerNet
+from .runs import MODEL_FILE, RunDir, RunLockedError
 from .runtime import autocast, pick_channels_last, pick_device, pick_precision
 from .viz import image_grid, plot_loss_curves
 
@@ -52,50 +48,6 @@ class TrainProgress(Progress):
             yield Text(self.terms, style="dim")
 
 
-def environment_info() -> dict[str, Any]:
-    import timm
-    import torchvision
-
-    info = {"stylekit": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "timm": timm.__version__, "python": platform.python_version()}
-    try:
-        root = Path(__file__).resolve().parent
-
-        def git(*args: str) -> subprocess.CompletedProcess:
-            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5)
-
-        # Only if git tracks this very package: a copy in site-packages inside another repo's venv must not
-        # report that repo's commit.
-        if git("ls-files", "--error-unmatch", "__init__.py").returncode == 0:
-            commit = git("rev-parse", "HEAD")
-            if commit.returncode == 0:
-                info["git_commit"] = commit.stdout.strip()
-                info["git_dirty"] = bool(git("status", "--porcelain", "--", ".").stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        pass
-    if "git_commit" not in info:  # installed from a git URL: pip recorded the commit (PEP 610 direct_url.json)
-        try:
-            from importlib.metadata import distribution
-
-            vcs = json.loads(distribution("stylekit").read_text("direct_url.json") or "{}").get("vcs_info") or {}
-            if vcs.get("commit_id"):
-                info["git_commit"] = vcs["commit_id"]
-        except Exception:  # no metadata (running from a source tree), malformed file…
-            pass
-    return info
-
-
-def new_run_dir(output_dir: str | Path, name: str) -> Path:
-    """``output_dir/name``, or ``name-2``, ``name-3``… if taken."""
-    base = Path(output_dir).expanduser()
-    candidate, n = base / name, 1
-    while candidate.exists() and any(candidate.iterdir()):
-        n += 1
-        candidate = base / f"{name}-{n}"
-    candidate.mkdir(parents=True, exist_ok=True)
-    return candidate
-
-
 @dataclass
 class RunResult:
     run_dir: Path
@@ -108,14 +60,17 @@ class RunResult:
 class Trainer:
     """Builds everything a recipe describes and trains the transformer network."""
 
-    def __init__(self, recipe: Recipe, run_dir: Path, *, registry=None, console: Console | None = None,
+    def __init__(self, recipe: Recipe, run_dir: Path | RunDir, *, registry=None, console: Console | None = None,
                  resume: bool = False, run_info: dict[str, Any] | None = None, show_progress: bool = True):
+        """``run_info``: how the run was asked for (:func:`~stylekit.runs.run_info`); when resuming, the
+        command line's ``overrides``/``without``/``only``, recorded as the resume's changes."""
         if registry is None:
             from .plugins import get_registry
 
             registry = get_registry(recipe.plugins)
         self.recipe, self.registry = recipe, registry
-        self.run_dir = Path(run_dir)
+        self.run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+        self.run_dir = self.run.path
         self.console = console or Console(stderr=True)
         self.show_progress = show_progress
         self.dist = distributed.context()
@@ -128,7 +83,7 @@ class Trainer:
         self.step = 0
         self.samples_seen = 0  # global sample position (steps × batch × world size), so any world size can resume
         self.elapsed = 0.0
-        self._bad_step: torch.Tensor | None = None
+        self.finite: FiniteCheck | None = None
         self.skipped: list[str] = []
         self.last_metrics: dict[str, Any] = {}
 
@@ -140,10 +95,11 @@ class Trainer:
         perf = r.performance
         self.channels_last, self.perception_channels_last = pick_channels_last(perf.channels_last, self.device,
                                                                                self.dtype)
-        self.finite_every = perf.finite_check_every or (r.log.every if self.device.type == "cuda" else 1)
         self.composer = LossComposer(build_terms(r, self.registry)).to(self.device)
         if not self.composer.terms:
             raise StylekitError("every loss term has weight 0; nothing to train")
+        self.finite = FiniteCheck(self.composer.keys, perf.finite_check_every or (
+            r.log.every if self.device.type == "cuda" else 1), self.dist)
         self.perception = Perception(self.registry)
         self.perception.require(NetworkSpec.of("backbone", r.backbone.name, r.backbone.options), alias=BACKBONE)
         for spec in self.composer.networks():
@@ -206,13 +162,26 @@ class Trainer:
                 "torch_rng": torch.get_rng_state(), "elapsed": self.elapsed, "skipped": list(self.skipped),
                 "samples": self.samples_seen, "world_size": self.dist.world_size}
 
+    @property
+    def finite_every(self) -> int:
+        """Steps between host-side NaN/inf checks (1: every step, before the update)."""
+        return self.finite.every
+
     def _restore(self) -> None:
-        ckpt = latest_checkpoint(self.run_dir)
+        self.run.check_links()
+        ckpt = self.run.latest_checkpoint()
         if ckpt is None:
             raise StylekitError(f"--resume: {self.run_dir} has no checkpoint to resume from")
         from safetensors.torch import load_file
 
-        self.model.load_state_dict(load_file(str(ckpt / "model.safetensors"), device=str(self.device)))
+        step = RunDir.step_of(ckpt)
+        if self.dist.is_main:
+            changed = self.run.record_resume(step if step is not None else -1, dump_recipe(self.recipe),
+                                             self.run_info)
+            if changed:
+                self.console.print(f"Resuming with changes (recorded in {self.run.info.name}, "
+                                   f"{self.run.config.name} updated): {', '.join(changed)}")
+        self.model.load_state_dict(load_file(str(ckpt / MODEL_FILE), device=str(self.device)))
         state, _ = load_train_state(ckpt)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
@@ -222,21 +191,13 @@ class Trainer:
         if int(state.get("world_size", 1)) != self.dist.world_size:
             self.console.print(f"Resuming with {self.dist.world_size} process(es) (saved with "
                                f"{state.get('world_size', 1)}): data continues at global sample {self.samples_seen}")
-        metrics = self.run_dir / "metrics.jsonl"
-        if metrics.is_file() and self.dist.is_main:  # drop lines logged after the checkpoint: they will be logged again
-            kept = [line for line in metrics.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= self.step]
-            atomic_write_text(metrics, "".join(line + "\n" for line in kept))
+        if self.dist.is_main:  # lines logged after the checkpoint will be logged again
+            self.run.drop_metrics_after(self.step)
         self.console.print(f"[bold]Resuming[/] {self.run_dir} from {ckpt.name} (step {self.step})")
 
     def _write_status(self, state: str, reason: str = "") -> None:
-        if not self.dist.is_main:
-            return
-        status = {"state": state, "step": self.step, "iterations": self.recipe.schedule.iterations,
-                  "reason": reason, "skipped_images": len(self.skipped),
-                  "pid": os.getpid(), "host": socket.gethostname(),  # lets `stylekit runs` spot a dead "running" run
-                  "updated": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        atomic_write_text(self.run_dir / "status.json", json.dumps(status, indent=2) + "\n")
+        if self.dist.is_main:
+            self.run.write_status(state, self.step, self.recipe.schedule.iterations, reason, len(self.skipped))
 
     def _checkpoint(self, barrier: bool = True) -> Path | None:
         path = None
@@ -261,23 +222,54 @@ class Trainer:
         self.model.train(was_training)
         grid = image_grid(rows, column_titles=["content", "stylised"],
                           title=f"{self.recipe.name} - step {self.step}")
-        out = self.run_dir / "samples" / f"step_{self.step:07d}.png"
+        out = self.run.sample_file(self.step)
         out.parent.mkdir(exist_ok=True)
-        grid.save(out)
+        grid.save(self.run.inside(out))
         return out
 
     # -- the loop -------------------------------------------------------------
+    @contextmanager
+    def _writing(self):
+        """Hold the run folder's writer lock (rank 0; every rank learns if it was refused)."""
+        refusal = None
+        if self.dist.is_main:
+            try:
+                self.run.acquire()
+            except (StylekitError, OSError) as exc:  # refused, or the folder cannot be created
+                refusal = exc
+            else:
+                if not self.resume and self.run.holds_run():
+                    self.run.release()
+                    state, _ = self.run.state()
+                    refusal = StylekitError(
+                        f"{self.run_dir} already holds a run ({state}); a new run never writes into another's "
+                        f"folder. Continue it with `stylekit train --resume {self.run_dir}`, or give another "
+                        "--run-dir (without --run-dir each run gets a fresh folder).")
+        message = distributed.broadcast_object(self.dist, str(refusal) if refusal else None)
+        if refusal is not None:
+            raise refusal
+        if message is not None:
+            raise RunLockedError(message)
+        try:
+            if self.run.stale_writer is not None and self.dist.is_main:
+                self.console.print(f"[dim]{self.run_dir}: took over the lock left by {self.run.stale_writer.describe()}"
+                                   " (that process is gone)[/]")
+            yield
+        finally:
+            if self.dist.is_main:
+                self.run.release()
+
     def fit(self) -> RunResult:
+        with self._writing():
+            return self._fit()
+
+    def _fit(self) -> RunResult:
         self.build()
         r = self.recipe
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.resume:
             self._restore()
         elif self.dist.is_main:
-            atomic_write_text(self.run_dir / "config.yaml", dump_recipe(r))
-            info = {"name": self.run_dir.name, "recipe": r.name, "created": datetime.now(timezone.utc).isoformat(
-                timespec="seconds"), "command": sys.argv, **self.run_info, "environment": environment_info()}
-            atomic_write_text(self.run_dir / "run.json", json.dumps(info, indent=2) + "\n")
+            self.run.start(dump_recipe(r), r.name, self.run_info)
         self._write_status("running")
         weights = self.composer.weights()
         self.console.print(
@@ -290,8 +282,8 @@ class Trainer:
             self.console.print(f"Nothing to do: the run already reached {self.step} steps.")
             self._write_status("finished")
             return RunResult(self.run_dir, self.step, self._final_table_data(), self.skipped, self.elapsed)
-        metrics_file = (self.run_dir / "metrics.jsonl").open("a") if self.dist.is_main else None
-        self._dev_step = torch.full((), self.step, dtype=torch.long, device=self.device)
+        metrics_file = self.run.open_metrics() if self.dist.is_main else None
+        self.finite.start(self.step, self.device)
         sums = {k: torch.zeros((), device=self.device) for k in self.composer.keys}
         count = 0
         self.model.train()
@@ -317,9 +309,7 @@ class Trainer:
                     count += 1
                     self.elapsed = time.perf_counter() - started
                     final = self.step == r.schedule.iterations
-                    if self.finite_every > 1 and (
-                            final or self.step % self.finite_every == 0 or self.step % r.log.every == 0
-                            or self.step % r.log.sample_every == 0 or self.step % r.log.checkpoint_every == 0):
+                    if self.finite.due(self.step, final, (r.log.every, r.log.sample_every, r.log.checkpoint_every)):
                         self._check_finite()  # deferred check, before anything is written from these weights
                     if self.step % r.log.every == 0 or self.step == r.schedule.iterations:
                         self.last_metrics = self._log(metrics_file, sums, count, weights)
@@ -341,7 +331,7 @@ class Trainer:
             raise
         except KeyboardInterrupt:
             state, reason = "interrupted", f"interrupted at step {self.step}"
-            if self.step > 0 and self._first_bad_step(collective=False) < 0:
+            if self.step > 0 and self.finite.first_bad_step(collective=False) < 0:
                 self._checkpoint(barrier=False)
             raise
         except BaseException as exc:
@@ -352,7 +342,7 @@ class Trainer:
                 metrics_file.close()
             self._write_status(state, reason)
             if self.dist.is_main:
-                plot_loss_curves(self.run_dir / "metrics.jsonl", self.run_dir / "loss_curves.png",
+                plot_loss_curves(self.run.metrics, self.run.loss_curves,
                                  title=f"{r.name} ({self.run_dir.name})")
         return RunResult(self.run_dir, self.step, self._final_table_data(), self.skipped, self.elapsed)
 
@@ -371,8 +361,8 @@ class Trainer:
             with torch.no_grad():  # only the layers compared between ŷ and x (not the style-only ones)
                 content_features = self.perception.extract(perceived_x, self.taps) if self.taps else Features()
         total, raw = self.composer(LossBatch(y, x, out_features, content_features))
-        self._track_finite(total, raw)
-        if self.finite_every == 1:  # per-step check: a bad step never updates the weights
+        self.finite.track(total, raw)
+        if self.finite.every == 1:  # per-step check: a bad step never updates the weights
             self._check_finite()
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
@@ -380,49 +370,8 @@ class Trainer:
         self.scaler.update()
         return {k: v.detach() for k, v in raw.items()}
 
-    def _track_finite(self, total: torch.Tensor, raw: dict[str, torch.Tensor]) -> None:
-        """Remember, on the device and without a sync, the first step whose loss was NaN/inf and its term values."""
-        values = torch.stack([v.detach().float() for v in raw.values()] + [total.detach().float()])
-        if self._bad_step is None or self._bad_step.device != values.device:
-            self._bad_step = torch.full((), -1, dtype=torch.long, device=values.device)
-            self._bad_values = torch.zeros_like(values)
-            if getattr(self, "_dev_step", None) is None or self._dev_step.device != values.device:
-                self._dev_step = torch.full((), self.step, dtype=torch.long, device=values.device)
-        self._dev_step += 1
-        newly = (~torch.isfinite(values)).any() & (self._bad_step < 0)
-        self._bad_step = torch.where(newly, self._dev_step, self._bad_step)
-        self._bad_values = torch.where(newly, values, self._bad_values)
-
-    def _first_bad_step(self, collective: bool = True) -> int:
-        """The first non-finite step on any rank (one host sync), or -1."""
-        if self._bad_step is None:
-            flag = torch.full((), -1, dtype=torch.long, device=self.device)
-        else:
-            flag = self._bad_step.clone()
-        if collective:
-            distributed.all_reduce_(self.dist, flag, "max")
-        return int(flag)
-
     def _check_finite(self) -> None:
-        bad_step = self._first_bad_step()
-        if bad_step < 0:
-            return
-        bad = []
-        if self._bad_step is not None and int(self._bad_step) >= 0:
-            values = self._bad_values.tolist()
-            bad = [f"{k} (= {v})" for k, v in zip(self.composer.keys, values) if not math.isfinite(v)]
-        ckpt = latest_checkpoint(self.run_dir)
-        kept = f"the last good checkpoint is {ckpt}" if ckpt else "no checkpoint had been written yet"
-        where = ", ".join(bad) or ("total" if self._bad_step is not None and int(self._bad_step) >= 0
-                                   else "another process")
-        if bad_step > self.step:  # checked before the update
-            done = "the run stopped without updating the weights"
-        else:
-            done = (f"the run stopped at step {self.step} (checked every {self.finite_every} steps) and nothing "
-                    f"was written from the weights after step {bad_step - 1}")
-        raise NonFiniteLossError(
-            f"loss became non-finite at step {bad_step} in term(s) {where}; {done} and {kept}. "
-            "Try a lower optim.lr or term weight, or precision=fp32.")
+        self.finite.check(self.step, self.run.latest_checkpoint(), self.device)
 
     def _note_skipped(self, skipped: list[str]) -> None:
         for text in skipped:

@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from stylekit.config import (apply_overrides, describe_changes, load_raw, load_recipe, parse_override, select_terms,
+from stylekit.config import (apply_overrides, load_raw, load_recipe, parse_override, select_terms,
                              validate_recipe)
 from stylekit.errors import ConfigError
 from stylekit.testing import tiny_recipe
@@ -86,9 +86,11 @@ def test_same_term_twice_under_other_keys(tmp_path):
     assert recipe.losses["style_fine"]["term"] == "style"
 
 
-def test_describe_changes():
-    assert describe_changes("quickstart", without=["depth"]) == "quickstart-without-depth"
-    assert describe_changes("depth_aware", ["losses.depth.weight=10"]) == "depth_aware-depth.weight=10"
+def test_run_names_say_what_changed():
+    from stylekit.runs import run_name
+
+    assert run_name("quickstart", without=["depth"]) == "quickstart-without-depth"
+    assert run_name("depth_aware", ["losses.depth.weight=10"]) == "depth_aware-depth.weight=10"
 
 
 def test_missing_required_section(tmp_path):

@@ -1,14 +1,36 @@
 """Data-parallel training (torch.distributed, gloo, 2 CPU processes) equals one process with the combined batch."""
 
 import json
+import os
+import tempfile
+from pathlib import Path
 
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from stylekit.checkpoint import latest_checkpoint, load_train_state
 from stylekit.config import validate_recipe
-from stylekit.testing import tiny_recipe, train_distributed
+from stylekit.testing import tiny_recipe
 from stylekit.train import Trainer
+
+
+def _distributed_worker(rank: int, world_size: int, init_file: str, raw: dict, run_dir: str, resume: bool) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        Trainer(validate_recipe(raw), Path(run_dir), show_progress=False, resume=resume).fit()
+    finally:
+        dist.destroy_process_group()
+
+
+def train_distributed(raw: dict, run_dir, world_size: int = 2, resume: bool = False) -> None:
+    """Train ``raw`` with ``world_size`` CPU processes (gloo), as torchrun would."""
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.spawn(_distributed_worker, args=(world_size, str(Path(tmp) / "init"), raw, str(run_dir), resume),
+                 nprocs=world_size, join=True)
 
 
 def _weights(run):

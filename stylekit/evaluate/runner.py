@@ -59,17 +59,22 @@ class Source:
 
 
 def _recipe_style(model_file: Path) -> Path | None:
-    """The first style image of the recipe recorded next to a checkpoint (meta.json), if it still exists."""
-    for meta in (model_file.parent / "meta.json", model_file.parent.parent.parent / "config.yaml"):
-        if not meta.is_file():
-            continue
-        try:
-            if meta.suffix == ".json":
-                images = json.loads(meta.read_text())["recipe"]["style"]["images"]
-            else:
-                import yaml
+    """The first style image of the recipe recorded with a checkpoint (its meta.json, else its run's config), if it
+    still exists."""
+    from ..checkpoint import META_FILE
+    from ..runs import RunDir
 
-                images = yaml.safe_load(meta.read_text())["style"]["images"]
+    recipes = []
+    try:
+        recipes.append(json.loads((model_file.parent / META_FILE).read_text())["recipe"])
+    except Exception:
+        pass
+    run = RunDir.containing(model_file)
+    if run is not None:
+        recipes.append(run.read_config())
+    for recipe in recipes:
+        try:
+            images = recipe["style"]["images"]
         except Exception:
             continue
         for image in images or []:
@@ -82,6 +87,7 @@ def open_source(path: str | Path, name: str | None = None, device: torch.device 
                 pattern: str = "{stem}") -> Source:
     """A checkpoint (run dir / checkpoint dir / model.safetensors) or a folder of stylised images."""
     from ..checkpoint import find_model_file, load_model
+    from ..runs import RunDir
 
     path = Path(path).expanduser()
     if not path.exists():
@@ -93,8 +99,9 @@ def open_source(path: str | Path, name: str | None = None, device: torch.device 
     if model_file is not None and model_file.suffix == ".safetensors":
         model = load_model(model_file).to(device).eval()
         label = name or (path.name if path.is_dir() else path.parent.name)
-        if label in ("latest",) or label.startswith("step_"):
-            label = f"{model_file.parent.parent.parent.name}/{model_file.parent.name}"
+        run = RunDir.containing(model_file)
+        if name is None and run is not None and not path.samefile(run.path):  # a checkpoint: say whose
+            label = f"{run.name}/{model_file.parent.name}"
         return Source(label, "checkpoint", path, model=model, style_image=_recipe_style(model_file))
     if path.is_dir():
         files = {p.stem: p for p in sorted(path.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
