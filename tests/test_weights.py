@@ -225,3 +225,24 @@ def test_backbones_and_depth_networks_share_the_frozen_base():
     assert issubclass(Backbone, FrozenNetwork) and issubclass(DepthNetwork, FrozenNetwork)
     assert "freeze" not in Backbone.__dict__ and "freeze" not in DepthNetwork.__dict__
     assert "train" not in Backbone.__dict__ and "train" not in DepthNetwork.__dict__
+
+
+def test_timm_files_load_strictly_whole_or_features_only(tmp_path):
+    """timm alone loads features_only models leniently (a wrong file would leave layers random)."""
+    import timm
+
+    from stylekit.backbones import TimmBackbone
+
+    torch.manual_seed(0)
+    full = timm.create_model("resnet18", pretrained=False)
+    state = full.state_dict()
+    state["fc.weight"], state["fc.bias"] = torch.zeros(10, 512), torch.zeros(10)  # a fine-tuned classifier
+    torch.save(state, tmp_path / "whole.pth")
+    net = TimmBackbone({"model": "resnet18", "weights": str(tmp_path / "whole.pth")})
+    assert torch.equal(net.net.conv1.weight, full.conv1.weight)
+    torch.save(net.net.state_dict(), tmp_path / "features.pth")  # what this backbone itself holds
+    again = TimmBackbone({"model": "resnet18", "weights": str(tmp_path / "features.pth")})
+    x = torch.rand(1, 3, 64, 64) * 255
+    assert torch.equal(again(x, ["layer4"])["layer4"], net(x, ["layer4"])["layer4"])
+    with pytest.raises(WeightsMismatchError, match=r"whole\.pth does not fit timm's resnet10t: .*expected"):
+        TimmBackbone({"model": "resnet10t", "weights": str(tmp_path / "whole.pth")})

@@ -14,7 +14,7 @@ import torch
 from pydantic import Field
 
 from ..errors import WeightsMismatchError, WeightsNotFoundError
-from ..weights import mismatch, offline, read_state_dict, resolve_choice, unwrap, weights_dir
+from ..weights import load_state, mismatch, offline, read_state_dict, resolve_choice, unwrap, weights_dir
 from .base import Backbone, BackboneOptions
 
 
@@ -73,23 +73,37 @@ class TimmBackbone(Backbone):
             ) from exc
 
     def _from_file(self, path: Path):
-        """A local file, read by stylekit (no pickled code runs), checked strictly against the full model
-        (after the model module's ``checkpoint_filter_fn``, timm's converter for other formats; the
-        classifier may differ), then handed to timm: timm itself loads ``features_only`` models leniently."""
+        """A local file, read by stylekit (no pickled code runs) and loaded strictly.
+
+        A file saved from a ``features_only`` model (e.g. this backbone's ``.net``) loads into it directly.
+        A whole model's file is checked against the full model (after the model module's
+        ``checkpoint_filter_fn``, timm's converter for other formats), except for the parts ``features_only``
+        drops, then handed to timm, which itself loads ``features_only`` models leniently.
+        """
         import timm
 
         model = self.options.model
         state = unwrap(read_state_dict(path), "state_dict", "model", source=path)
         with torch.device("meta"):  # names and shapes only
             template = timm.create_model(model, pretrained=False)
+            features = timm.create_model(model, pretrained=False, features_only=True)
+        if not mismatch(features, state):
+            net = timm.create_model(model, pretrained=False, features_only=True)
+            load_state(net, state, source=path, what=f"timm's {model} (features_only)")
+            return net
         convert = getattr(sys.modules.get(type(template).__module__), "checkpoint_filter_fn", None)
         if convert is not None:
             try:
                 state = convert(state, template)
             except Exception:  # noqa: BLE001 - a converter for another format; the strict check below decides
                 pass
-        classifier = template.pretrained_cfg.get("classifier") or ()
-        ignore = [f"{name}.*" for name in ((classifier,) if isinstance(classifier, str) else classifier)]
+        # what features_only leaves out (the classifier, a last conv…) may be absent or differ; some feature
+        # wrappers (FeatureGetterNet) hold the whole model as `model`
+        used = list(features.state_dict())
+        if used and all(k.startswith("model.") for k in used):
+            used = [k.removeprefix("model.") for k in used]
+        used = set(used)
+        ignore = [key for key in template.state_dict() if key not in used]
         problem = mismatch(template, state, ignore)
         if problem:
             raise WeightsMismatchError(f"{path} does not fit timm's {model}: {problem}")

@@ -100,7 +100,7 @@ def read_state_dict(path: str | Path, modules: PickledModules | None = None) -> 
 
 
 def _tensors(obj: Any, path: Path) -> Any:
-    """Flat ``{name: tensor}`` dicts with the tensors detached from the file; other containers as they are."""
+    """A flat ``{name: tensor}`` dict (parameters as plain tensors); other containers as they are."""
     if isinstance(obj, Mapping) and all(isinstance(v, torch.Tensor) or _is_param(v) for v in obj.values()):
         return {str(k): as_tensor(v) for k, v in obj.items()}
     if isinstance(obj, Mapping):
@@ -128,6 +128,10 @@ def unwrap(state: Any, *keys: str, source: str | Path = "the checkpoint") -> Sta
                                f"{' or '.join(repr(k) for k in keys)}; its keys: {list(state)[:8]}")
 
 
+def _fits(value: torch.Tensor, expected: torch.Tensor) -> bool:
+    return tuple(value.shape) == tuple(expected.shape)
+
+
 def _shape(t: torch.Tensor) -> str:
     return "×".join(str(s) for s in t.shape) or "scalar"
 
@@ -147,7 +151,7 @@ def mismatch(module: nn.Module, state: Mapping[str, torch.Tensor], ignore: Seque
     missing = [f"{k} [{_shape(v)}]" for k, v in expected.items() if k not in state and not ignored(k)]
     unexpected = [f"{k} [{_shape(v)}]" for k, v in state.items() if k not in expected and not ignored(k)]
     wrong = [f"{k}: file {_shape(v)}, expected {_shape(expected[k])}"
-             for k, v in state.items() if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
+             for k, v in state.items() if k in expected and not _fits(v, expected[k]) and not ignored(k)]
     parts = []
     if missing:
         parts.append(f"missing {len(missing)} key(s) the network needs (expected shape): {_listed(missing)}")
@@ -162,15 +166,16 @@ def load_state(module: nn.Module, state: Mapping[str, torch.Tensor], *, source: 
                ignore: Sequence[str] = ()) -> None:
     """Strict ``load_state_dict`` with explicit exceptions and stylekit's own error.
 
-    ``ignore``: fnmatch patterns of keys that may be missing from the file (the module keeps its value)
-    or present without a counterpart (dropped), e.g. ``'*.num_batches_tracked'`` for torch ≤0.4 files.
+    ``ignore``: fnmatch patterns of keys that may be missing from the file (the module keeps its value),
+    present without a counterpart, or of another shape (both dropped), e.g. ``'*.num_batches_tracked'``
+    for torch ≤0.4 files.
     """
     problem = mismatch(module, state, ignore)
     if problem:
         raise WeightsMismatchError(f"{source} does not fit {what}: {problem}. Is it a checkpoint of {what}? "
                                    "See docs/weights.md for the expected files.")
     own = module.state_dict()
-    module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    module.load_state_dict({k: v for k, v in state.items() if k in own and _fits(v, own[k])}, strict=False)
 
 
 def resolve_choice(choice: WeightsChoice, spec: WeightsFile | None, *, component: str) -> Path | None:
