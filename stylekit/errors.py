@@ -22,8 +22,21 @@ class ConfigError(StylekitError):
     """A recipe or override is invalid; the message names the key path."""
 
 
-class WeightsNotFoundError(StylekitError):
+class WeightsError(StylekitError):
+    """Pretrained weights could not be used; the message names the file and what to do."""
+
+
+class WeightsNotFoundError(WeightsError):
     """Pretrained weights are not available locally and may not be downloaded."""
+
+
+class WeightsMismatchError(WeightsError):
+    """A weights file does not fit the network: the message names the file, the first mismatching keys
+    and the shapes the network expects."""
+
+
+class UnsafeCheckpointError(WeightsError):
+    """A pickled checkpoint asked for something other than tensors and allowed module classes."""
 
 
 class NonFiniteLossError(StylekitError):

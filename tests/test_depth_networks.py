@@ -1,13 +1,12 @@
-"""Depth networks: build offline, any image size, frozen but differentiable, weights round-trip,
-and the hourglass port's pickled checkpoints read without running pickled code."""
+"""Depth networks: build offline, any image size, frozen but differentiable, weights round-trip.
+
+The hourglass port's pickled checkpoints: test_hourglass_port.py; the authors' checkpoint layouts:
+test_depth_layouts.py; the authors' preprocessing: test_depth_preprocessing.py."""
 
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
-import types
-import warnings
 
 import pytest
 import torch
@@ -15,8 +14,6 @@ from torch import nn
 
 from conftest import SHARED_WEIGHTS, needs_shared
 from stylekit.depth import DepthAnythingV2, DPTHybrid, DPTLarge, HourglassDepth, MidasSmall, TorchScriptDepth
-from stylekit.depth.hourglass import (Channels1, Channels2, Channels3, Channels4, HourglassNet, Inception,
-                                      UnsafeCheckpointError)
 from stylekit.errors import ConfigError, StylekitError, WeightsNotFoundError
 
 HAVE_TRANSFORMERS = importlib.util.find_spec("transformers") is not None  # optional extra: stylekit[hf]
@@ -85,7 +82,7 @@ def test_output_kinds_and_published_weights():
         assert cls.output_kind == "inverse_depth"
     assert MidasSmall.weights_file.url.startswith("https://github.com/isl-org/MiDaS/releases/download/v2_1/")
     assert DPTLarge.weights_file.url.endswith("/v3/dpt_large_384.pt")
-    assert HourglassDepth.weights_file.url is None and "relative-depth-using-pytorch" in HourglassDepth.weights_file.how_to_get
+    assert "relative-depth-using-pytorch" in HourglassDepth.weights_file.url
 
 
 def test_offline_default_weights_fail_with_a_clear_message():
@@ -115,78 +112,6 @@ def test_missing_transformers_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)  # import fails as if not installed
     with pytest.raises(StylekitError, match=r'pip install "stylekit\[hf\]"'):
         DepthAnythingV2({"weights": "random", "variant": "tiny"})
-
-
-# -- hourglass: the port's whole-module pickles ---------------------------------------------------
-
-PORT_CLASSES = {HourglassNet: ("models.hourglass", "Model"), Channels1: ("models.hourglass", "Channels1"),
-                Channels2: ("models.hourglass", "Channels2"), Channels3: ("models.hourglass", "Channels3"),
-                Channels4: ("models.hourglass", "Channels4"), Inception: ("models.layers.inception", "inception")}
-
-
-def port_model(monkeypatch) -> nn.Module:
-    """A model pickling exactly like the port's: its classes live in fake modules named like the port's."""
-    modules = {}
-    for name in ("models", "models.hourglass", "models.layers", "models.layers.inception"):
-        modules[name] = types.ModuleType(name)
-        monkeypatch.setitem(sys.modules, name, modules[name])
-    fakes = {}
-    for ours, (module, name) in PORT_CLASSES.items():
-        fake = type(name, (ours,), {"__module__": module, "__qualname__": name})
-        setattr(modules[module], name, fake)
-        fakes[ours] = fake
-    torch.manual_seed(2)
-    model = HourglassNet().eval()
-    for module in model.modules():
-        if type(module) in fakes:
-            module.__class__ = fakes[type(module)]
-        for key, child in list(module._modules.items()):
-            if isinstance(child, nn.Upsample):  # the port used this (deprecated) subclass
-                module._modules[key] = nn.UpsamplingNearest2d(scale_factor=2)
-        if isinstance(module, nn.BatchNorm2d):  # non-trivial statistics, so a mix-up would show
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 1.5)
-    return model
-
-
-@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
-def test_hourglass_reads_the_ports_pickled_model(monkeypatch, tmp_path, legacy):
-    model = port_model(monkeypatch)
-    path = tmp_path / "Best_model_period1.pt"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # legacy format: "couldn't retrieve source code" for the fake classes
-        torch.save(model, path, _use_new_zipfile_serialization=not legacy)
-    for name in [n for n in sys.modules if n == "models" or n.startswith("models.")]:
-        monkeypatch.delitem(sys.modules, name)  # the port's code is not importable when loading
-    net = HourglassDepth({"weights": str(path), "input_size": 32})
-    ours, theirs = net.net.state_dict(), model.state_dict()
-    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
-    x = torch.rand(1, 3, 32, 48)
-    with torch.no_grad():
-        assert torch.equal(net.net(x), model(x))
-
-
-class RunsCode:
-    def __init__(self, func, *args):
-        self.func, self.args = func, args
-
-    def __reduce__(self):
-        return self.func, self.args
-
-
-@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
-@pytest.mark.parametrize("payload", ["os.system", "builtins.eval", "nested"])
-def test_hourglass_refuses_pickles_that_run_code(tmp_path, legacy, payload):
-    marker = tmp_path / "pwned"
-    command = f"touch {marker}"
-    evil = {"os.system": RunsCode(os.system, command),
-            "builtins.eval": RunsCode(eval, f"__import__('os').system({command!r})"),
-            "nested": {"blockH.0.weight": torch.zeros(1), "x": RunsCode(os.system, command)}}[payload]
-    path = tmp_path / "evil.pt"
-    torch.save(evil, path, _use_new_zipfile_serialization=not legacy)
-    with pytest.raises(UnsafeCheckpointError, match=r"refusing to load the checkpoint: it asks for (posix|nt|builtins|__builtin__)\."):
-        HourglassDepth({"weights": str(path)})
-    assert not marker.exists()
 
 
 # -- the TorchScript backend and the CLI ----------------------------------------------------------

@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import ClassVar, Iterable
 
 import torch
-from torch import nn
-
 from pydantic import Field
 
-from ..components import Component, ComponentOptions
+from ..components import ComponentOptions
+from ..weights import FrozenNetwork
 
 
 class BackboneOptions(ComponentOptions):
@@ -22,15 +21,11 @@ class BackboneOptions(ComponentOptions):
                          "'random' (random init, for tests) or a file path.")
 
 
-class Backbone(Component, nn.Module):
+class Backbone(FrozenNetwork):
     """Base class: a frozen network whose ``forward`` returns the requested layers."""
 
     kind: ClassVar[str] = "backbone"
     Options: ClassVar[type[ComponentOptions]] = BackboneOptions
-
-    def __init__(self, options: ComponentOptions | None = None):
-        nn.Module.__init__(self)
-        self.options = self.parse_options(options)
 
     @property
     def layer_names(self) -> list[str]:
@@ -47,12 +42,3 @@ class Backbone(Component, nn.Module):
         if unknown:
             raise ValueError(f"backbone {self.name!r} has no layer(s) {unknown}; its layers are: {', '.join(known)}")
         return layers
-
-    def freeze(self) -> "Backbone":
-        """Frozen and in eval mode for good: ``train()`` cannot switch it back."""
-        for p in self.parameters():
-            p.requires_grad_(False)
-        return super().train(False)
-
-    def train(self, mode: bool = True) -> "Backbone":  # noqa: ARG002 - always eval
-        return super().train(False)

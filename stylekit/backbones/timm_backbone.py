@@ -6,21 +6,24 @@ Layer names are timm's feature-module names (``timm.create_model(m, features_onl
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 from typing import Iterable
 
 import torch
 from pydantic import Field
 
-from ..errors import WeightsNotFoundError
-from ..weights import offline, weights_dir
+from ..errors import WeightsMismatchError, WeightsNotFoundError
+from ..weights import load_state, mismatch, offline, read_state_dict, resolve_choice, unwrap, weights_dir
 from .base import Backbone, BackboneOptions
 
 
 class TimmOptions(BackboneOptions):
     model: str = Field("resnet50", description="Any timm model name that supports features_only "
                        "(see `timm.list_models()`).")
-    weights: str = Field("default", description="'default' (timm's pretrained weights, via its cache), "
-                         "'random', or a local weights file.")
+    weights: str = Field("default", description="'default' (timm's pretrained weights: <model>.safetensors/.pth/.bin "
+                         "in the weights directory, else timm's own cache or download), 'random', or a local "
+                         "weights file (read without running pickled code).")
 
 
 class TimmBackbone(Backbone):
@@ -31,33 +34,17 @@ class TimmBackbone(Backbone):
 
     def __init__(self, options=None):
         super().__init__(options)
-        import timm
-
         opts = self.options
-        kwargs: dict = {"features_only": True, "pretrained": opts.weights != "random"}
-        local = None if opts.weights in ("default", "random") else opts.weights
+        choice = self.weights_choice()
+        local = resolve_choice(choice, None, component=f"timm model {opts.model}") if choice.kind == "file" else None
         wdir = weights_dir()
-        if local is None and opts.weights == "default" and wdir is not None:
-            for suffix in (".safetensors", ".pth", ".bin"):
-                if (wdir / f"{opts.model}{suffix}").is_file():
-                    local = str(wdir / f"{opts.model}{suffix}")
-                    break
+        if choice.kind == "default" and wdir is not None:
+            local = next((wdir / f"{opts.model}{suffix}" for suffix in (".safetensors", ".pth", ".bin")
+                          if (wdir / f"{opts.model}{suffix}").is_file()), None)
         if local is not None:
-            if not os.path.isfile(local):
-                raise WeightsNotFoundError(f"weights for timm model {opts.model}: {local} does not exist")
-            kwargs["pretrained_cfg_overlay"] = {"file": local}
-        elif kwargs["pretrained"] and offline():
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        try:
-            self.net = timm.create_model(opts.model, **kwargs)
-        except Exception as exc:
-            if not kwargs["pretrained"]:
-                raise
-            where = f"{wdir}/{opts.model}.safetensors" if wdir else f"<DIR>/{opts.model}.safetensors (--weights-dir DIR)"
-            raise WeightsNotFoundError(
-                f"pretrained weights for timm model {opts.model!r} could not be loaded ({type(exc).__name__}: {exc}). "
-                f"Offline, put them at {where} or pass backbone.options.weights=/path/to/file."
-            ) from exc
+            self.net = self._from_file(local)
+        else:
+            self.net = self._from_timm(pretrained=choice.kind != "random")
         self._names = list(self.net.feature_info.module_name())
         cfg = self.net.pretrained_cfg
         self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1) * 255,
@@ -65,6 +52,64 @@ class TimmBackbone(Backbone):
         self.register_buffer("std", torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1) * 255,
                              persistent=False)
         self.freeze()
+
+    def _from_timm(self, pretrained: bool):
+        """timm's own weights (its Hugging Face / URL cache), or random."""
+        import timm
+
+        model = self.options.model
+        if pretrained and offline():
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        try:
+            return timm.create_model(model, features_only=True, pretrained=pretrained)
+        except Exception as exc:
+            if not pretrained:
+                raise
+            wdir = weights_dir()
+            where = f"{wdir}/{model}.safetensors" if wdir else f"<DIR>/{model}.safetensors (--weights-dir DIR)"
+            raise WeightsNotFoundError(
+                f"pretrained weights for timm model {model!r} could not be loaded ({type(exc).__name__}: {exc}). "
+                f"Offline, put them at {where} or pass backbone.options.weights=/path/to/file."
+            ) from exc
+
+    def _from_file(self, path: Path):
+        """A local file, read by stylekit (no pickled code runs) and loaded strictly.
+
+        A file saved from a ``features_only`` model (e.g. this backbone's ``.net``) loads into it directly.
+        A whole model's file is checked against the full model (after the model module's
+        ``checkpoint_filter_fn``, timm's converter for other formats), except for the parts ``features_only``
+        drops, then handed to timm, which itself loads ``features_only`` models leniently.
+        """
+        import timm
+
+        model = self.options.model
+        state = unwrap(read_state_dict(path), "state_dict", "model", source=path)
+        with torch.device("meta"):  # names and shapes only
+            template = timm.create_model(model, pretrained=False)
+            features = timm.create_model(model, pretrained=False, features_only=True)
+        if not mismatch(features, state):
+            net = timm.create_model(model, pretrained=False, features_only=True)
+            load_state(net, state, source=path, what=f"timm's {model} (features_only)")
+            return net
+        convert = getattr(sys.modules.get(type(template).__module__), "checkpoint_filter_fn", None)
+        if convert is not None:
+            try:
+                state = convert(state, template)
+            except Exception:  # noqa: BLE001 - a converter for another format; the strict check below decides
+                pass
+        # what features_only leaves out (the classifier, a last conv…) may be absent or differ; some feature
+        # wrappers (FeatureGetterNet) hold the whole model as `model`
+        used = list(features.state_dict())
+        if used and all(k.startswith("model.") for k in used):
+            used = [k.removeprefix("model.") for k in used]
+        used = set(used)
+        ignore = [key for key in template.state_dict() if key not in used]
+        problem = mismatch(template, state, ignore)
+        if problem:
+            raise WeightsMismatchError(f"{path} does not fit timm's {model}: {problem}")
+        net = timm.create_model(model, features_only=True, pretrained=True, pretrained_cfg_overlay={"state_dict": state})
+        net.pretrained_cfg.pop("state_dict", None)  # do not keep a second copy of the weights
+        return net
 
     @property
     def layer_names(self) -> list[str]:

@@ -12,8 +12,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..errors import ConfigError
-from ..weights import WeightsFile, resolve_weights
+from ..weights import WeightsFile, hash_prefix, load_pretrained
 from .base import Backbone, BackboneOptions
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -103,6 +102,21 @@ class TorchvisionVGGOptions(BackboneOptions):
         "that sees 0–255 input like Johnson's code), 'random', or a .pth/.safetensors file."))
 
 
+def torchvision_weights_file(weights, label: str) -> WeightsFile:
+    """A torchvision weights entry as a :class:`WeightsFile`: its URL, and the sha256 prefix its file name
+    carries (``vgg16-397923af.pth``), checked as ``torch.hub``'s ``check_hash`` does."""
+    filename = weights.url.rsplit("/", 1)[1]
+    return WeightsFile(filename=filename, sha256=hash_prefix(filename), url=weights.url,
+                       license="see torchvision (BSD-3-Clause code; weights trained on ImageNet)",
+                       how_to_get=f"torchvision {label}")
+
+
+def _features(state) -> dict[str, torch.Tensor]:
+    """A whole torchvision VGG's state dict (``features.*`` kept, classifier dropped) or a ``features`` one."""
+    features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+    return features or dict(state)
+
+
 class TorchvisionVGG(VGGBackbone):
     Options = TorchvisionVGGOptions
     weights_enum: ClassVar[str] = "VGG16_Weights"
@@ -110,29 +124,17 @@ class TorchvisionVGG(VGGBackbone):
     def load_weights(self) -> None:
         import torchvision
 
-        choice = self.options.weights
         enum = getattr(torchvision.models, self.weights_enum)
+        choice = self.weights_choice(names=enum.__members__)
         mean, std = IMAGENET_MEAN, IMAGENET_STD
-        if choice == "default":
-            choice = "IMAGENET1K_V1"
-        if choice in enum.__members__:
-            tv_weights = enum[choice]
+        spec = None
+        if choice.kind in ("default", "named"):
+            tv_weights = enum[choice.value or "IMAGENET1K_V1"]
             mean = tv_weights.transforms.keywords.get("mean", mean)
             std = tv_weights.transforms.keywords.get("std", std)
-            url = tv_weights.url
-            spec = WeightsFile(filename=url.rsplit("/", 1)[1], sha256=None, url=url,
-                               license="see torchvision", how_to_get=f"torchvision {self.weights_enum}.{choice}")
-            state = _load_state(resolve_weights(spec, component=f"{self.name} ({choice})"))
-        elif choice != "random":
-            if "/" not in choice and "." not in choice:
-                raise ConfigError(f"backbone.options.weights: {choice!r} is neither a torchvision weights name "
-                                  f"({', '.join(enum.__members__)}), 'random', nor a file path")
-            state = _load_state(resolve_weights(WeightsFile(filename=choice, sha256=None), choice, component=self.name))
-        else:
-            state = None
-        if state is not None:
-            features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
-            self.features.load_state_dict(features or state)
+            spec = torchvision_weights_file(tv_weights, f"{self.weights_enum}.{tv_weights.name}")
+        load_pretrained(self.features, choice, spec, component=self.name, what=f"torchvision's {self.arch}().features",
+                        convert=_features)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255.0, persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255.0, persistent=False)
 
@@ -217,15 +219,8 @@ class HEDVGG16(VGGBackbone):
                 module.ceil_mode = True
         self.dsn = nn.ModuleList(nn.Conv2d(c, 1, 1) for c in (64, 128, 256, 512, 512))
         self.fuse = nn.Conv2d(5, 1, 1)
-        choice = self.options.weights
-        if choice != "random":
-            path = resolve_weights(HED_WEIGHTS, None if choice == "default" else choice, component=self.name)
-            state = read_hed_h5(path)
-            self.features.load_state_dict(
-                {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")})
-            for i, conv in enumerate(self.dsn, start=1):
-                conv.load_state_dict({"weight": state[f"dsn{i}.weight"], "bias": state[f"dsn{i}.bias"]})
-            self.fuse.load_state_dict({"weight": state["fuse.weight"], "bias": state["fuse.bias"]})
+        load_pretrained(self, self.weights_choice(), HED_WEIGHTS, component=self.name,
+                        what="HED's VGG-16 with side outputs", read=read_hed_h5, convert=_hed_names)
         self.register_buffer("mean_bgr", torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1), persistent=False)
 
     @property
@@ -253,11 +248,6 @@ class HEDVGG16(VGGBackbone):
         return out
 
 
-def _load_state(path) -> dict[str, torch.Tensor]:
-    """Load a state dict without executing pickled code."""
-    path = str(path)
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(path)
-    return torch.load(path, map_location="cpu", weights_only=True)
+def _hed_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """:func:`read_hed_h5`'s ``dsn1``…``dsn5`` are ``dsn.0``…``dsn.4`` here."""
+    return {(f"dsn.{int(k[3]) - 1}{k[4:]}" if k.startswith("dsn") else k): v for k, v in state.items()}

@@ -5,6 +5,11 @@ does its own preprocessing and resizing, and returns an N×1×H×W map at the in
 size. It is frozen, in eval mode, and differentiable with respect to its input, so
 a loss on φ1(ŷ) trains the transformer. ``output_kind`` says what the map means;
 all these networks are relative (unknown per-image scale and shift).
+
+Sizing: a network with a published transform (``transform``, a :class:`~.transforms.Resize`) is fed
+what its authors' code feeds it and its map goes back to the image size as their script does
+(option ``resize: authors``, the default); ``resize: pad`` keeps the aspect ratio at a shorter side of
+``input_size`` and pads to ``size_multiple`` instead (what networks without a published transform do).
 """
 
 from __future__ import annotations
@@ -14,10 +19,10 @@ from typing import ClassVar, Iterable, Literal
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from torch import nn
 
-from ..components import Component, ComponentOptions
-from ..weights import WeightsFile
+from ..components import ComponentOptions
+from ..weights import FrozenNetwork
+from .transforms import Resize
 
 OUTPUT_LAYER = "output"
 
@@ -25,28 +30,29 @@ OUTPUT_LAYER = "output"
 class DepthOptions(ComponentOptions):
     weights: str = Field("default", description="'default' (the network's published weights), 'random' "
                                                 "(random init, for tests) or a local file.")
-    input_size: int | None = Field(None, ge=16, description="Resize so the shorter side is this many pixels before "
-                                                           "the network (default: the network's own choice); the "
-                                                           "map is resized back to the input size.")
+    input_size: int | None = Field(None, ge=16, description="The size the network runs at (default: the network's "
+                                   "own): with resize 'authors' the height of its published transform's target "
+                                   "(MiDaS's net_h = net_w, Depth Anything's input_size), with 'pad' the shorter side. "
+                                   "The map is resized back to the input size.")
+    resize: Literal["authors", "pad"] = Field("authors", description="'authors': size the input as the network's "
+                                              "published code does (see its docstring); 'pad': keep the aspect ratio, "
+                                              "shorter side input_size, pad to the network's multiple. Networks "
+                                              "without a published transform always use 'pad'.")
 
 
-class DepthNetwork(Component, nn.Module):
+class DepthNetwork(FrozenNetwork):
     """Base class: implement :meth:`infer` on preprocessed, resized input; the base handles sizes."""
 
     kind: ClassVar[str] = "depth"
     Options: ClassVar[type[ComponentOptions]] = DepthOptions
     #: 'inverse_depth' (larger = nearer, like MiDaS) or 'depth' (larger = farther)
     output_kind: ClassVar[Literal["inverse_depth", "depth"]] = "inverse_depth"
-    #: the published weights (None: supplied by the user or built in)
-    weights_file: ClassVar[WeightsFile | None] = None
     license: ClassVar[str] = ""
-    #: default shorter side the network is run at, and the multiple H and W are padded to
+    #: the authors' input sizing and map restoration (None: no published transform, always 'pad')
+    transform: ClassVar[Resize | None] = None
+    #: for 'pad': default shorter side the network is run at, and the multiple H and W are padded to
     default_input_size: ClassVar[int | None] = None
     size_multiple: ClassVar[int] = 1
-
-    def __init__(self, options: ComponentOptions | dict | None = None):
-        nn.Module.__init__(self)
-        self.options = self.parse_options(options)
 
     # -- subclass API ---------------------------------------------------------
     def infer(self, images: torch.Tensor) -> torch.Tensor:
@@ -66,15 +72,18 @@ class DepthNetwork(Component, nn.Module):
     def layer_names(self) -> list[str]:
         return [OUTPUT_LAYER, *self.intermediate_layers()]
 
-    def freeze(self) -> "DepthNetwork":
-        for p in self.parameters():
-            p.requires_grad_(False)
-        return super().train(False)
-
-    def train(self, mode: bool = True) -> "DepthNetwork":  # noqa: ARG002 - always eval
-        return super().train(False)
+    def published_transform(self) -> Resize | None:
+        """The authors' transform at ``input_size`` when ``resize`` is 'authors', else None."""
+        if self.transform is None or getattr(self.options, "resize", "authors") != "authors":
+            return None
+        return self.transform.at(self.options.input_size)
 
     def _prepare(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The network's input for ``images`` and the part of it (top-left h×w) that holds the image."""
+        transform = self.published_transform()
+        if transform is not None:
+            x = transform(images)
+            return x, tuple(x.shape[-2:])
         h, w = images.shape[-2:]
         size = self.options.input_size or self.default_input_size
         x = images
@@ -93,6 +102,9 @@ class DepthNetwork(Component, nn.Module):
         h, w = images.shape[-2:]
         x, (vh, vw) = self._prepare(images)
         out = self.infer(x)[..., :vh, :vw]
+        transform = self.published_transform()
+        if transform is not None:
+            return transform.restore(out, (h, w))
         if out.shape[-2:] != (h, w):
             out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)
         return out

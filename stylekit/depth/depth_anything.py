@@ -4,6 +4,11 @@ The default is the Small model (``depth-anything/Depth-Anything-V2-Small-hf``, A
 Large checkpoints are CC-BY-NC-4.0). Weights come from the Hugging Face cache (downloaded on first use
 unless stylekit is offline, in which case only the cache is read). ``transformers`` is imported only
 when the network is built, so stylekit works without it.
+
+Preprocessing by default as the authors' ``DepthAnythingV2.image2tensor`` (DepthAnything/Depth-Anything-V2
+``depth_anything_v2/dpt.py``, with ``Resize`` of ``depth_anything_v2/util/transform.py``): keep the aspect
+ratio, both sides at least 518 ("lower_bound"), multiples of 14, bicubic; ImageNet mean/std on [0, 1];
+``infer_image`` resizes the map back bilinearly with ``align_corners=True``.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from ..errors import ConfigError, StylekitError, WeightsNotFoundError
-from ..weights import WeightsFile, offline, resolve_weights, weights_dir
+from ..errors import ConfigError, StylekitError, WeightsMismatchError, WeightsNotFoundError
+from ..weights import WeightsFile, load_pretrained, offline, unwrap, weights_dir
 from .base import DepthNetwork, DepthOptions
+from .transforms import Resize
 
 SMALL_ID = "depth-anything/Depth-Anything-V2-Small-hf"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -57,15 +63,6 @@ def _build(config: dict):
     return tf.AutoModelForDepthEstimation.from_config(tf.DepthAnythingConfig(backbone_config=backbone, **cfg))
 
 
-def _read_state(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
-    return state.get("state_dict", state) if isinstance(state, dict) else state
-
-
 class DepthAnythingOptions(DepthOptions):
     weights: str = Field("default", description="'default' (the Hugging Face model `model`, from the HF cache or "
                          "downloaded unless offline), 'random' (for tests), a local HF model folder, or a state-dict "
@@ -79,8 +76,9 @@ class DepthAnythingOptions(DepthOptions):
 class DepthAnythingV2(DepthNetwork):
     """Depth Anything V2 Small via transformers (optional extra `hf`), relative inverse depth, 518 px.
 
-    Preprocessing: shorter side 518, padded to a multiple of 14 (the HF processor resizes to a
-    multiple instead), ImageNet mean/std on [0, 1].
+    Preprocessing as DepthAnything/Depth-Anything-V2 ``depth_anything_v2/dpt.py`` ``image2tensor``: keep the
+    aspect ratio, both sides at least 518 ("lower_bound"), multiples of 14, bicubic; ImageNet mean/std; the
+    map back bilinear with align_corners=True (``infer_image``).
     """
 
     name = "depth_anything_v2"
@@ -88,10 +86,16 @@ class DepthAnythingV2(DepthNetwork):
     output_kind = "inverse_depth"
     license = "Apache-2.0 (Depth-Anything-V2-Small; Base/Large: CC-BY-NC-4.0)"
     weights_file = WeightsFile(filename=SMALL_ID, sha256=None, url=f"https://huggingface.co/{SMALL_ID}",
+                               no_checksum="a Hugging Face model repository, fetched and cached by huggingface_hub "
+                                           "(which stores each file under its LFS sha256); stylekit pins no digest",
                                license="Apache-2.0",
                                how_to_get="Downloaded by transformers into the Hugging Face cache on first use; "
                                           "offline, run once online or pass a local model folder as `weights`.")
-    default_input_size = 518
+    transform = Resize(518, 518, "lower_bound", multiple=14, interpolation="bicubic", antialias=False,
+                       output_interpolation="bilinear", output_align_corners=True,
+                       source="DepthAnything/Depth-Anything-V2 depth_anything_v2/dpt.py (image2tensor, infer_image), "
+                              "depth_anything_v2/util/transform.py Resize")
+    default_input_size = 518  # resize 'pad'
     size_multiple = 14
 
     def __init__(self, options=None):
@@ -108,15 +112,10 @@ class DepthAnythingV2(DepthNetwork):
             local = Path(opts.weights).expanduser()
             if local.is_dir():  # a saved Hugging Face model folder (config.json + weights)
                 self.net = self._pretrained(str(local), local=True)
-            else:
-                path = resolve_weights(WeightsFile(filename=opts.weights, sha256=None), opts.weights,
-                                       component=self.name)
+            else:  # a state dict of this architecture (.safetensors, or .pt/.pth, maybe under 'state_dict')
                 self.net = _build(TINY_CONFIG if opts.variant == "tiny" else self._config())
-                result = self.net.load_state_dict(_read_state(path), strict=False)
-                if result.missing_keys or result.unexpected_keys:
-                    raise WeightsNotFoundError(
-                        f"{path} does not match {opts.model} ({opts.variant}): missing {result.missing_keys[:5]}, "
-                        f"unexpected {result.unexpected_keys[:5]}")
+                load_pretrained(self.net, self.weights_choice(), component=self.name,
+                                what=f"{opts.model} ({opts.variant})", convert=lambda s: unwrap(s, "state_dict"))
         self.register_buffer("_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0, persistent=False)
         self.register_buffer("_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0, persistent=False)
         self.freeze()
@@ -132,7 +131,8 @@ class DepthAnythingV2(DepthNetwork):
     def _pretrained(self, source: str, local: bool):
         tf = _transformers()
         try:
-            return tf.AutoModelForDepthEstimation.from_pretrained(source, local_files_only=local)
+            model, info = tf.AutoModelForDepthEstimation.from_pretrained(source, local_files_only=local,
+                                                                       output_loading_info=True)
         except Exception as exc:  # transformers raises OSError/ValueError/HF errors for a missing model
             raise WeightsNotFoundError(
                 f"weights for depth_anything_v2: {source} could not be loaded ({type(exc).__name__}: {exc}). "
@@ -140,6 +140,13 @@ class DepthAnythingV2(DepthNetwork):
                 f"put the model folder at <DIR>/{source.rsplit('/', 1)[-1]} with --weights-dir DIR, or pass a "
                 "local model folder as `weights`."
             ) from exc
+        # transformers only warns (and initialises randomly) where the files lack weights; stylekit refuses
+        bad = {k: list(info.get(k) or ()) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+        if any(bad.values()):
+            raise WeightsMismatchError(
+                f"{source} does not fit its own config.json's architecture: "
+                + "; ".join(f"{k.replace('_', ' ')} {v[:5]}" for k, v in bad.items() if v))
+        return model
 
     def _from_hub(self):
         model = self.options.model

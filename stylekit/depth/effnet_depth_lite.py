@@ -15,18 +15,23 @@ decoder with residual refinement at each stride) but is smaller and written here
 
 from __future__ import annotations
 
-from importlib import resources
-
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ..backbones.efficientnet_lite import TF_MEAN, TF_STD, load_imagenet_state, timm_name
-from ..errors import WeightsNotFoundError
+from ..backbones.efficientnet_lite import TF_MEAN, TF_STD, load_imagenet_encoder, timm_name
+from ..weights import WeightsFile, load_pretrained
 from .base import DepthNetwork, DepthOptions
 
 WEIGHTS_RESOURCE = "effnet_depth_lite.safetensors"
+WEIGHTS = WeightsFile(
+    filename=WEIGHTS_RESOURCE, sha256=None, resource=f"stylekit.depth:weights/{WEIGHTS_RESOURCE}",
+    no_checksum="ships inside the stylekit package (the wheel's RECORD hashes it); retraining replaces it",
+    license="MIT (stylekit); trained on NYU Depth v2 (research use)",
+    how_to_get="It ships with stylekit (stylekit/depth/weights/); reinstall stylekit, or train it with "
+               "scripts/train_depth_lite.py --network effnet_depth_lite.",
+)
 #: feature strides the decoder reads (timm's features_only out_indices 0–4)
 STRIDES = (2, 4, 8, 16, 32)
 #: decoder width at each stride (fine → coarse)
@@ -85,6 +90,7 @@ class EffnetDepthLite(DepthNetwork):
 
     name = "effnet_depth_lite"
     Options = EffnetDepthLiteOptions
+    weights_file = WEIGHTS
     output_kind = "inverse_depth"
     license = "decoder: MIT (stylekit), trained on NYU Depth v2 (research use); encoder: Apache-2.0 (Google)"
     size_multiple = 32
@@ -94,39 +100,21 @@ class EffnetDepthLite(DepthNetwork):
         import timm
 
         opts = self.options
-        arch = timm_name(opts.encoder)
-        self.encoder = timm.create_model(arch, features_only=True, pretrained=False)
-        if opts.encoder_weights != "random":
-            explicit = None if opts.encoder_weights == "default" else opts.encoder_weights
-            template = timm.create_model(arch, pretrained=False).state_dict()
-            state = load_imagenet_state(opts.encoder, template, explicit, component=f"{self.name} encoder")
-            missing, unexpected = self.encoder.load_state_dict(state, strict=False)
-            head_only = [k for k in unexpected if not k.startswith(("conv_head.", "bn2.", "classifier."))]
-            if missing or head_only:
-                raise WeightsNotFoundError(f"{self.name}: the {opts.encoder} encoder weights do not fit timm's "
-                                           f"{arch} (missing {missing[:3]}, unexpected {head_only[:3]})")
+        self.encoder = timm.create_model(timm_name(opts.encoder), features_only=True, pretrained=False)
+        load_imagenet_encoder(self.encoder, opts.encoder, self.weights_choice("encoder_weights"),
+                              component=f"{self.name} encoder")
         self.head = EffnetDepthHead(tuple(self.encoder.feature_info.channels()))
-        if opts.weights != "random":
-            self.head.load_state_dict(self._decoder_state(opts.weights))
+        # the shipped file is fp16 (half the size); load_state_dict casts to the head's fp32
+        load_pretrained(self.head, self.weights_choice(), WEIGHTS, component=self.name,
+                        what="effnet_depth_lite's decoder (EffnetDepthHead)")
         self.register_buffer("mean", torch.tensor(TF_MEAN), persistent=False)
         self.register_buffer("std", torch.tensor(TF_STD), persistent=False)
         self.freeze()
 
-    def _decoder_state(self, choice: str) -> dict[str, torch.Tensor]:
-        from safetensors.torch import load_file
-
-        if choice != "default":
-            return load_file(choice)
-        resource = resources.files("stylekit.depth") / "weights" / WEIGHTS_RESOURCE
-        if not resource.is_file():
-            raise WeightsNotFoundError(
-                f"effnet_depth_lite's decoder weights are missing from the installed package ({resource}); "
-                "reinstall stylekit or train them with scripts/train_depth_lite.py")
-        with resources.as_file(resource) as path:
-            return {k: v.float() for k, v in load_file(str(path)).items()}
-
     def _prepare(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """Keep aspect, shorter side ``input_size``, both sides the nearest multiple of 32 (bilinear)."""
+        if self.options.resize == "pad":
+            return super()._prepare(images)
         h, w = images.shape[-2:]
         size = self.options.input_size
         scale = size / min(h, w) if size else 1.0

