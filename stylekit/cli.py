@@ -269,6 +269,32 @@ def export(
 
 
 @app.command()
+def demo(
+    run: Optional[Path] = typer.Argument(None, help="Run, checkpoint folder or .safetensors file to preselect, or a "
+                                         "folder of runs to list instead of runs/."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="A model shipped with stylekit to preselect "
+                                        "(`python -c 'import stylekit; print(stylekit.list_models())'`)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every network interface; "
+                             "the demo has no login)."),
+    port: Optional[int] = typer.Option(None, "--port", help="Port (default: 7860, or the next free one)."),
+    max_size: int = typer.Option(1024, "--max-size", min=0, help="Scale larger photos down so the longer side is "
+                                 "this first (0: full size)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps…"),
+) -> None:
+    """Try models in the browser: a photo or webcam picture in, the stylised picture out (needs stylekit[demo])."""
+    from .demo import DemoEngine, build_app, model_choices, no_models_message, serve
+
+    choices = model_choices(run, model)
+    if not choices:
+        raise StylekitError(no_models_message())
+    engine = DemoEngine(device=device, max_size=max_size)
+    try:
+        serve(build_app(choices, engine, refresh=lambda: model_choices(run, model)), host=host, port=port)
+    finally:
+        engine.close()
+
+
+@app.command()
 def config(
     recipe: Path = typer.Argument(..., help="Recipe YAML."),
     set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Override KEY.PATH=VALUE (repeatable)."),

@@ -23,7 +23,7 @@ def command_paths(command=None, prefix=()):
 
 def test_every_help_shows_flags_as_flags_and_lists_by_element():
     paths = list(command_paths())
-    assert ("plugins", "new") in paths
+    assert ("demo",) in paths and ("plugins", "new") in paths
     for path in paths:
         result = CliRunner().invoke(app, [*path, "--help"], env=ENV)
         assert result.exit_code == 0, (path, result.output)
