@@ -136,3 +136,62 @@ def test_relative_links_resolve(page):
             continue
         path = (page.parent / target.split("#")[0]).resolve()
         assert path.exists(), f"{page.relative_to(ROOT)} links to {target}, which does not exist"
+
+
+def section(markdown: str, heading: str) -> str:
+    """The text under ``heading`` up to the next heading of the same or a higher level."""
+    level = heading.split(" ")[0]
+    start = markdown.index(f"\n{heading}\n")
+    ends = [m.start() for m in re.finditer(r"\n#{1,%d} " % len(level), markdown) if m.start() > start]
+    return markdown[start:min(ends, default=len(markdown))]
+
+
+@pytest.fixture
+def api_folder(tmp_path, monkeypatch):
+    """What the Python API examples assume: a run `runs/quickstart` (a tiny random network) and `photo.jpg`."""
+    import torch
+    from PIL import Image
+
+    from stylekit.checkpoint import save_checkpoint
+    from stylekit.models.transformer import TransformerNet, TransformerOptions
+    from stylekit.testing import make_images
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "runs" / "quickstart", 400, TransformerNet(TransformerOptions(channels=4)), {}, {})
+    Image.open(make_images(tmp_path / "images", 1, size=(40, 32))[0]).save(tmp_path / "photo.jpg")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("page, heading", [("docs/python-api.md", None), ("README.md", "### Python API"),
+                                           ("docs/getting-started.md", "## Try a model")])
+def test_python_api_examples_run(api_folder, page, heading):
+    """The Python API's examples (its docs page, the README's section, getting started) run as written."""
+    text = (ROOT / page).read_text(encoding="utf-8")
+    text = section(text, heading) if heading else text
+    namespace: dict = {"__name__": "api_docs"}
+    blocks = [code for language, marker, _, code in code_blocks(text) if language == "python" and marker != "skip"]
+    assert blocks, f"no python blocks in {page} {heading or ''}"
+    for i, code in enumerate(blocks):
+        exec(compile(code, f"{page} block {i}", "exec"), namespace)
+    assert (api_folder / "photo_wave.png").is_file()
+
+
+def test_readme_component_table_lists_every_builtin():
+    from stylekit.docs import builtin_registry
+
+    table = section((ROOT / "README.md").read_text(encoding="utf-8"), "### Built-in components")
+    listed: dict[str, set[str]] = {}
+    for kind, names in re.findall(r"^\| (\w+) \| ([^|]+) \|", table, flags=re.M):
+        listed.setdefault(kind, set()).update(re.findall(r"`(\w+)`", names))
+    registry = builtin_registry()
+    for kind in ("loss", "backbone", "depth"):
+        assert listed.get(kind, set()) == set(registry.names(kind)), f"README's {kind} rows vs `stylekit plugins`"
+
+
+def test_getting_started_names_every_quickstart_term():
+    import yaml
+
+    losses = yaml.safe_load((ROOT / "recipes" / "quickstart.yaml").read_text())["losses"]
+    header = ", ".join(f"{name}×{options['weight']:g}" for name, options in losses.items())  # as the trainer prints
+    assert f"`{header}" in (DOCS / "getting-started.md").read_text(encoding="utf-8")
