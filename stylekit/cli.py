@@ -286,10 +286,13 @@ def demo(
 
     choices = model_choices(run, model)
     if not choices:
-        raise StylekitError(no_models_message())
+        raise StylekitError(no_models_message(run))
     engine = DemoEngine(device=device, max_size=max_size)
+    started = lambda url: console.print(f"stylekit demo: [bold]{url}[/] ({len(choices)} model(s), first: "  # noqa: E731
+                                        f"{choices[0].label}); Ctrl-C stops it", highlight=False)
     try:
-        serve(build_app(choices, engine, refresh=lambda: model_choices(run, model)), host=host, port=port)
+        serve(build_app(choices, engine, refresh=lambda: model_choices(run, model)), host=host, port=port,
+              on_start=started)
     finally:
         engine.close()
 

@@ -14,6 +14,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,9 +76,10 @@ def _run_label(path: Path) -> str:
     return f"{path} (step {int(checkpoint.name.removeprefix('step_'))})" if checkpoint is not None else str(path)
 
 
-def no_models_message(runs_dir: Path = DEFAULT_RUNS) -> str:
-    return (f"no models to show: no run with a checkpoint under {runs_dir}/ and no shipped model. Train one "
-            "(`stylekit train recipes/quickstart.yaml`) or name one: `stylekit demo RUN_DIR`, "
+def no_models_message(folder: str | os.PathLike | None = None) -> str:
+    """What to do when :func:`model_choices` found nothing (``folder``: the folder of runs that was searched)."""
+    return (f"no models to show: no run with a checkpoint under {Path(folder or DEFAULT_RUNS)}/ and no shipped "
+            "model. Train one (`stylekit train recipes/quickstart.yaml`) or name one: `stylekit demo RUN_DIR`, "
             "`stylekit demo path/to/model.safetensors`")
 
 
@@ -93,6 +95,7 @@ class DemoEngine:
         self._models: dict[Path, Stylizer] = {}
         self._results: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._written: list[Path] = []
+        self._lock = threading.Lock()  # Gradio calls from worker threads; one photo at a time uses the cores best
 
     def model(self, source: str) -> Stylizer:
         file = model_file(source).resolve()  # a run's latest checkpoint: a newer one loads afresh
@@ -102,6 +105,10 @@ class DemoEngine:
 
     def stylize(self, photo: str | os.PathLike, source: str, strength: float) -> tuple[np.ndarray, Path]:
         """The photo file (as the browser sent it) → (stylised H×W×3 uint8, a PNG of it to download)."""
+        with self._lock:
+            return self._stylize(photo, source, strength)
+
+    def _stylize(self, photo, source: str, strength: float) -> tuple[np.ndarray, Path]:
         from PIL import Image, ImageOps
 
         from .data import load_rgb, to_tensor
@@ -138,11 +145,9 @@ class DemoEngine:
 
 
 def _short_name(source: str) -> str:
-    path = Path(source)
-    if path.name == "model.safetensors" or path.name.startswith("step_"):
-        parts = [p for p in path.parts if p not in ("checkpoints", "model.safetensors") and not p.startswith("step_")]
-        return Path(*parts).name if parts else "stylised"
-    return path.stem if path.suffix == zoo.SUFFIX else path.name
+    """``runs/quickstart/checkpoints/step_0000400/model.safetensors`` → ``quickstart``; ``wave`` → ``wave``."""
+    parts = [p for p in Path(source).parts if p not in ("checkpoints", "model.safetensors") and not p.startswith("step_")]
+    return parts[-1].removesuffix(zoo.SUFFIX) if parts else "stylised"
 
 
 def _gradio():
@@ -204,10 +209,17 @@ def build_app(choices: list[Choice], engine: DemoEngine, *, refresh: Callable[[]
     return app
 
 
-def serve(app, *, host: str = "127.0.0.1", port: int | None = None, block: bool = True, quiet: bool = False):
-    """Start the server; with ``block=False`` return at once (tests), else until Ctrl-C. Returns the local URL."""
+def serve(app, *, host: str = "127.0.0.1", port: int | None = None, block: bool = True,
+          on_start: Callable[[str], None] | None = None) -> str:
+    """Start the server and return its local URL; ``on_start(url)`` is called once it listens. With ``block``
+    (the CLI) it then waits until Ctrl-C; without (tests) it returns at once and ``app.close()`` stops it."""
     _gradio()
-    _, url, _ = app.launch(server_name=host, server_port=port, share=False, inbrowser=False,
-                           prevent_thread_lock=not block, quiet=quiet, show_error=True, ssr_mode=False,
-                           mcp_server=False, enable_monitoring=False, pwa=False)
+    # quiet: Gradio's own banner suggests `share=True`, which this demo never uses
+    _, url, _ = app.launch(server_name=host, server_port=port, share=False, inbrowser=False, prevent_thread_lock=True,
+                           quiet=True, show_error=True, ssr_mode=False, mcp_server=False, enable_monitoring=False,
+                           pwa=False)
+    if on_start is not None:
+        on_start(url)
+    if block:
+        app.block_thread()
     return url

@@ -105,7 +105,7 @@ def server(workspace, tmp_path, monkeypatch):
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
     engine = DemoEngine(device="cpu", output_dir=tmp_path / "outputs")
     demo_app = build_app(model_choices(), engine)
-    url = serve(demo_app, port=free_port(), block=False, quiet=True)
+    url = serve(demo_app, port=free_port(), block=False)
     yield url, workspace
     demo_app.close()
     engine.close()
