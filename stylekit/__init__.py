@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .api import Stylizer, list_components, list_models, load  # noqa: E402
 from .backbones.base import Backbone, BackboneOptions  # noqa: E402
 from .components import Component, ComponentOptions  # noqa: E402
 from .depth.base import DepthNetwork, DepthOptions  # noqa: E402
@@ -37,7 +38,7 @@ def create_loss(name: str, plugins=(), **options) -> LossTerm:
 
 
 __all__ = ["Backbone", "BackboneOptions", "Component", "ComponentOptions", "DepthNetwork", "DepthOptions", "Features",
-           "LossBatch", "LossTerm", "Metric", "MetricOptions", "NetworkSpec", "Perception", "Tap", "TermContext",
-           "TermOptions", "TransformerNet", "TransformerOptions", "WeightsFile", "__version__", "create_backbone",
-           "create_depth_network", "create_loss", "create_metric", "get_plugin_manager", "get_registry", "hookimpl",
-           "resolve_weights"]
+           "LossBatch", "LossTerm", "Metric", "MetricOptions", "NetworkSpec", "Perception", "Stylizer", "Tap",
+           "TermContext", "TermOptions", "TransformerNet", "TransformerOptions", "WeightsFile", "__version__",
+           "create_backbone", "create_depth_network", "create_loss", "create_metric", "get_plugin_manager",
+           "get_registry", "hookimpl", "list_components", "list_models", "load", "resolve_weights"]

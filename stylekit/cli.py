@@ -9,14 +9,69 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from .errors import StylekitError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+
+# -- how --help shows parameters ----------------------------------------------
+# Recent typer versions print a type after every parameter, flags included (`--offline <bool>`), and
+# repeatable ones as `<list[str]>`. Like click, stylekit shows none for flags and the element type for
+# repeatable options and arguments (`--set <str>`, `INPUTS... <path>`). Every command gets this through
+# _ReadableHelpGroup, so a new command needs nothing; tests/test_cli.py checks every command's help.
+
+def _element_type(text: str | None) -> str | None:
+    """``<list[Path]>`` → ``<path>``."""
+    if text and text.startswith("<list[") and text.endswith("]>"):
+        return f"<{text[6:-2].lower()}>"
+    return text
+
+
+class _ReadableOption(TyperOption):
+    def display_type_rich(self, ctx):
+        if self.is_flag:
+            return None
+        text = super().display_type_rich(ctx)
+        return _element_type(text) if self.multiple else text
+
+
+class _ReadableArgument(TyperArgument):
+    def display_type_rich(self, ctx):
+        text = super().display_type_rich(ctx)
+        return _element_type(text) if self.nargs != 1 else text
+
+
+def _readable(params):
+    for param in params:
+        if isinstance(param, TyperOption) and not isinstance(param, _ReadableOption):
+            param.__class__ = _ReadableOption
+        elif isinstance(param, TyperArgument) and not isinstance(param, _ReadableArgument):
+            param.__class__ = _ReadableArgument
+    return params
+
+
+class _ReadableHelpCommand(TyperCommand):
+    def get_params(self, ctx):
+        return _readable(super().get_params(ctx))
+
+
+class _ReadableHelpGroup(TyperGroup):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for command in self.commands.values():
+            if type(command) is TyperCommand:
+                command.__class__ = _ReadableHelpCommand
+
+    def get_params(self, ctx):
+        return _readable(super().get_params(ctx))
+
+
+app = typer.Typer(cls=_ReadableHelpGroup, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train and apply feed-forward style transfer networks whose loss is composed from plugins.")
-plugins_app = typer.Typer(help="List every registered component (kind, name, source, options) or, with `new`, "
-                          "scaffold a plugin package.", invoke_without_command=True)
+plugins_app = typer.Typer(cls=_ReadableHelpGroup, help="List every registered component (kind, name, source, "
+                          "options) or, with `new`, scaffold a plugin package.", invoke_without_command=True)
 app.add_typer(plugins_app, name="plugins")
 console = Console()
 err_console = Console(stderr=True)
@@ -232,6 +287,35 @@ def export(
                       f"max abs difference {diff:.3g}")
     else:
         raise StylekitError(f"--format {format_!r}: choose onnx or torchscript")
+
+
+@app.command()
+def demo(
+    run: Optional[Path] = typer.Argument(None, help="Run, checkpoint folder or .safetensors file to preselect, or a "
+                                         "folder of runs to list instead of runs/."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="A model shipped with stylekit to preselect "
+                                        "(`python -c 'import stylekit; print(stylekit.list_models())'`)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every network interface; "
+                             "the demo has no login)."),
+    port: Optional[int] = typer.Option(None, "--port", help="Port (default: 7860, or the next free one)."),
+    max_size: int = typer.Option(1024, "--max-size", min=0, help="Scale larger photos down so the longer side is "
+                                 "this first (0: full size)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps…"),
+) -> None:
+    """Try models in the browser: a photo or webcam picture in, the stylised picture out (needs stylekit[demo])."""
+    from .demo import DemoEngine, build_app, model_choices, no_models_message, serve
+
+    choices = model_choices(run, model)
+    if not choices:
+        raise StylekitError(no_models_message(run))
+    engine = DemoEngine(device=device, max_size=max_size)
+    started = lambda url: console.print(f"stylekit demo: [bold]{url}[/] ({len(choices)} model(s), first: "  # noqa: E731
+                                        f"{choices[0].label}); Ctrl-C stops it", highlight=False)
+    try:
+        serve(build_app(choices, engine, refresh=lambda: model_choices(run, model)), host=host, port=port,
+              on_start=started)
+    finally:
+        engine.close()
 
 
 @app.command()
@@ -455,16 +539,16 @@ def evaluate(
 
 
 def _options_text(options_model) -> str:
-    parts = []
-    for name, field in options_model.model_fields.items():
-        default = field.get_default(call_default_factory=True)
-        parts.append(f"{name}={default!r}" if default is not None or not field.is_required() else f"{name} (required)")
-    return ", ".join(parts)
+    """``name=default`` per option; a required option (no default) reads ``name (required)``."""
+    return ", ".join(f"{name} (required)" if field.is_required()
+                     else f"{name}={field.get_default(call_default_factory=True)!r}"
+                     for name, field in options_model.model_fields.items())
 
 
 def main() -> None:
     try:
         app()
     except StylekitError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        # escaped: a hint like `pip install 'stylekit[export]'` would otherwise lose its [export] as markup
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
         sys.exit(2)

@@ -56,15 +56,19 @@ def load_rgb(path: str | Path) -> Image.Image:
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     with Image.open(path) as img:
         img.load()
-        img = ImageOps.exif_transpose(img)
-        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-            rgba = img.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            img = Image.alpha_composite(background, rgba)
-        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-            arr = np.asarray(img, dtype=np.float64)
-            img = Image.fromarray((255 * arr / max(arr.max(), 1)).astype(np.uint8))
-        return img.convert("RGB")
+        return to_rgb(ImageOps.exif_transpose(img))
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL image as 8-bit RGB: grey, palette, CMYK and 16-bit converted; alpha composited over white."""
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        img = Image.fromarray((255 * arr / max(arr.max(), 1)).astype(np.uint8))
+    return img.convert("RGB")
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:

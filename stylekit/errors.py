@@ -41,3 +41,7 @@ class UnsafeCheckpointError(WeightsError):
 
 class NonFiniteLossError(StylekitError):
     """A loss term became NaN or infinite during training."""
+
+
+class ImageInputError(StylekitError, ValueError):
+    """An image handed to the Python API has a kind, shape, dtype or value the API does not take."""

@@ -11,6 +11,7 @@ PyTorch right after export; TorchScript files are scripted, so they load with
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from pathlib import Path
 
@@ -54,8 +55,27 @@ def _example(size: int = 512, seed: int = 0) -> torch.Tensor:
     return (base + 55 * torch.rand(3, size, size, generator=gen)).clamp(0, 255).unsqueeze(0)
 
 
+#: what ONNX export imports: torch's TorchScript-based exporter (``dynamo=False``) needs onnx (not onnxscript,
+#: which only the dynamo exporter uses); the check right after export needs onnxruntime
+ONNX_PACKAGES = ("onnx", "onnxruntime")
+ONNX_HINT = "pip install 'stylekit[export]'"
+
+
+def require_onnx() -> None:
+    """Stop before any work, with the install command, when the export extra is missing.
+
+    Checked up front because torch reports a missing onnx as its own ``OnnxExporterError`` (not an
+    ``ImportError``) and only after tracing the model.
+    """
+    missing = [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ExportError(f"ONNX export needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
+                          f"not installed: {ONNX_HINT} (or --format torchscript, which needs nothing more)")
+
+
 def export_onnx(model: TransformerNet, path: str | Path, *, opset: int = 17, verify_size: int = 512) -> float:
     """Write ``path`` and return max |onnxruntime − PyTorch| on a ``verify_size`` image; raise above tolerance."""
+    require_onnx()
     path = Path(path)
     net = Deployable(model.float().cpu().eval()).eval()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,8 +86,10 @@ def export_onnx(model: TransformerNet, path: str | Path, *, opset: int = 17, ver
                               input_names=["image"], output_names=["stylized"],
                               dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
                                             "stylized": {0: "batch", 2: "height", 3: "width"}})
-    except ImportError as exc:
-        raise ExportError(f"ONNX export needs the onnx package: pip install 'stylekit[export]' ({exc})") from exc
+    except (ImportError, getattr(torch.onnx, "OnnxExporterError", ImportError)) as exc:
+        if "not installed" not in str(exc) and not isinstance(exc, ImportError):
+            raise
+        raise ExportError(f"ONNX export needs a package torch could not import: {ONNX_HINT} ({exc})") from exc
     return verify_onnx(path, model, verify_size)
 
 
@@ -75,7 +97,7 @@ def verify_onnx(path: str | Path, model: TransformerNet, size: int = 512) -> flo
     try:
         import onnxruntime as ort
     except ImportError as exc:
-        raise ExportError("verifying ONNX needs onnxruntime: pip install 'stylekit[export]'") from exc
+        raise ExportError(f"verifying ONNX needs onnxruntime: {ONNX_HINT}") from exc
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = 0.0
     for h, w in ((size, size), (size - 3, size // 2 + 1)):  # also a size that is not a multiple of 4

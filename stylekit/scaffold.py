@@ -1,8 +1,9 @@
 """``stylekit plugins new``: a ready-to-install plugin package from the templates in ``stylekit/templates``.
 
-The package has a pyproject with the ``stylekit`` entry-point group, the plugin module, a test using
-:mod:`stylekit.testing`, a recipe and a README. Templates are plain files with ``{{placeholders}}``;
-``__package__`` in a path becomes the package name.
+The package has a pyproject with the ``stylekit`` entry-point group, the plugin module, tests using
+:mod:`stylekit.testing` with the options its recipe trains with, a recipe extending a copy of stylekit's
+quickstart (so it works wherever the package goes) and a README. Templates are plain files with
+``{{placeholders}}``; ``__package__`` in a path becomes the package name.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ SUMMARIES = {
 USAGE = {
     "loss": "stylekit train recipes/{name}.yaml        # the quickstart plus `{name}`",
     "backbone": "stylekit train recipes/{name}.yaml        # the quickstart on the `{name}` backbone",
-    "depth": "stylekit plugins                          # then use `{name}` from a depth-aware term",
+    "depth": "stylekit train recipes/{name}.yaml        # the quickstart with `{name}` as the depth term's φ1",
 }
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
 
@@ -51,16 +52,31 @@ class PluginNames:
                    cls="".join(part.capitalize() for part in name.split("_") if part))
 
 
-def _quickstart_extends(recipes_dir: Path) -> str:
-    """``extends:`` for stylekit's quickstart when this is a source checkout, else a line to edit."""
-    repo = Path(__file__).resolve().parents[1]
-    quickstart = repo / "recipes" / "quickstart.yaml"
-    if quickstart.is_file():
-        recipes_dir = recipes_dir.resolve()
-        inside = recipes_dir.is_relative_to(repo)  # relative inside the checkout (it moves with it), else absolute
-        return f"extends: {Path(os.path.relpath(quickstart, recipes_dir)).as_posix() if inside else quickstart}"
-    return ("# extends: /path/to/stylekit/recipes/quickstart.yaml   # point this at a recipe of yours\n"
-            "extends: quickstart.yaml")
+def _quickstart_files() -> dict[str, bytes]:
+    """stylekit's quickstart recipe and the style images it names, to copy into the package's ``recipes/``.
+
+    A copy, not an ``extends:`` path into this checkout: the package's recipe then works wherever the package
+    goes (another folder, another machine, a git repository). Empty when stylekit is installed without its
+    source checkout (the recipes are not part of the wheel).
+    """
+    import yaml
+
+    quickstart = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
+    if not quickstart.is_file():
+        return {}
+    text = quickstart.read_text(encoding="utf-8")
+    header = (f"# A copy of stylekit {__version__}'s recipes/quickstart.yaml (and the style image it names), made by\n"
+              "# `stylekit plugins new` so that this package's recipes work wherever the package goes.\n")
+    files = {"recipes/quickstart.yaml": (header + text).encode("utf-8")}
+    for image in (yaml.safe_load(text).get("style") or {}).get("images", []):
+        source = quickstart.parent / image
+        if not Path(image).is_absolute() and source.is_file():
+            files[f"recipes/{Path(image).as_posix()}"] = source.read_bytes()
+    return files
+
+
+_NO_QUICKSTART = ("# stylekit's recipes/quickstart.yaml was not found (stylekit installed without its source checkout):\n"
+                  "# copy a recipe of yours to recipes/quickstart.yaml, or point `extends:` at one.\n")
 
 
 def _templates(kind: str):
@@ -94,10 +110,14 @@ def scaffold(raw_name: str, kind: str = "loss", output: str | os.PathLike = ".",
     target = Path(output).expanduser() / names.dist
     if target.exists() and any(target.iterdir()) and not force:
         raise ScaffoldError(f"{target} exists and is not empty; choose another -o DIR or pass --force")
+    quickstart = _quickstart_files()
     values = {
         "name": names.name, "dist": names.dist, "package": names.package, "class": names.cls, "kind": kind,
-        "summary": SUMMARIES[kind], "stylekit_version": __version__,
-        "extends": _quickstart_extends(target / "recipes"), "usage": USAGE[kind].format(name=names.name),
+        "summary": SUMMARIES[kind], "stylekit_version": __version__, "command": f"stylekit plugins new {raw_name} "
+        f"--kind {kind}", "extends": ("" if quickstart else _NO_QUICKSTART) + "extends: quickstart.yaml",
+        "usage": USAGE[kind].format(name=names.name),
+        "quickstart_note": "a copy of stylekit's quickstart recipe and its style image, which your recipes extend"
+                           if quickstart else "put the recipe your recipes extend here (see their `extends:` line)",
     }
     for parts, text in _templates(kind):
         rel = Path(*(names.package if p == "__package__" else p for p in parts))
@@ -111,4 +131,7 @@ def scaffold(raw_name: str, kind: str = "loss", output: str | os.PathLike = ".",
         path = target / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
+    for rel, data in quickstart.items():
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        (target / rel).write_bytes(data)
     return target

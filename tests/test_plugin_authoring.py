@@ -178,10 +178,12 @@ def test_scaffolded_packages_pass_their_own_tests(tmp_path):
         pyproject = tomllib.loads((target / "pyproject.toml").read_text())
         assert pyproject["project"]["entry-points"]["stylekit"] == {f"my_{kind}": f"{package}.plugin"}
         assert pyproject["project"]["name"] == f"stylekit-my-{kind}"
-        if kind != "depth":  # the recipe resolves, with the plugin given as a file
-            recipe = load_recipe(target / "recipes" / f"my_{kind}.yaml",
-                                 extra_plugins=[str(target / package / "plugin.py")])
-            assert recipe.name == f"my_{kind}"
+        # the recipe resolves, with the plugin given as a file, through the package's own copy of the quickstart
+        recipe = load_recipe(target / "recipes" / f"my_{kind}.yaml", extra_plugins=[str(target / package / "plugin.py")])
+        assert recipe.name == f"my_{kind}"
+        assert (target / "recipes" / "quickstart.yaml").is_file() and (target / "recipes/styles/wave.jpg").is_file()
+        assert "extends: quickstart.yaml\n" in (target / "recipes" / f"my_{kind}.yaml").read_text()
+        assert f"`stylekit plugins new my-{kind} --kind {kind}`" in (target / "README.md").read_text()
     # the generated tests, all three packages in one pytest session (as each would run on its own)
     dirs = [str(tmp_path / f"stylekit-my-{kind}") for kind in kinds]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(dirs), "STYLEKIT_DISABLE_ENTRY_POINTS": "1"}
@@ -189,7 +191,7 @@ def test_scaffolded_packages_pass_their_own_tests(tmp_path):
                           *(f"{d}/tests" for d in dirs)], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "8 passed" in run.stdout, run.stdout
+    assert "9 passed" in run.stdout, run.stdout
 
 
 def test_module_plugins_in_a_recipe_are_not_taken_for_paths(tmp_path):
