@@ -12,6 +12,7 @@ import torch
 from pydantic import Field
 
 from ..errors import WeightsNotFoundError
+from ..functional import IMAGENET_MEAN, IMAGENET_STD
 from ..weights import offline, weights_dir
 from .base import Backbone, BackboneOptions
 
@@ -60,9 +61,9 @@ class TimmBackbone(Backbone):
             ) from exc
         self._names = list(self.net.feature_info.module_name())
         cfg = self.net.pretrained_cfg
-        self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1) * 255,
+        self.register_buffer("mean", torch.tensor(cfg.get("mean", IMAGENET_MEAN)).view(1, 3, 1, 1) * 255,
                              persistent=False)
-        self.register_buffer("std", torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1) * 255,
+        self.register_buffer("std", torch.tensor(cfg.get("std", IMAGENET_STD)).view(1, 3, 1, 1) * 255,
                              persistent=False)
         self.freeze()
 

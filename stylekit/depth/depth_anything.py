@@ -16,12 +16,11 @@ import torch
 from pydantic import Field
 
 from ..errors import ConfigError, StylekitError, WeightsNotFoundError
+from ..functional import IMAGENET_MEAN, IMAGENET_STD
 from ..weights import WeightsFile, offline, resolve_weights, weights_dir
 from .base import DepthNetwork, DepthOptions
 
 SMALL_ID = "depth-anything/Depth-Anything-V2-Small-hf"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: the architecture of Depth-Anything-V2-Small-hf (its config.json), so a saved state dict loads offline
 SMALL_CONFIG = dict(

@@ -18,6 +18,7 @@ from pydantic import Field
 from torch import nn
 
 from ..errors import ConfigError, WeightsNotFoundError
+from ..functional import IMAGENET_MEAN, IMAGENET_STD
 from ..weights import WeightsFile, resolve_weights
 from .base import DepthNetwork, DepthOptions
 
@@ -49,9 +50,6 @@ DPT_LARGE_WEIGHTS = WeightsFile(
     license=MIDAS_LICENSE,
     how_to_get="MiDaS v3 DPT-Large, from the isl-org/MiDaS GitHub release v3 (1.28 GiB).",
 )
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 # -- the shared RefineNet-style decoder (MiDaS blocks.py) ------------------------------------------

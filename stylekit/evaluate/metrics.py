@@ -23,8 +23,7 @@ from torch import nn
 from ..components import ComponentOptions
 from ..errors import StylekitError, WeightsNotFoundError
 from ..features import NetworkSpec
-from ..losses.content import feature_reconstruction
-from ..losses.style import gram_matrix
+from ..functional import feature_reconstruction, gram_matrix
 from ..weights import WeightsFile, resolve_weights
 from . import functional as Fm
 

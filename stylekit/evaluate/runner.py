@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..data import list_images, load_image
 from ..errors import StylekitError
-from ..features import NetworkSpec
+from ..functional import align_scale_shift, normalize_min_max
 from . import functional as Fm
 from .metrics import (BUILTIN_METRICS, Column, EvalNetworks, Metric, MetricUnavailable, StyleDistance,
                       load_bsds_boundaries)
@@ -270,10 +270,10 @@ def _figure_maps(row: dict[str, Any], networks: EvalNetworks, settings: EvalSett
     row["depth"], row["edges"] = {}, {}
     try:
         dc = networks.depth(content)
-        target, _, _ = Fm.normalise_per_image(dc.double())
+        target = normalize_min_max(dc.double(), Fm.EPS)
         row["depth"]["content"] = target[0, 0].float()
         for name, out in row["outputs"].items():
-            row["depth"][name] = Fm.align_scale_shift(networks.depth(out).double(), target)[0, 0].float()
+            row["depth"][name] = align_scale_shift(networks.depth(out).double(), target)[0, 0].float()
     except MetricUnavailable:
         pass
     try:

@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 
 import stylekit
-from stylekit.losses import gram_matrix
+from stylekit.functional import gram_matrix
 
 from .decompose import IntrinsicOptions, albedo, log_shading
 
