@@ -289,6 +289,25 @@ def test_lpips_names_exactly_the_missing_backbone(tmp_path, monkeypatch, network
     assert str(info.value) == "missing: vgg16-397923af.pth"
 
 
+def test_evaluation_gets_its_networks_from_the_training_cache():
+    """EvalNetworks builds through a Perception: one instance per spec across roles, and a run's own is reused."""
+    from stylekit.features import Tap
+    from stylekit.testing import make_perception, tiny_registry
+
+    spec = NetworkSpec.of("backbone", "tiny_vgg")
+    perception = make_perception()  # as the trainer builds it: tiny_vgg under the alias "backbone"
+    nets = EvalNetworks(perception=perception, backbone=spec, hed=spec)
+    assert nets.get("backbone") is perception.network("backbone")
+    assert nets.get("hed") is nets.get("backbone")
+    assert len(perception.nets) == 1
+    x = torch.rand(1, 3, 16, 16) * 255
+    torch.testing.assert_close(nets.features(x, ("relu2_2",))["relu2_2"],
+                               perception.extract(x, [Tap("relu2_2")])[Tap("relu2_2")])
+    own = EvalNetworks(tiny_registry(), backbone=spec, hed=spec)  # without a run: built once, lazily
+    assert own.perception.nets.keys() == set()
+    assert own.get("hed") is own.get("backbone") is own.perception.require(spec)
+
+
 def test_shrinking_bsds_boundaries_keeps_thin_lines():
     from stylekit.evaluate.runner import resize_boundaries
 
