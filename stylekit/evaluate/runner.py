@@ -21,8 +21,8 @@ from ..data import list_images, load_image
 from ..errors import StylekitError
 from ..functional import align_scale_shift, normalize_min_max
 from . import functional as Fm
-from .metrics import (BUILTIN_METRICS, Column, EvalNetworks, Metric, MetricUnavailable, StyleDistance,
-                      load_bsds_boundaries)
+from .metrics import (BUILTIN_METRICS, NOT_IMPLEMENTED, Column, EvalNetworks, Metric, MetricUnavailable,
+                      StyleDistance, load_bsds_boundaries, not_implemented_reason)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -158,6 +158,8 @@ def build_metrics(networks: EvalNetworks, style: torch.Tensor | None, settings: 
             metrics.append(metric)
         except MetricUnavailable as exc:
             unavailable[cls.name] = str(exc)
+    for name in NOT_IMPLEMENTED:
+        unavailable[name] = not_implemented_reason(name)
     return metrics, unavailable
 
 

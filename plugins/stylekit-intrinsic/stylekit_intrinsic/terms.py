@@ -101,7 +101,6 @@ class ShadingError(stylekit.Metric):
 
     name = "shading_error"
     Options = ShadingErrorOptions
-    higher_is_better = False
 
     def forward(self, content: torch.Tensor, stylised: torch.Tensor) -> torch.Tensor:
         diff = log_shading(stylised, self.options) - log_shading(content, self.options)
