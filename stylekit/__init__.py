@@ -9,8 +9,8 @@ from .backbones.base import Backbone, BackboneOptions  # noqa: E402
 from .components import Component, ComponentOptions  # noqa: E402
 from .depth.base import DepthNetwork, DepthOptions  # noqa: E402
 from .hookspecs import hookimpl  # noqa: E402
-from .losses.base import Features, LossBatch, LossTerm, Tap, TermContext, TermOptions  # noqa: E402
-from .features import NetworkSpec, Perception  # noqa: E402
+from .features import Features, NetworkSpec, Perception, Tap  # noqa: E402
+from .losses.base import LossBatch, LossTerm, TermContext, TermOptions  # noqa: E402
 from .metrics import Metric, MetricOptions  # noqa: E402
 from .models.transformer import TransformerNet, TransformerOptions  # noqa: E402
 from .plugins import get_plugin_manager, get_registry  # noqa: E402

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .functional import IMAGENET_MEAN, IMAGENET_STD
 from .models.transformer import TransformerNet
 
 #: dense peak TFLOP/s by device-name fragment: (bf16/fp16 tensor cores, TF32 tensor cores, plain fp32)
@@ -154,8 +155,8 @@ def reference_gram(y: torch.Tensor) -> torch.Tensor:
 
 def reference_normalize(batch: torch.Tensor) -> torch.Tensor:
     """ImageNet normalisation of a 0–255 batch, as the example's ``normalize_batch``."""
-    mean = batch.new_tensor([0.485, 0.456, 0.406]).view(-1, 1, 1)
-    std = batch.new_tensor([0.229, 0.224, 0.225]).view(-1, 1, 1)
+    mean = batch.new_tensor(IMAGENET_MEAN).view(-1, 1, 1)
+    std = batch.new_tensor(IMAGENET_STD).view(-1, 1, 1)
     return (batch / 255.0 - mean) / std
 
 

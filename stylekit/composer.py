@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .losses.base import LossBatch, LossTerm, Tap
+from .features import Tap
+from .losses.base import LossBatch, LossTerm
 
 
 def build_terms(recipe, registry) -> list[LossTerm]:

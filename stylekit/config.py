@@ -115,9 +115,6 @@ class Recipe(Section):
     performance: PerformanceConfig = Field(default_factory=PerformanceConfig,
                                            description="Memory format, compilation, data loading, sync cadence.")
 
-    def term_name(self, key: str) -> str:
-        return str(self.losses[key].get("term", key))
-
 
 # -- loading ---------------------------------------------------------------
 

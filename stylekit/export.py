@@ -4,9 +4,10 @@ The training module pads to a multiple of 4 only when needed (a Python ``if`` on
 input size), which a tracer would freeze at the example's size. :class:`Deployable`
 always pads by ``(4 - h % 4) % 4`` instead (zero when already aligned), so one graph
 serves every size. Instance norm exports as ONNX ``InstanceNormalization``; reflection
-padding as ``Pad(mode=reflect)``. Each ONNX file is checked with onnxruntime against
-PyTorch right after export; TorchScript files are scripted, so they load with
-``torch.jit.load`` alone, without stylekit installed.
+padding as ``Pad(mode=reflect)``. ONNX traces the model as trained, fast layers included
+(:mod:`stylekit.models.fast_layers`); each ONNX file is checked with onnxruntime against PyTorch
+right after export. TorchScript scripts the plain network (the same state dict in the paper's
+modules), so the file loads with ``torch.jit.load`` alone, without stylekit installed.
 """
 
 from __future__ import annotations
@@ -118,7 +119,9 @@ def export_torchscript(model: TransformerNet, path: str | Path) -> float:
     """Script the model (sizes stay dynamic) and return max |TorchScript − PyTorch| on a small odd-sized image."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    net = Deployable(model.float().cpu().eval()).eval()
+    plain = TransformerNet(model.options, fast=False)
+    plain.load_state_dict(model.state_dict())
+    net = Deployable(plain.float().cpu().eval()).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         scripted = torch.jit.script(net)

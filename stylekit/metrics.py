@@ -30,8 +30,6 @@ class Metric(Component, nn.Module):
 
     kind: ClassVar[str] = "metric"
     Options: ClassVar[type[ComponentOptions]] = MetricOptions
-    #: True when larger values are better (e.g. a similarity), False for errors and distances.
-    higher_is_better: ClassVar[bool] = False
 
     def __init__(self, options: ComponentOptions | dict | None = None):
         nn.Module.__init__(self)

@@ -28,9 +28,9 @@ from .composer import LossComposer, build_terms
 from .config import Recipe, dump_recipe
 from .data import ImageFolder, ResumableSampler, collate, list_images, load_image
 from .errors import NonFiniteLossError, StylekitError
-from .features import BACKBONE, NetworkSpec, Perception
+from .features import BACKBONE, Features, NetworkSpec, Perception
 from .finite import FiniteCheck
-from .losses.base import Features, LossBatch, TermContext
+from .losses.base import LossBatch, TermContext
 from .models.transformer import TransformerNet
 from .runs import MODEL_FILE, RunDir, RunLockedError
 from .runtime import autocast, pick_channels_last, pick_device, pick_precision

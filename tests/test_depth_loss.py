@@ -5,9 +5,8 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import SHARED_WEIGHTS, needs_shared
-from stylekit.depth.maps import least_squares_align, normalize01
-from stylekit.features import NetworkSpec, Perception
-from stylekit.losses import DepthLoss, EdgeLoss, Features, LossBatch, Tap
+from stylekit.features import Features, NetworkSpec, Perception, Tap
+from stylekit.losses import DepthLoss, EdgeLoss, LossBatch
 from stylekit.plugins import get_registry
 
 RANDOM_LITE = {"weights": "random", "encoder_weights": "random"}
@@ -38,11 +37,6 @@ def test_scale_invariant_option_ignores_affine_changes_of_the_output():
     assert term(depth_batch(term, 2 * ref - 1, ref)).abs().max() < 1e-6
     with pytest.raises(ValueError, match="needs layer 'output'"):
         DepthLoss({"scale_invariant": True, "layer": "relu3_3"})
-
-
-def test_least_squares_align_recovers_an_affine_map():
-    target = torch.rand(3, 1, 5, 6)
-    assert torch.allclose(least_squares_align(0.5 * target - 2.0, target), target, atol=1e-5)
 
 
 def test_gradients_reach_the_output_but_never_the_depth_network():
@@ -89,6 +83,19 @@ def test_hed_depth_lite_any_size_and_saved_state(tmp_path, size):
     assert torch.equal(again.predict(x), out)
 
 
+def test_a_depth_term_whose_network_options_name_a_file_gets_its_network(tmp_path):
+    """The spec's key then holds a '.', which torch module names may not: the Perception holds the network anyway."""
+    net = get_registry().get("depth", "hed_depth_lite")(RANDOM_LITE)
+    save_file(net.head.state_dict(), str(tmp_path / "head.safetensors"))
+    term = DepthLoss({"network_options": {**RANDOM_LITE, "weights": str(tmp_path / "head.safetensors")}})
+    perception = Perception(get_registry())
+    built = perception.require(term.network_spec())
+    assert perception.network(term.network_spec().key) is built
+    x = torch.rand(1, 3, 32, 32) * 255
+    feats = perception.extract(x, term.taps())
+    assert term(LossBatch(x, x, feats, feats)).abs().max() == 0
+
+
 def test_packaged_hed_depth_lite_weights_load(monkeypatch):
     net = get_registry().get("depth", "hed_depth_lite")({"encoder_weights": "random"})
     assert net.head.tap_scale.min() > 0 and not torch.equal(net.head.tap_scale, torch.ones(3))
@@ -100,11 +107,6 @@ def test_torchscript_backend_runs_the_shared_model():
         {"weights": str(SHARED_WEIGHTS / "nyu_depth_hedvgg.torchscript.pt")})
     out = net.predict(torch.rand(1, 3, 50, 70) * 255)
     assert out.shape == (1, 1, 50, 70) and (out > 0).all()
-
-
-def test_normalize01():
-    m = normalize01(torch.tensor([[[[2.0, 4.0], [6.0, 10.0]]]]))
-    assert m.min() == 0 and m.max() == 1
 
 
 def test_depth_command_writes_16bit_maps_and_previews(tmp_path):

@@ -72,15 +72,9 @@ def networks(shared_networks, monkeypatch) -> EvalNetworks:
 
 
 # -- functional pieces ------------------------------------------------------------------------------------------
-def test_scale_shift_alignment_is_exact_for_affine_depth():
+def test_depth_rmse_ignores_scale_and_shift():
     target = torch.rand(2, 1, 10, 12, dtype=torch.float64)
-    pred = (target - 0.25) / 3.5  # target = 3.5 · pred + 0.25
-    aligned = Fm.align_scale_shift(pred, target)
-    assert torch.allclose(aligned, target, atol=1e-10)
-    assert float(Fm.depth_rmse(target, pred * 7 + 2).max()) < 1e-6
-    # a constant prediction aligns to the mean
-    assert torch.allclose(Fm.align_scale_shift(torch.ones_like(target), target), target.mean((1, 2, 3), keepdim=True)
-                          .expand_as(target))
+    assert float(Fm.depth_rmse(target, target * 7 + 2).max()) < 1e-6
 
 
 def test_depth_metrics_identity_and_shuffle():
@@ -293,6 +287,25 @@ def test_lpips_names_exactly_the_missing_backbone(tmp_path, monkeypatch, network
     with pytest.raises(MetricUnavailable) as info:
         LPIPS(networks=networks)
     assert str(info.value) == "missing: vgg16-397923af.pth"
+
+
+def test_evaluation_gets_its_networks_from_the_training_cache():
+    """EvalNetworks builds through a Perception: one instance per spec across roles, and a run's own is reused."""
+    from stylekit.features import Tap
+    from stylekit.testing import make_perception, tiny_registry
+
+    spec = NetworkSpec.of("backbone", "tiny_vgg")
+    perception = make_perception()  # as the trainer builds it: tiny_vgg under the alias "backbone"
+    nets = EvalNetworks(perception=perception, backbone=spec, hed=spec)
+    assert nets.get("backbone") is perception.network("backbone")
+    assert nets.get("hed") is nets.get("backbone")
+    assert len(perception.nets) == 1
+    x = torch.rand(1, 3, 16, 16) * 255
+    torch.testing.assert_close(nets.features(x, ("relu2_2",))["relu2_2"],
+                               perception.extract(x, [Tap("relu2_2")])[Tap("relu2_2")])
+    own = EvalNetworks(tiny_registry(), backbone=spec, hed=spec)  # without a run: built once, lazily
+    assert own.perception.nets.keys() == set()
+    assert own.get("hed") is own.get("backbone") is own.perception.require(spec)
 
 
 def test_shrinking_bsds_boundaries_keeps_thin_lines():

@@ -63,3 +63,32 @@ def test_fast_layers_compute_the_listed_modules_exactly(size):
         torch.testing.assert_close(torch.autograd.grad(fast, value, grad)[0],
                                    torch.autograd.grad(reference, value, grad)[0])
     assert net(x).shape == x.shape
+
+
+@pytest.mark.parametrize("norm,upsample", [("instance", "nearest"), ("batch", "deconv")])
+def test_the_fast_network_is_the_plain_network_with_the_same_state_dict(norm, upsample):
+    """The fast forms are swapped in once at build time; the plain modules are the paper's, and the same weights
+    give the same outputs and gradients (checked in float64)."""
+    from stylekit.models.fast_layers import ReflectionPad, SpaceToDepthConv, UpsampleConv, use_fast_layers
+
+    torch.manual_seed(0)
+    options = {"norm": norm, "upsample": upsample, "channels": 8, "residual_blocks": 1}
+    fast, plain = TransformerNet(options).double(), TransformerNet(options, fast=False).double()
+    assert list(fast.state_dict()) == list(plain.state_dict())  # checkpoints do not see the swap
+    plain.load_state_dict(fast.state_dict())
+    assert not any(isinstance(m, (ReflectionPad, SpaceToDepthConv, UpsampleConv)) for m in plain.modules())
+    assert isinstance(fast.out, SpaceToDepthConv) and isinstance(fast.down[0][0], ReflectionPad)
+    assert isinstance(fast.up[0], UpsampleConv) == (upsample == "nearest")
+    assert [type(m) for m in use_fast_layers(fast).modules()] == [type(m) for m in fast.modules()]  # idempotent
+
+    x = torch.rand(2, 3, 30, 45, dtype=torch.double) * 255
+    outputs, grads = [], []
+    for net in (fast, plain):
+        image = x.clone().requires_grad_(True)
+        y = net(image)
+        y.pow(2).mean().backward()
+        outputs.append(y.detach())
+        grads.append([image.grad, *[p.grad for p in net.parameters()]])
+    torch.testing.assert_close(outputs[0], outputs[1])
+    for got, expected in zip(*grads):
+        torch.testing.assert_close(got, expected)

@@ -129,12 +129,12 @@ DERIVED_PLUGIN = textwrap.dedent('''
             with torch.no_grad():
                 grey = context.style_images[0].mean(1, keepdim=True).expand(-1, 3, -1, -1)
                 f = self.perception.extract(grey, [stylekit.Tap("relu1_2")])["relu1_2"]
-            self.target = stylekit.losses.gram_matrix(f)
+            self.target = stylekit.functional.gram_matrix(f)
 
         def forward(self, batch):
             grey = batch.output.mean(1, keepdim=True).expand(-1, 3, -1, -1)
             f = self.perception.extract(grey, [stylekit.Tap("relu1_2")])["relu1_2"]
-            return (stylekit.losses.gram_matrix(f) - self.target).pow(2).sum((1, 2))
+            return (stylekit.functional.gram_matrix(f) - self.target).pow(2).sum((1, 2))
 
     @stylekit.hookimpl
     def stylekit_loss_terms():

@@ -135,7 +135,7 @@ def test_compile_wraps_the_hot_path_but_not_checkpoints(tmp_path, monkeypatch):
 
 
 def test_gram_matrix_reads_nhwc_and_low_precision_within_tolerance():
-    from stylekit.losses import gram_matrix
+    from stylekit.functional import gram_matrix
 
     x = torch.randn(2, 16, 12, 10, generator=torch.Generator().manual_seed(0)).relu()
     reference = gram_matrix(x)
@@ -161,12 +161,12 @@ def test_reflection_pad_stays_in_bf16_under_autocast():
 
 
 def test_gram_matrix_gradient_matches_autograd_in_both_layouts():
-    from stylekit.losses.style import _SelfProduct
+    from stylekit.functional import _SelfProduct
 
     f = torch.randn(2, 6, 20, dtype=torch.double, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: _SelfProduct.apply(t, False), (f,))
     assert torch.autograd.gradcheck(lambda t: _SelfProduct.apply(t, True), (f,))
-    from stylekit.losses import gram_matrix
+    from stylekit.functional import gram_matrix
 
     x = torch.randn(2, 8, 6, 5, generator=torch.Generator().manual_seed(1))
     for memory_format in (torch.contiguous_format, torch.channels_last):

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from ..errors import WeightsMismatchError, WeightsNotFoundError
 from ..weights import load_state, mismatch, offline, read_state_dict, resolve_choice, unwrap, weights_dir
+from ..functional import IMAGENET_MEAN, IMAGENET_STD
 from .base import Backbone, BackboneOptions
 
 
@@ -47,9 +48,9 @@ class TimmBackbone(Backbone):
             self.net = self._from_timm(pretrained=choice.kind != "random")
         self._names = list(self.net.feature_info.module_name())
         cfg = self.net.pretrained_cfg
-        self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1) * 255,
+        self.register_buffer("mean", torch.tensor(cfg.get("mean", IMAGENET_MEAN)).view(1, 3, 1, 1) * 255,
                              persistent=False)
-        self.register_buffer("std", torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1) * 255,
+        self.register_buffer("std", torch.tensor(cfg.get("std", IMAGENET_STD)).view(1, 3, 1, 1) * 255,
                              persistent=False)
         self.freeze()
 

@@ -13,10 +13,9 @@ from pydantic import Field
 from torch import nn
 
 from ..weights import WeightsFile, hash_prefix, load_pretrained
+from ..functional import IMAGENET_MEAN, IMAGENET_STD
 from .base import Backbone, BackboneOptions
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 CAFFE_MEAN_BGR = (104.00699, 116.66877, 122.67892)
 
 

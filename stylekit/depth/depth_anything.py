@@ -22,12 +22,11 @@ from pydantic import Field
 
 from ..errors import ConfigError, StylekitError, WeightsMismatchError, WeightsNotFoundError
 from ..weights import WeightsFile, load_pretrained, offline, unwrap, weights_dir
+from ..functional import IMAGENET_MEAN, IMAGENET_STD
 from .base import DepthNetwork, DepthOptions
 from .transforms import Resize
 
 SMALL_ID = "depth-anything/Depth-Anything-V2-Small-hf"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: the architecture of Depth-Anything-V2-Small-hf (its config.json), so a saved state dict loads offline
 SMALL_CONFIG = dict(

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..weights import WeightsFile, load_pretrained, resolve_choice, unwrap
+from ..functional import IMAGENET_MEAN, IMAGENET_STD
 from .base import DepthNetwork, DepthOptions
 from .transforms import Resize
 
@@ -60,9 +61,6 @@ DPT_LARGE_WEIGHTS = WeightsFile(
     license=MIDAS_LICENSE,
     how_to_get="MiDaS v3 DPT-Large, from the isl-org/MiDaS GitHub release v3 (1.28 GiB).",
 )
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 # -- the shared RefineNet-style decoder (MiDaS blocks.py) ------------------------------------------

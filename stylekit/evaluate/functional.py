@@ -1,6 +1,7 @@
 """Pure tensor functions behind the evaluation metrics: no networks, so each has a known answer to test.
 
-Images are stylekit images (N×3×H×W, RGB, [0, 255]); maps are N×1×H×W.
+Images are stylekit images (N×3×H×W, RGB, [0, 255]); maps are N×1×H×W. The maths shared with training
+(scale-and-shift alignment, min–max normalisation) is in :mod:`stylekit.functional`.
 """
 
 from __future__ import annotations
@@ -11,42 +12,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import functional as common
+from ..deprecation import moved
+
+__getattr__ = moved(__name__, {"align_scale_shift": "stylekit.functional:align_scale_shift"})
+
 EPS = 1e-8
 
 
 # -- depth ------------------------------------------------------------------------------------------------
-def align_scale_shift(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Per image, ``s·pred + t`` with (s, t) minimising ‖s·pred + t − target‖² (least squares, MiDaS-style).
-
-    Relative depth networks are defined only up to scale and shift, so a stylised depth map is compared
-    only after this alignment; an affine transform of the target is recovered exactly.
-    """
-    n = pred.shape[0]
-    p, q = pred.reshape(n, -1).double(), target.reshape(n, -1).double()
-    m = torch.ones_like(p) if mask is None else mask.reshape(n, -1).double()
-    a00, a01, a11 = (m * p * p).sum(1), (m * p).sum(1), m.sum(1)
-    b0, b1 = (m * p * q).sum(1), (m * q).sum(1)
-    det = a00 * a11 - a01 * a01
-    ok = det.abs() > 1e-12 * (a00 * a11).clamp_min(1e-30)
-    s = torch.where(ok, (a11 * b0 - a01 * b1) / torch.where(ok, det, torch.ones_like(det)), torch.zeros_like(det))
-    t = torch.where(ok, (b1 - s * a01) / a11.clamp_min(1), b1 / a11.clamp_min(1))  # degenerate pred: the mean
-    return (s.view(n, 1) * p + t.view(n, 1)).reshape(pred.shape).to(pred.dtype)
-
-
-def normalise_per_image(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Min–max to [0, 1] per image; returns (normalised, min, range) so others can share the mapping."""
-    n = x.shape[0]
-    flat = x.reshape(n, -1)
-    lo, hi = flat.min(1).values, flat.max(1).values
-    rng = (hi - lo).clamp_min(EPS)
-    shape = (n,) + (1,) * (x.dim() - 1)
-    return (x - lo.view(shape)) / rng.view(shape), lo, rng
-
-
 def depth_rmse(content_inv: torch.Tensor, stylised_inv: torch.Tensor) -> torch.Tensor:
     """RMSE between content inverse depth normalised to [0, 1] and the aligned stylised inverse depth (N,)."""
-    target, lo, rng = normalise_per_image(content_inv.double())
-    aligned = align_scale_shift(stylised_inv.double(), target)
+    target = common.normalize_min_max(content_inv.double(), EPS)
+    aligned = common.align_scale_shift(stylised_inv.double(), target)
     return (aligned - target).pow(2).flatten(1).mean(1).sqrt().float()
 
 
@@ -58,7 +36,7 @@ def ordinal_agreement(content_inv: torch.Tensor, stylised_inv: torch.Tensor, pai
     skipped: their order is noise. Pixel pairs are drawn with a fixed seed, so every model sees the same pairs.
     """
     n = content_inv.shape[0]
-    c, _, _ = normalise_per_image(content_inv.double())
+    c = common.normalize_min_max(content_inv.double(), EPS)
     c, s = c.reshape(n, -1), stylised_inv.double().reshape(n, -1)
     gen = torch.Generator().manual_seed(seed)
     i = torch.randint(0, c.shape[1], (pairs,), generator=gen)
@@ -153,7 +131,7 @@ def spectral_residual_saliency(images: torch.Tensor, width: int = 64, sigma: flo
     sal = torch.fft.ifft2(torch.exp(residual + 1j * phase)).abs() ** 2
     sal = _gaussian_blur(sal, sigma)
     sal = F.interpolate(sal, size=(h, w), mode="bilinear", align_corners=False)
-    return normalise_per_image(sal)[0].float()
+    return common.normalize_min_max(sal, EPS).float()
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

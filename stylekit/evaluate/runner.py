@@ -19,10 +19,10 @@ import torch.nn.functional as F
 
 from ..data import list_images, load_image
 from ..errors import StylekitError
-from ..features import NetworkSpec
+from ..functional import align_scale_shift, normalize_min_max
 from . import functional as Fm
-from .metrics import (BUILTIN_METRICS, Column, EvalNetworks, Metric, MetricUnavailable, StyleDistance,
-                      load_bsds_boundaries)
+from .metrics import (BUILTIN_METRICS, NOT_IMPLEMENTED, Column, EvalNetworks, Metric, MetricUnavailable,
+                      StyleDistance, load_bsds_boundaries, not_implemented_reason)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -165,6 +165,8 @@ def build_metrics(networks: EvalNetworks, style: torch.Tensor | None, settings: 
             metrics.append(metric)
         except MetricUnavailable as exc:
             unavailable[cls.name] = str(exc)
+    for name in NOT_IMPLEMENTED:
+        unavailable[name] = not_implemented_reason(name)
     return metrics, unavailable
 
 
@@ -277,10 +279,10 @@ def _figure_maps(row: dict[str, Any], networks: EvalNetworks, settings: EvalSett
     row["depth"], row["edges"] = {}, {}
     try:
         dc = networks.depth(content)
-        target, _, _ = Fm.normalise_per_image(dc.double())
+        target = normalize_min_max(dc.double(), Fm.EPS)
         row["depth"]["content"] = target[0, 0].float()
         for name, out in row["outputs"].items():
-            row["depth"][name] = Fm.align_scale_shift(networks.depth(out).double(), target)[0, 0].float()
+            row["depth"][name] = align_scale_shift(networks.depth(out).double(), target)[0, 0].float()
     except MetricUnavailable:
         pass
     try:

@@ -13,60 +13,22 @@ and it calls ``self.perception.extract(image, taps)`` in ``forward``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import ClassVar
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import Field
 from torch import nn
 
+from .. import features, functional
 from ..components import Component, ComponentOptions
+from ..deprecation import moved
 
-if TYPE_CHECKING:
-    from ..features import Perception
-
-
-class Tap(NamedTuple):
-    """One feature map a term needs: ``layer`` of the network registered as ``network``."""
-
-    layer: str
-    network: str = "backbone"
-
-
-@dataclass(frozen=True)
-class NetworkSpec:
-    """Which registered network, with which options; ``key`` is its name in :class:`Tap`."""
-
-    kind: str
-    name: str
-    options_json: str = "{}"
-
-    @classmethod
-    def of(cls, kind: str, name: str, options: BaseModel | dict[str, Any] | None = None) -> "NetworkSpec":
-        if isinstance(options, BaseModel):
-            options = options.model_dump(mode="json")
-        return cls(kind, name, json.dumps(options or {}, sort_keys=True))
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return json.loads(self.options_json)
-
-    @property
-    def key(self) -> str:
-        return f"{self.kind}:{self.name}" + ("" if self.options_json == "{}" else f":{self.options_json}")
-
-    def build(self, registry) -> nn.Module:
-        return registry.get(self.kind, self.name)(self.options)
-
-
-class Features(dict):
-    """Feature maps keyed by :class:`Tap`; a plain string means a layer of the perception backbone."""
-
-    def __getitem__(self, key):
-        if isinstance(key, str):
-            key = Tap(key)
-        return super().__getitem__(key)
+# Tap, NetworkSpec and Features live in stylekit.features, the maths in stylekit.functional; a plugin
+# importing them from here still works, with a DeprecationWarning.
+__getattr__ = moved(__name__, {"Features": "stylekit.features:Features", "NetworkSpec": "stylekit.features:NetworkSpec",
+                               "Tap": "stylekit.features:Tap",
+                               "feature_reconstruction": "stylekit.functional:feature_reconstruction"})
 
 
 @dataclass
@@ -75,15 +37,15 @@ class LossBatch:
 
     output: torch.Tensor  # ŷ = transformer(x), requires grad
     content: torch.Tensor  # x
-    output_features: Features
-    content_features: Features  # computed under no_grad
+    output_features: features.Features
+    content_features: features.Features  # computed under no_grad
 
 
 @dataclass
 class TermContext:
     """What a term may keep from the run, handed to :meth:`LossTerm.prepare` once before training."""
 
-    perception: "Perception"  # the run's frozen networks; the recipe's backbone is network "backbone"
+    perception: features.Perception  # the run's frozen networks; the recipe's backbone is network "backbone"
     style_images: list[torch.Tensor]  # each 1×3×H×W, RGB in [0, 255], on the training device
     device: torch.device
 
@@ -108,11 +70,11 @@ class LossTerm(Component, nn.Module):
     def weight(self) -> float:
         return float(self.options.weight)
 
-    def taps(self) -> list[Tap]:
+    def taps(self) -> list[features.Tap]:
         """Features needed on both ŷ and x (in ``batch.output_features`` and ``batch.content_features``)."""
         return []
 
-    def output_taps(self) -> list[Tap]:
+    def output_taps(self) -> list[features.Tap]:
         """Features needed on ŷ only (``batch.output_features``), e.g. to compare with style targets.
 
         Declaring them here instead of in :meth:`taps` spares the no-grad pass on x those layers:
@@ -120,14 +82,14 @@ class LossTerm(Component, nn.Module):
         """
         return []
 
-    def style_taps(self) -> list[Tap]:
+    def style_taps(self) -> list[features.Tap]:
         """Features needed on the style image(s); passed to :meth:`set_style` once before training."""
         return []
 
     def networks(self) -> list:
         """Extra networks this term taps (:class:`~stylekit.features.NetworkSpec`, beside the recipe's backbone).
 
-        Use ``spec.key`` as the ``network`` of this term's :class:`Tap` objects.
+        Use ``spec.key`` as the ``network`` of this term's :class:`~stylekit.features.Tap` objects.
         """
         return []
 
@@ -150,53 +112,16 @@ class LossTerm(Component, nn.Module):
         return context
 
     @property
-    def perception(self) -> "Perception":
+    def perception(self) -> features.Perception:
         """The run's :class:`~stylekit.features.Perception`, for features of images the term derives itself."""
         return self.context.perception
 
-    def set_style(self, style_features: list[Features]) -> None:
-        """Precompute style targets, one :class:`Features` per style image (its :meth:`style_taps`)."""
+    def set_style(self, style_features: list[features.Features]) -> None:
+        """Precompute style targets, one :class:`~stylekit.features.Features` per style image (its ``style_taps``)."""
 
     def forward(self, batch: LossBatch) -> torch.Tensor:
         """Return the unweighted loss of each image in the batch, shape (N,)."""
         raise NotImplementedError
-
-
-class _MeanSquaredDifference(torch.autograd.Function):
-    """Per-item mean of ``(a − b)²`` with ``b`` constant; forward reduces in fp32, backward is one pass.
-
-    Autograd of the plain expression would keep an fp32 copy of the difference and spend
-    three full-size passes on the backward; this keeps only ``a − b`` in its own precision.
-    """
-
-    @staticmethod
-    def forward(ctx, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        diff = a - b
-        ctx.save_for_backward(diff)
-        dims = tuple(range(1, diff.dim()))
-        accumulate = torch.promote_types(diff.dtype, torch.float32)
-        norm = torch.linalg.vector_norm(diff, dim=dims, dtype=accumulate)
-        return (norm.square() / diff[0].numel()).float()
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (diff,) = ctx.saved_tensors
-        scale = (grad * (2.0 / diff[0].numel())).view(-1, *[1] * (diff.dim() - 1))
-        grad_a = diff * scale.to(diff.dtype)
-        return grad_a, (-grad_a if ctx.needs_input_grad[1] else None)
-
-
-def feature_reconstruction(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``||a − b||² / (C·H·W)`` for each item: shape (N,), float32.
-
-    The difference is taken in the features' own precision (exact but for one rounding of
-    each entry) and squared and summed in float32, without a full-size fp32 copy.
-    """
-    if a.dim() < 2:
-        return (a - b).float().pow(2)
-    if a.dtype != b.dtype:
-        a, b = a.float(), b.float()
-    return _MeanSquaredDifference.apply(a, b)
 
 
 class NetworkLayerLoss(LossTerm):
@@ -206,17 +131,17 @@ class NetworkLayerLoss(LossTerm):
     comparison defaults to the content loss's ``||a − b||² / (C·H·W)``.
     """
 
-    def network_spec(self) -> NetworkSpec:
+    def network_spec(self) -> features.NetworkSpec:
         raise NotImplementedError
 
-    def networks(self) -> list[NetworkSpec]:
+    def networks(self) -> list[features.NetworkSpec]:
         return [self.network_spec()]
 
-    def taps(self) -> list[Tap]:
-        return [Tap(self.options.layer, self.network_spec().key)]
+    def taps(self) -> list[features.Tap]:
+        return [features.Tap(self.options.layer, self.network_spec().key)]
 
     def compare(self, output: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
-        return feature_reconstruction(output, content)
+        return functional.feature_reconstruction(output, content)
 
     def forward(self, batch: LossBatch) -> torch.Tensor:
         tap = self.taps()[0]

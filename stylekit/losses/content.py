@@ -5,9 +5,13 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from .base import LossBatch, LossTerm, Tap, TermOptions, feature_reconstruction
+from .. import functional
+from ..deprecation import moved
+from ..features import Tap
+from .base import LossBatch, LossTerm, TermOptions
 
-__all__ = ["ContentLoss", "ContentOptions", "feature_reconstruction"]
+__all__ = ["ContentLoss", "ContentOptions"]
+__getattr__ = moved(__name__, {"feature_reconstruction": "stylekit.functional:feature_reconstruction"})
 
 
 class ContentOptions(TermOptions):
@@ -25,4 +29,4 @@ class ContentLoss(LossTerm):
 
     def forward(self, batch: LossBatch) -> torch.Tensor:
         layer = self.options.layer
-        return feature_reconstruction(batch.output_features[layer], batch.content_features[layer])
+        return functional.feature_reconstruction(batch.output_features[layer], batch.content_features[layer])

@@ -12,9 +12,10 @@ from typing import Any
 import torch
 from pydantic import Field, model_validator
 
+from .. import functional
 from ..depth.base import OUTPUT_LAYER
-from ..depth.maps import least_squares_align
-from .base import NetworkLayerLoss, NetworkSpec, TermOptions, feature_reconstruction
+from ..features import NetworkSpec
+from .base import NetworkLayerLoss, TermOptions
 
 
 class DepthLossOptions(TermOptions):
@@ -45,5 +46,5 @@ class DepthLoss(NetworkLayerLoss):
 
     def compare(self, output: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
         if self.options.scale_invariant:
-            output = least_squares_align(output, content)
-        return feature_reconstruction(output, content)
+            output = functional.align_scale_shift(output, content)
+        return functional.feature_reconstruction(output, content)

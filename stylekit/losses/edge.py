@@ -10,7 +10,8 @@ from typing import Any
 
 from pydantic import Field
 
-from .base import NetworkLayerLoss, NetworkSpec, TermOptions
+from ..features import NetworkSpec
+from .base import NetworkLayerLoss, TermOptions
 
 
 class EdgeLossOptions(TermOptions):

@@ -7,44 +7,12 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
-from .base import Features, LossBatch, LossTerm, Tap, TermOptions
+from .. import functional
+from ..deprecation import moved
+from ..features import Features, Tap
+from .base import LossBatch, LossTerm, TermOptions
 
-
-class _SelfProduct(torch.autograd.Function):
-    """``f fᵀ`` (or ``fᵀ f``) with a one-product backward, ``(dG + dGᵀ) f``.
-
-    Plain autograd sees ``f`` used twice and pays two batched products plus a full-size
-    add of the two gradients — for relu1_2 at 256 px that add alone streams 64 MB.
-    """
-
-    @staticmethod
-    def forward(ctx, f: torch.Tensor, features_last: bool) -> torch.Tensor:
-        ctx.save_for_backward(f)
-        ctx.features_last = features_last
-        return torch.bmm(f.transpose(1, 2), f) if features_last else torch.bmm(f, f.transpose(1, 2))
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (f,) = ctx.saved_tensors
-        symmetric = (grad + grad.transpose(1, 2)).to(f.dtype)
-        return (torch.bmm(f, symmetric) if ctx.features_last else torch.bmm(symmetric, f)), None
-
-
-def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """G = F Fᵀ / (C·H·W) per item, returned in float32. Shape N×C×C.
-
-    The product runs in the features' own precision: for bf16/fp16 features the matrix
-    multiply accumulates in fp32 and rounds each entry once (relative error ≤ 2⁻⁹ for
-    bf16), instead of first copying the whole feature map to fp32 — on a CPU that copy
-    and an fp32 product cost 5-15× more. NHWC (channels_last) maps are read as N×HW×C
-    without a copy.
-    """
-    n, c, h, w = features.shape
-    if not features.is_contiguous() and features.is_contiguous(memory_format=torch.channels_last):
-        g = _SelfProduct.apply(features.permute(0, 2, 3, 1).reshape(n, h * w, c), True)  # a view: no copy
-    else:
-        g = _SelfProduct.apply(features.reshape(n, c, h * w), False)
-    return g.float() / (c * h * w)
+__getattr__ = moved(__name__, {"gram_matrix": "stylekit.functional:gram_matrix"})
 
 
 class StyleOptions(TermOptions):
@@ -82,7 +50,7 @@ class StyleLoss(LossTerm):
     def set_style(self, style_features: list[Features]) -> None:
         # Several style images: the target is their mean Gram matrix.
         for layer in self.options.layers:
-            grams = [gram_matrix(f[layer]).mean(0) for f in style_features]
+            grams = [functional.gram_matrix(f[layer]).mean(0) for f in style_features]
             self.targets[layer] = torch.stack(grams).mean(0, keepdim=True).detach()
 
     def forward(self, batch: LossBatch) -> torch.Tensor:
@@ -91,7 +59,7 @@ class StyleLoss(LossTerm):
         weights = self.options.layer_weights or [1.0] * len(self.options.layers)
         total = 0.0
         for layer, w in zip(self.options.layers, weights):
-            diff = gram_matrix(batch.output_features[layer]) - self.targets[layer].to(batch.output.device)
+            diff = functional.gram_matrix(batch.output_features[layer]) - self.targets[layer].to(batch.output.device)
             squared = diff.pow(2)
             total = total + w * (squared.sum((1, 2)) if self.options.reduction == "sum" else squared.mean((1, 2)))
         return total

@@ -7,14 +7,11 @@ from typing import Literal
 import torch
 from pydantic import Field
 
+from .. import functional
+from ..deprecation import moved
 from .base import LossBatch, LossTerm, TermOptions
 
-
-def total_variation(images: torch.Tensor, power: int = 2) -> torch.Tensor:
-    """Σ |x[i+1,j] − x[i,j]|^p + |x[i,j+1] − x[i,j]|^p per item (sum over channels and pixels)."""
-    dy = (images[:, :, 1:, :] - images[:, :, :-1, :]).float().abs().pow(power)
-    dx = (images[:, :, :, 1:] - images[:, :, :, :-1]).float().abs().pow(power)
-    return dy.flatten(1).sum(1) + dx.flatten(1).sum(1)
+__getattr__ = moved(__name__, {"total_variation": "stylekit.functional:total_variation"})
 
 
 class TVOptions(TermOptions):
@@ -29,4 +26,4 @@ class TotalVariation(LossTerm):
     Options = TVOptions
 
     def forward(self, batch: LossBatch) -> torch.Tensor:
-        return total_variation(batch.output, self.options.power)
+        return functional.total_variation(batch.output, self.options.power)

@@ -1,8 +1,12 @@
 """Faster forms of the transformer's layers that compute the same function (up to rounding).
 
-Each was measured on a 2-core AVX512-BF16 CPU, where oneDNN is slow for wide images with few
-channels and autocast upcasts pads to fp32; tests compare each against the plain form in
-float64. Parameters are the plain layers', so checkpoints and exports do not change.
+:func:`use_fast_layers` swaps them into a :class:`~stylekit.models.transformer.TransformerNet` once,
+when it is built; the network's own classes stay the paper's plain modules. Each fast form keeps the
+plain layer's children (so parameters and state-dict keys are unchanged: checkpoints and exports do
+not change) and replaces only how they run. The forms were measured on a 2-core AVX512-BF16 CPU,
+where oneDNN is slow for wide images with few channels and autocast upcasts pads to fp32; tests
+compare each against the plain form in float64. They are not scriptable: TorchScript export scripts
+the plain network.
 """
 
 from __future__ import annotations
@@ -79,13 +83,9 @@ class ReflectionPad(nn.ReflectionPad2d):
         self.p = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_scripting() and self.p > 0 and min(x.shape[-2:]) > self.p:
-            return self._pad(x)
+        if self.p > 0 and min(x.shape[-2:]) > self.p:
+            return _Pad.apply(x, self.p, "reflect")
         return F.pad(x, self.padding, "reflect")
-
-    @torch.jit.unused
-    def _pad(self, x: torch.Tensor) -> torch.Tensor:
-        return _Pad.apply(x, self.p, "reflect")
 
 
 def _phase_taps(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -142,3 +142,47 @@ def conv_space_to_depth(padded: torch.Tensor, weight: torch.Tensor, bias: torch.
     folded = torch.einsum("prAa,qsBb,ocab->opqcrsAB", select, select, weight).reshape(4 * cout, 4 * cin, half, half)
     out = F.conv2d(F.pixel_unshuffle(padded, 2), folded, _bias_per_phase(bias))
     return F.pixel_shuffle(out, 2)
+
+
+class UpsampleConv(nn.Sequential):
+    """``[×2 nearest upsampling, reflection pad 1, 3×3 conv, *rest]`` with the first three run as one
+    :func:`upsample_conv3x3` at the input's resolution, then ``rest`` (norm, ReLU) as listed."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv = self[2]
+        x = upsample_conv3x3(x, conv.weight, conv.bias)
+        for layer in list(self)[3:]:
+            x = layer(x)
+        return x
+
+
+class SpaceToDepthConv(nn.Sequential):
+    """``[pad, stride-1 conv]`` with the conv run as :func:`conv_space_to_depth` when the padded input
+    has even height and width (otherwise as the plain conv)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad, conv = self
+        x = pad(x)
+        if x.shape[-2] % 2 or x.shape[-1] % 2:
+            return conv(x)
+        return conv_space_to_depth(x, conv.weight, conv.bias)
+
+
+def use_fast_layers(net: nn.Module) -> nn.Module:
+    """Swap the fast forms into a transformer, in place, and return it; idempotent.
+
+    Every reflection pad becomes :class:`ReflectionPad`; each nearest-upsampling stage
+    (``net.up[i]`` = upsample, pad, 3×3 conv, norm, ReLU) an :class:`UpsampleConv`; the last conv
+    (``net.out`` = pad, 9×9 conv, 32 → 3 channels at full resolution) a :class:`SpaceToDepthConv`.
+    The swapped-in modules hold the same children, so parameters and state-dict keys are unchanged.
+    """
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.ReflectionPad2d and len(set(child.padding)) == 1:
+                setattr(parent, name, ReflectionPad(child.padding[0]))
+    for i, stage in enumerate(net.up):
+        if isinstance(stage[0], nn.Upsample) and not isinstance(stage, UpsampleConv):
+            net.up[i] = UpsampleConv(*stage)
+    if not isinstance(net.out, SpaceToDepthConv):
+        net.out = SpaceToDepthConv(*net.out)
+    return net

@@ -4,8 +4,11 @@
 → 9×9 conv → scaled tanh to [0, 255]. Reflection padding keeps it fully
 convolutional: any input size works, and the output has the input's size.
 
-The upsampling stages and the last conv run in reformulated but equal form (see
-:mod:`stylekit.models.fast_layers`); TorchScript export scripts the modules as listed.
+The classes below are the paper's network, built from plain torch modules. A network is
+built with :func:`~stylekit.models.fast_layers.use_fast_layers` applied (``fast=True``, the
+default): the pads, the upsampling stages and the last conv then run in reformulated but
+equal forms with the same parameters and state-dict keys. TorchScript export builds the
+plain network (``fast=False``) and loads the same state dict.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from .fast_layers import ReflectionPad, conv_space_to_depth, upsample_conv3x3
+from .fast_layers import use_fast_layers
 
 
 class TransformerOptions(BaseModel):
@@ -38,9 +41,11 @@ def _norm(kind: str, channels: int) -> nn.Module:
 
 
 class ConvLayer(nn.Sequential):
+    """Reflection pad → conv → norm → ReLU (norm and ReLU optional)."""
+
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm: str | None = "instance",
                  relu: bool = True):
-        layers: list[nn.Module] = [ReflectionPad(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)]
+        layers: list[nn.Module] = [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)]
         if norm:
             layers.append(_norm(norm, cout))
         if relu:
@@ -58,54 +63,25 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-class OutputLayer(nn.Sequential):
-    """The last 9×9 conv (reflection-padded, no norm or ReLU), run as :func:`conv_space_to_depth`."""
-
-    def __init__(self, cin: int, cout: int, kernel: int = 9):
-        super().__init__(ReflectionPad(kernel // 2), nn.Conv2d(cin, cout, kernel))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_scripting():
-            return self._folded(x)
-        for module in self:  # TorchScript (export): the modules as listed
-            x = module(x)
-        return x
-
-    @torch.jit.unused
-    def _folded(self, x: torch.Tensor) -> torch.Tensor:
-        pad, conv = self
-        x = pad(x)
-        if x.shape[-2] % 2 or x.shape[-1] % 2:
-            return conv(x)
-        return conv_space_to_depth(x, conv.weight, conv.bias)
-
-
 class UpsampleLayer(nn.Sequential):
+    """×2 upsampling: a fractionally-strided conv (paper) or nearest upsampling + conv, then norm → ReLU."""
+
     def __init__(self, cin: int, cout: int, mode: str, norm: str):
         if mode == "deconv":
             layers: list[nn.Module] = [nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1)]
         else:
-            layers = [nn.Upsample(scale_factor=2, mode="nearest"), ReflectionPad(1), nn.Conv2d(cin, cout, 3)]
+            layers = [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3)]
         super().__init__(*layers, _norm(norm, cout), nn.ReLU(inplace=True))
-        self.nearest = mode == "nearest"
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.nearest and not torch.jit.is_scripting():
-            return self._upsample_conv_norm_relu(x)
-        for module in self:  # TorchScript (export) and 'deconv': the modules as listed
-            x = module(x)
-        return x
-
-    @torch.jit.unused
-    def _upsample_conv_norm_relu(self, x: torch.Tensor) -> torch.Tensor:
-        upsample, pad, conv, norm, relu = self
-        return relu(norm(upsample_conv3x3(x, conv.weight, conv.bias)))
 
 
 class TransformerNet(nn.Module):
-    """Feed-forward stylisation network. Input and output: RGB in [0, 255], N×3×H×W."""
+    """Feed-forward stylisation network. Input and output: RGB in [0, 255], N×3×H×W.
 
-    def __init__(self, options: TransformerOptions | dict | None = None):
+    ``fast=False`` keeps the plain modules (for TorchScript, or to read the network as listed);
+    the default swaps in the equal-but-faster forms once, here (:mod:`stylekit.models.fast_layers`).
+    """
+
+    def __init__(self, options: TransformerOptions | dict | None = None, *, fast: bool = True):
         super().__init__()
         self.options = o = TransformerOptions.model_validate(options or {})
         c = o.channels
@@ -114,7 +90,9 @@ class TransformerNet(nn.Module):
         self.residual = nn.Sequential(*[ResidualBlock(4 * c, o.norm) for _ in range(o.residual_blocks)])
         self.up = nn.Sequential(UpsampleLayer(4 * c, 2 * c, o.upsample, o.norm),
                                 UpsampleLayer(2 * c, c, o.upsample, o.norm))
-        self.out = OutputLayer(c, 3, 9)
+        self.out = nn.Sequential(nn.ReflectionPad2d(4), nn.Conv2d(c, 3, 9))  # no norm, no ReLU
+        if fast:
+            use_fast_layers(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         h, w = images.shape[-2:]

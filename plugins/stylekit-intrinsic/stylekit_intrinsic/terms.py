@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 
 import stylekit
-from stylekit.losses import gram_matrix
+from stylekit.functional import gram_matrix
 
 from .decompose import IntrinsicOptions, albedo, log_shading
 
@@ -101,7 +101,6 @@ class ShadingError(stylekit.Metric):
 
     name = "shading_error"
     Options = ShadingErrorOptions
-    higher_is_better = False
 
     def forward(self, content: torch.Tensor, stylised: torch.Tensor) -> torch.Tensor:
         diff = log_shading(stylised, self.options) - log_shading(content, self.options)
