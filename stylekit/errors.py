@@ -28,3 +28,15 @@ class WeightsNotFoundError(StylekitError):
 
 class NonFiniteLossError(StylekitError):
     """A loss term became NaN or infinite during training."""
+
+
+class ImageError(StylekitError):
+    """No usable image where one is needed (missing, unreadable, none readable in a folder)."""
+
+
+class CheckpointError(StylekitError):
+    """A checkpoint file is missing, corrupt, of another format, or disagrees with its own options."""
+
+
+class DeviceError(StylekitError):
+    """A device string that torch does not know, or a device this machine does not have."""
