@@ -77,6 +77,12 @@ def describe_failure(exc: BaseException, command: str | None) -> tuple[int, str]
                "or in a plugin; run again with --debug (or STYLEKIT_DEBUG=1) to see the traceback, and report it.")
 
 
+def printable(text: object) -> str:
+    """``text`` safe for a terminal: control characters (escape sequences in a hostile file name) are shown as
+    ``\\x1b``-style escapes instead of being sent to the terminal, and rich markup is shown literally."""
+    return escape("".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in str(text)))
+
+
 class ReportedError(SystemExit):
     """Ends the process with ``code`` after :class:`StylekitGroup` printed the paragraph; ``str()`` is it."""
 
@@ -106,7 +112,7 @@ class StylekitGroup(TyperGroup):
             if _debug_requested(ctx):
                 raise
             code, message = describe_failure(exc, ctx.invoked_subcommand)
-            err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {printable(message)}", highlight=False, soft_wrap=True)
             raise ReportedError(code, message) from None
 
 
@@ -255,15 +261,15 @@ def stylize(
         from .data import describe_unreadable
 
         failures.append(path)
-        err_console.print(f"[yellow]skipped[/] {escape(describe_unreadable(path, exc))}", highlight=False,
+        err_console.print(f"[yellow]skipped[/] {printable(describe_unreadable(path, exc))}", highlight=False,
                           soft_wrap=True)
 
     with console.status("stylising…") as status:
         written = stylize_files(
             model, files, output, max_size=max_size, device=device, precision=precision, tile=tile,
             overlap=overlap, batch=batch, label=label, on_error=on_error,
-            on_done=lambda src, dst: console.print(f"{src} → {dst}", highlight=False),
-            on_warning=lambda text: err_console.print(f"[yellow]warning:[/] {escape(text)}"),
+            on_done=lambda src, dst: console.print(printable(f"{src} → {dst}"), highlight=False),
+            on_warning=lambda text: err_console.print(f"[yellow]warning:[/] {printable(text)}"),
             on_frames=lambda done, total: status.update(f"stylising… frame {done}" + (f"/{total}" if total else "")))
     console.print(f"{len(written)} file(s) written, {len(failures)} skipped")
     if failures and not written:
@@ -408,11 +414,11 @@ def depth(
             image = to_tensor(load_rgb(source, max_size))[None]
         except Exception as exc:
             skipped += 1
-            err_console.print(f"[yellow]skipped[/] {escape(describe_unreadable(source, exc))}", highlight=False,
+            err_console.print(f"[yellow]skipped[/] {printable(describe_unreadable(source, exc))}", highlight=False,
                               soft_wrap=True)
             continue
         png16, preview = save_depth_maps(net, image, output, source.stem)
-        console.print(f"{source} → {png16}, {preview}", highlight=False)
+        console.print(printable(f"{source} → {png16}, {preview}"), highlight=False)
     if skipped == len(files):
         raise StylekitError(f"none of the {len(files)} input(s) could be read as an image (see the messages above)")
     if skipped:
