@@ -140,9 +140,11 @@ def printable(text: object) -> str:
 class ReportedError(SystemExit):
     """Ends the process with ``code`` after :class:`StylekitGroup` printed the paragraph; ``str()`` is it."""
 
-    def __init__(self, code: int, message: str):
+    def __init__(self, code: int, message: str, original: BaseException | None = None):
         super().__init__(code)
         self.message = message
+        #: the exception that ended the command (for in-process callers, e.g. tests)
+        self.original = original
 
     def __str__(self) -> str:
         return self.message
@@ -160,14 +162,14 @@ class StylekitGroup(_ReadableHelpGroup):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, KeyboardInterrupt):
+        except (click.exceptions.Exit, typer.Exit, click.exceptions.Abort, click.ClickException, KeyboardInterrupt):
             raise  # click prints its own usage errors; Ctrl-C stays Ctrl-C
         except Exception as exc:
             if _debug_requested(ctx):
                 raise
             code, message = describe_failure(exc, ctx.invoked_subcommand)
             err_console.print(f"[bold red]error:[/] {printable(message)}", highlight=False, soft_wrap=True)
-            raise ReportedError(code, message) from None
+            raise ReportedError(code, message, exc) from None
 
 
 app = typer.Typer(cls=StylekitGroup, no_args_is_help=True, pretty_exceptions_enable=False,

@@ -67,8 +67,8 @@ def test_export_without_onnx_gives_the_install_hint(tmp_path, monkeypatch):
     save_model(TransformerNet(TransformerOptions(channels=4, residual_blocks=0)), tmp_path / "model.safetensors")
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if the `export` extra were not installed
     result = CliRunner().invoke(app, ["export", str(tmp_path), "--format", "onnx", "-o", str(tmp_path / "m.onnx")])
-    assert isinstance(result.exception, ExportError), result.output
-    assert isinstance(result.exception, StylekitError)  # the CLI prints it as one paragraph, no traceback
+    assert result.exit_code == 2 and isinstance(result.exception.original, ExportError), result.output
+    assert isinstance(result.exception.original, StylekitError)  # the CLI prints it as one paragraph, no traceback
     assert "ONNX export needs onnx, which is not installed: pip install 'stylekit[export]'" in str(result.exception)
     assert not (tmp_path / "m.onnx").exists()
 

@@ -81,12 +81,12 @@ def test_picker_lists_runs_with_checkpoints_and_shipped_models(workspace, tmp_pa
 def test_demo_command_explains_what_is_missing(workspace, monkeypatch):
     shutil.rmtree("runs")
     result = CliRunner().invoke(app, ["demo"])
-    assert isinstance(result.exception, StylekitError) and "no models to show" in str(result.exception)
+    assert isinstance(result.exception.original, StylekitError) and "no models to show" in str(result.exception)
     assert "stylekit train recipes/quickstart.yaml" in str(result.exception)
     make_run(Path("runs/tiny"))
     monkeypatch.setitem(sys.modules, "gradio", None)  # as if `stylekit[demo]` were not installed
     result = CliRunner().invoke(app, ["demo"])
-    assert isinstance(result.exception, StylekitError)
+    assert isinstance(result.exception.original, StylekitError)
     assert 'pip install "stylekit[demo]"' in str(result.exception)
 
 

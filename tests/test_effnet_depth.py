@@ -10,7 +10,7 @@ import torch
 
 from stylekit import create_depth_network
 from stylekit.backbones.efficientnet_lite import EFFICIENTNET_LITE_WEIGHTS, timm_name, wheel_to_timm
-from stylekit.errors import WeightsNotFoundError
+from stylekit.errors import WeightsError, WeightsNotFoundError
 
 from conftest import SHARED, needs_shared
 
@@ -47,7 +47,7 @@ def test_wheel_tensors_map_to_timm_by_position():
 def test_wrong_variant_is_a_clear_error():
     import timm
 
-    with pytest.raises(WeightsNotFoundError, match="wrong EfficientNet-Lite variant|not an EfficientNet-Lite"):
+    with pytest.raises(WeightsError, match="wrong EfficientNet-Lite variant|not an EfficientNet-Lite"):
         wheel_to_timm(_wheel_like_state(timm.create_model(timm_name("lite2")).state_dict()),
                       timm.create_model(timm_name("lite0")).state_dict())
 
@@ -87,10 +87,11 @@ def test_imagenet_encoder_from_the_wheel_recognises_a_cat():
     import timm
     from skimage import data
 
-    from stylekit.backbones.efficientnet_lite import TF_MEAN, TF_STD, load_imagenet_state
+    from stylekit.backbones.efficientnet_lite import TF_MEAN, TF_STD, load_imagenet_encoder
+    from stylekit.weights import WeightsChoice
 
     model = timm.create_model(timm_name("lite0"))
-    model.load_state_dict(load_imagenet_state("lite0", model.state_dict()), strict=False)
+    load_imagenet_encoder(model, "lite0", WeightsChoice("default"))
     model.eval()
     x = torch.from_numpy(np.asarray(data.chelsea())).permute(2, 0, 1)[None].float()
     x = torch.nn.functional.interpolate(x, size=(224, 224), mode="bilinear", antialias=True)

@@ -100,11 +100,11 @@ def test_second_writer_is_refused_naming_the_running_pid(held_elsewhere, tmp_pat
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(yaml.safe_dump(raw))
     result = CliRunner().invoke(app, ["train", str(recipe), "--run-dir", str(folder), "--no-progress"])
-    assert result.exit_code != 0 and isinstance(result.exception, RunLockedError)
+    assert result.exit_code != 0 and isinstance(result.exception.original, RunLockedError)
     assert f"process {proc.pid}" in str(result.exception)
     (folder / "config.yaml").write_text(yaml.safe_dump(raw))
     result = CliRunner().invoke(app, ["train", "--resume", str(folder), "--no-progress"])
-    assert isinstance(result.exception, RunLockedError) and f"process {proc.pid}" in str(result.exception)
+    assert isinstance(result.exception.original, RunLockedError) and f"process {proc.pid}" in str(result.exception)
 
 
 def test_lock_of_a_dead_writer_is_taken_over_and_released_on_exit(tmp_path):
