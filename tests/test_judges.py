@@ -132,6 +132,23 @@ def test_no_judge_on_this_machine_is_a_clear_error():
     assert "effnet_depth_lite.safetensors" in text and "hed_bsds500.weights.h5" in text and "--depth-network" in text
 
 
+def test_a_judge_the_user_names_is_checked_too(tmp_path):
+    from stylekit.evaluate import depth_judge
+
+    registry = get_registry()
+    trained = [trained_through("quick", HED_RECIPE, registry)]
+    loss = NetworkSpec.of("backbone", "hed_vgg16")
+    mine = depth_judge(registry, "hed_depth_lite", {}, trained)
+    warning, text = header_lines(mine, trained, [], loss, registry)[0]
+    assert warning and text.startswith("Depth judge hed_depth_lite (chosen with --depth-network) is NOT independent: "
+                                       "it shares hed_bsds500 with quick")
+    (tmp_path / "nyu.pt").write_bytes(b"a TorchScript archive")
+    opaque = depth_judge(registry, None, {"weights": str(tmp_path / "nyu.pt")}, trained)  # --depth-option alone
+    assert opaque.spec.name == "torchscript" and opaque.shared == {}
+    warning, text = header_lines(opaque, trained, [], loss, registry)[0]
+    assert warning and "a file whose origin stylekit cannot trace" in text  # never called independent
+
+
 def test_the_edge_metric_says_when_it_shares_hed():
     registry = get_registry()
     trained = [trained_through("quick", HED_RECIPE, registry)]

@@ -173,6 +173,10 @@ def header_lines(judge: DepthJudge | None, trained: list[Trained], metrics: Iter
         no_better = "" if judge.chosen else " No default candidate is independent of these models."
         lines.append((True, f"Depth judge {judge.spec.label}{how} is NOT independent: it shares "
                             f"{sharing_text(judge.shared)}.{no_better}{passed_over}"))
+    elif any(identity.startswith("file ") for identity in weights_of(judge.spec, registry)):
+        lines.append((True, f"Depth judge {judge.spec.label}{how} shares no weights stylekit can name with the "
+                            "evaluated models' networks, but it is a file whose origin stylekit cannot trace: "
+                            f"if it was trained from one of their networks it is not independent.{passed_over}"))
     else:
         lines.append((False, f"Depth judge {judge.spec.label}{how} is independent: it shares no pretrained weights "
                              f"with the networks the evaluated models were trained through.{passed_over}"))
