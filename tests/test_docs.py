@@ -190,7 +190,7 @@ def test_readme_component_table_lists_every_builtin():
     for kind, names in re.findall(r"^\| (\w+) \| ([^|]+) \|", table, flags=re.M):
         listed.setdefault(kind, set()).update(re.findall(r"`(\w+)`", names))
     registry = builtin_registry()
-    for kind in ("loss", "backbone", "depth"):
+    for kind in ("loss", "backbone", "depth", "metric"):
         assert listed.get(kind, set()) == set(registry.names(kind)), f"README's {kind} rows vs `stylekit plugins`"
 
 
