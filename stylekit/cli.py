@@ -660,9 +660,13 @@ def evaluate(
                                          "checkpoint recipe's)."),
     max_images: Optional[int] = typer.Option(None, "--max-images", min=1, help="Evaluate the first N content images."),
     size: Optional[int] = typer.Option(None, "--size", min=16, help="Resize content so the longer side is this."),
-    depth_network: Optional[str] = typer.Option(None, "--depth-network", help="Registered depth network (default: "
-                                                "torchscript with nyu_depth_hedvgg.torchscript.pt from the weights dir)."),
+    depth_network: Optional[str] = typer.Option(None, "--depth-network", help="Registered depth network that judges "
+                                                "depth (default: the first of effnet_depth_lite lite0, lite2, "
+                                                "hed_depth_lite on this machine that shares no weights with the "
+                                                "models' training networks)."),
     depth_option: Optional[List[str]] = typer.Option(None, "--depth-option", help="Depth network option KEY=VALUE."),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="Metrics to compute, comma-separated (default: "
+                                          "every registered one; `stylekit plugins` lists them)."),
     backbone: str = typer.Option("vgg16", "--backbone", help="Backbone for the content and style losses."),
     backbone_option: Optional[List[str]] = typer.Option(None, "--backbone-option", help="Backbone option KEY=VALUE."),
     hed_option: Optional[List[str]] = typer.Option(None, "--hed-option", help="hed_vgg16 option KEY=VALUE (edges)."),
@@ -693,6 +697,7 @@ def evaluate(
                                  reference_pattern=reference_pattern, style=style,
                                  depth_network=depth_network,
                                  depth_options=parse_options(depth_option, "--depth-option"),
+                                 metrics=_split([metrics]) if metrics else None,
                                  backbone=backbone, backbone_options=parse_options(backbone_option, "--backbone-option"),
                                  hed_options=parse_options(hed_option, "--hed-option"), bsds_gt=bsds_gt,
                                  compare_models=compare, settings=settings, device=device, plugins=plugin or [],

@@ -40,6 +40,7 @@ BUILTIN_PLUGINS = (
     "stylekit.losses",
     "stylekit.backbones",
     "stylekit.depth",
+    "stylekit.evaluate.metrics",
 )
 
 

@@ -70,8 +70,13 @@ class Shell:
             env.update(COLUMNS="250", PYTHONPATH=os.pathsep.join([str(self.site), str(ROOT), env.get("PYTHONPATH", "")]))
             self.check(line, [sys.executable, "-m", "stylekit", *args[1:]], env)
         elif args[0] == "stylekit":
+            from stylekit import plugins
             from stylekit.cli import app
 
+            # each command is a new process for the reader: plugin files are read afresh (the page edits them)
+            plugins._managers.clear()
+            for name in [name for name in sys.modules if name.startswith("stylekit_user_plugin_")]:
+                self.monkeypatch.delitem(sys.modules, name)
             self.monkeypatch.chdir(self.cwd)
             result = CliRunner().invoke(app, args[1:], env={"COLUMNS": "200"})
             assert result.exit_code == 0, f"`{line}` failed:\n{result.output}\n{result.exception!r}"
@@ -185,7 +190,7 @@ def test_readme_component_table_lists_every_builtin():
     for kind, names in re.findall(r"^\| (\w+) \| ([^|]+) \|", table, flags=re.M):
         listed.setdefault(kind, set()).update(re.findall(r"`(\w+)`", names))
     registry = builtin_registry()
-    for kind in ("loss", "backbone", "depth"):
+    for kind in ("loss", "backbone", "depth", "metric"):
         assert listed.get(kind, set()) == set(registry.names(kind)), f"README's {kind} rows vs `stylekit plugins`"
 
 

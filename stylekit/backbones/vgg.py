@@ -12,7 +12,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..weights import WeightsFile, hash_prefix, load_pretrained
+from ..weights import WeightsFile, hash_prefix, identify, load_pretrained
 from ..functional import IMAGENET_MEAN, IMAGENET_STD
 from .base import Backbone, BackboneOptions
 
@@ -120,6 +120,18 @@ class TorchvisionVGG(VGGBackbone):
     Options = TorchvisionVGGOptions
     weights_enum: ClassVar[str] = "VGG16_Weights"
 
+    @classmethod
+    def weights_used(cls, options=None):
+        """``torchvision VGG16_Weights.IMAGENET1K_V1`` and the like (the same name LPIPS declares for its VGG-16)."""
+        import torchvision
+
+        enum = getattr(torchvision.models, cls.weights_enum)
+        value = cls.parse_options(options).weights
+        member = enum[value if value in enum.__members__ else "IMAGENET1K_V1"]
+        label = f"{cls.weights_enum}.{member.name}"
+        return identify(value, torchvision_weights_file(member, label), f"torchvision {label}",
+                        names=enum.__members__, component=cls.name)
+
     def load_weights(self) -> None:
         import torchvision
 
@@ -208,6 +220,8 @@ class HEDVGG16(VGGBackbone):
 
     name = "hed_vgg16"
     arch = "vgg16"
+    weights_file = HED_WEIGHTS
+    weights_identity = "hed_bsds500"
     EDGE_LAYERS = ("side1", "side2", "side3", "side4", "side5", "fused", "edges")
     SIDE_TAPS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
 

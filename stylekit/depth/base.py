@@ -6,6 +6,12 @@ size. It is frozen, in eval mode, and differentiable with respect to its input, 
 a loss on φ1(ŷ) trains the transformer. ``output_kind`` says what the map means;
 all these networks are relative (unknown per-image scale and shift).
 
+Encoder sharing: a network whose frozen encoder is a perception backbone (same architecture, same weights) says
+which in :meth:`DepthNetwork.shared_encoder`; :class:`~stylekit.features.Perception` then builds it on the
+backbone's instance (one copy in memory) and, where the network feeds its encoder the image as given
+(:meth:`DepthNetwork.runs_at_input_size`), serves its encoder from the backbone's forward and calls
+:meth:`DepthNetwork.decode` (one encoder pass per image).
+
 Sizing: a network with a published transform (``transform``, a :class:`~.transforms.Resize`) is fed
 what its authors' code feeds it and its map goes back to the image size as their script does
 (option ``resize: authors``, the default); ``resize: pad`` keeps the aspect ratio at a shorter side of
@@ -14,13 +20,14 @@ what its authors' code feeds it and its map goes back to the image size as their
 
 from __future__ import annotations
 
-from typing import ClassVar, Iterable, Literal
+from typing import Any, ClassVar, Iterable, Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
 from ..components import ComponentOptions
+from ..features import NetworkSpec
 from ..weights import FrozenNetwork
 from .transforms import Resize
 
@@ -67,6 +74,53 @@ class DepthNetwork(FrozenNetwork):
         """Intermediate feature maps on resized/padded input; override together with ``intermediate_layers``."""
         raise ValueError(f"depth network {self.name!r} exposes no intermediate layers")
 
+    # -- encoder sharing (optional) -------------------------------------------
+    @classmethod
+    def shared_encoder(cls, options: ComponentOptions | dict[str, Any] | None = None) -> NetworkSpec | None:
+        """The backbone whose instance can be this network's encoder when built with ``options`` (same
+        architecture, same weights, same input normalisation), or None (the default): the network has its own.
+
+        A network that names one accepts ``encoder=<that backbone>`` in its constructor and implements
+        :meth:`encoder_layers` and :meth:`decode`.
+        """
+        return None
+
+    def encoder_layers(self) -> dict[str, str]:
+        """This network's encoder layers (its intermediate layer names) → the shared backbone's layer names."""
+        raise NotImplementedError(f"depth network {self.name!r} does not share its encoder")
+
+    def decode(self, features: dict[str, torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        """The map (N×1×H×W, ``size``) from its encoder's features of an image of that size, keyed as in
+        :meth:`encoder_layers`; equals :meth:`predict` wherever :meth:`runs_at_input_size` holds."""
+        raise NotImplementedError(f"depth network {self.name!r} does not share its encoder")
+
+    def encoder_request(self, layers: Iterable[str]) -> list[str]:
+        """The shared backbone's layers that :meth:`from_encoder` needs for ``layers`` of this network."""
+        layers = self._checked(layers)
+        mapping = self.encoder_layers()
+        return list(mapping.values()) if OUTPUT_LAYER in layers else [mapping[name] for name in layers]
+
+    def from_encoder(self, encoded: dict[str, torch.Tensor], layers: Iterable[str],
+                     size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """What :meth:`forward` returns for ``layers``, from the shared backbone's features (``encoded``, keyed by
+        its layer names) of an image of ``size`` for which :meth:`runs_at_input_size` holds."""
+        features = {own: encoded[theirs] for own, theirs in self.encoder_layers().items() if theirs in encoded}
+        return {name: self.decode(features, size) if name == OUTPUT_LAYER else features[name]
+                for name in self._checked(layers)}
+
+    def runs_at_input_size(self, size: tuple[int, int]) -> bool:
+        """Whether images of ``size`` reach the encoder as given (not resized, not padded): then a backbone's
+        features of the image are exactly this network's encoder features."""
+        size = (int(size[0]), int(size[1]))
+        known = self.__dict__.setdefault("_runs_as_given", {})
+        if size not in known:
+            probe = torch.empty((1, 3, *size), device="meta")
+            try:
+                known[size] = self._prepare(probe)[0] is probe
+            except Exception:  # noqa: BLE001 - an operation meta tensors lack means the input is transformed
+                known[size] = False
+        return known[size]
+
     # -- shared behaviour -----------------------------------------------------
     @property
     def layer_names(self) -> list[str]:
@@ -111,11 +165,7 @@ class DepthNetwork(FrozenNetwork):
 
     def forward(self, images: torch.Tensor, layers: Iterable[str] = (OUTPUT_LAYER,)) -> dict[str, torch.Tensor]:
         """The perception-network protocol: ``{layer: tensor}`` for 'output' and/or intermediate layers."""
-        layers = list(layers)
-        unknown = [name for name in layers if name not in self.layer_names]
-        if unknown:
-            raise ValueError(f"depth network {self.name!r} has no layer(s) {unknown}; "
-                             f"its layers are: {', '.join(self.layer_names)}")
+        layers = self._checked(layers)
         out: dict[str, torch.Tensor] = {}
         if OUTPUT_LAYER in layers:
             out[OUTPUT_LAYER] = self.predict(images)
@@ -124,3 +174,11 @@ class DepthNetwork(FrozenNetwork):
             x, _ = self._prepare(images)
             out.update(self.infer_layers(x, rest))
         return out
+
+    def _checked(self, layers: Iterable[str]) -> list[str]:
+        layers = list(layers)
+        unknown = [name for name in layers if name not in self.layer_names]
+        if unknown:
+            raise ValueError(f"depth network {self.name!r} has no layer(s) {unknown}; "
+                             f"its layers are: {', '.join(self.layer_names)}")
+        return layers

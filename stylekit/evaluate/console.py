@@ -6,10 +6,11 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .report import COMPARISON_HEADER, comparison_rows, summary_rows, unavailable_text
+from .report import COMPARISON_HEADER, comparison_rows, small_sample_warning, summary_rows, unavailable_text
 
 
 @contextmanager
@@ -28,9 +29,16 @@ def progress_bar(console: Console, enabled: bool = True) -> Iterator[Callable[[s
         yield update
 
 
+def print_header(console: Console, result) -> None:
+    """The report's header: whether each judge is independent of what the models were trained through."""
+    for warning, text in result.header:
+        console.print(f"[bold yellow]{escape(text)}[/]" if warning else escape(text), highlight=False)
+
+
 def print_results(console: Console, output) -> None:
     result, summary = output.result, output.summary
-    table = Table(title=f"evaluation: {len(result.images)} image(s); mean [95% bootstrap CI]; ↑/↓ = better")
+    print_header(console, result)
+    table = Table(title=f"evaluation: {len(result.images)} image(s); mean [BCa bootstrap 95% CI]; ↑/↓ = better")
     table.add_column("metric")
     for source in result.sources:
         table.add_column(source, overflow="fold")
@@ -39,13 +47,16 @@ def print_results(console: Console, output) -> None:
     console.print(table)
     if output.comparison:
         c = output.comparison
-        ctable = Table(title=f"{c['candidate']} − {c['baseline']} (paired, bootstrap 95% CI)")
+        ctable = Table(title=f"{c['candidate']} − {c['baseline']} (paired, BCa bootstrap 95% CI)")
         for column in COMPARISON_HEADER:
             ctable.add_column(column)
         for row in comparison_rows(c["rows"]):
-            colour = {"better": "green", "worse": "red"}.get(row[-1])
+            colour = {"better": "green", "worse": "red"}.get(row[-1].split(" ")[0])
             ctable.add_row(*row[:-1], f"[{colour}]{row[-1]}[/]" if colour else row[-1])
         console.print(ctable)
+        warning = small_sample_warning(c["rows"])
+        if warning:
+            console.print(f"[bold yellow]{warning}[/]", highlight=False)
     for name, text in unavailable_text(result).items():
         console.print(f"[yellow]{name}[/]: {text}", highlight=False)
     if result.skipped:

@@ -164,14 +164,45 @@ def ssim_luminance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 # -- statistics -----------------------------------------------------------------------------------------------
 def bootstrap_mean_ci(values: np.ndarray, resamples: int = 1000, level: float = 0.95,
                       seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean over images (NaNs dropped); fixed seed → reproducible."""
+    """BCa bootstrap CI of the mean over images (NaNs dropped), ``scipy.stats.bootstrap``; fixed seed → reproducible."""
     values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
+    return _bca((values[np.isfinite(values)],), np.mean, resamples, level, seed)
+
+
+def paired_bootstrap_ci(baseline: np.ndarray, candidate: np.ndarray, resamples: int = 1000, level: float = 0.95,
+                        seed: int = 0) -> tuple[float, float]:
+    """BCa bootstrap CI of the mean paired difference candidate − baseline: images are resampled, each keeping its
+    pair (``paired=True``); images missing from either side are dropped."""
+    a, b = np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)
+    ok = np.isfinite(a) & np.isfinite(b)
+
+    def mean_difference(x, y, axis=-1):
+        return np.mean(y - x, axis=axis)
+
+    return _bca((a[ok], b[ok]), mean_difference, resamples, level, seed, paired=True)
+
+
+def _bca(data: tuple[np.ndarray, ...], statistic, resamples: int, level: float, seed: int,
+         paired: bool = False) -> tuple[float, float]:
+    """Efron's bias-corrected and accelerated interval. Where BCa is undefined: every value equal (to rounding)
+    or one image → the value itself; a degenerate resample → the percentile interval of the same resamples."""
+    import warnings
+
+    from scipy import stats
+
+    n = data[0].size
+    if n == 0:
         return float("nan"), float("nan")
-    if values.size == 1:
-        return float(values[0]), float(values[0])
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, values.size, size=(resamples, values.size))].mean(1)
-    alpha = (1 - level) / 2
-    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+    point = float(statistic(*data, axis=-1))
+    spread = np.ptp(data[1] - data[0]) if paired else np.ptp(data[0])
+    if n == 1 or spread <= 1e-12 * max(1.0, abs(point)):
+        return point, point
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns when a degenerate resample makes BCa undefined
+        result = stats.bootstrap(data, statistic, n_resamples=resamples, confidence_level=level, method="BCa",
+                                 paired=paired, vectorized=True, rng=np.random.default_rng(seed))
+    low, high = result.confidence_interval
+    if not (np.isfinite(low) and np.isfinite(high)):
+        alpha = (1 - level) / 2
+        low, high = np.quantile(result.bootstrap_distribution, [alpha, 1 - alpha])
+    return float(low), float(high)

@@ -1,9 +1,9 @@
-"""Evaluation metrics as small classes: ``name``, ``Options``, ``__call__(content, stylised) -> (N,)``.
+"""stylekit's built-in evaluation metrics, registered through the public ``stylekit_metrics`` hook like a plugin's.
 
-That is the shape a plugin-registered metric has, so these can become plugins later. A metric that
-yields several columns (precision/recall/F…) returns them all from :meth:`Metric.compute`;
-``__call__`` returns its headline column. Each column is described by a :class:`Column` (formula,
-network, range, direction), which is the single source of docs/metrics.md and the report's glossary.
+Each is a :class:`stylekit.Metric`; one that yields several columns (precision/recall/F…) returns them all
+from ``compute`` and ``metric(content, stylised)`` returns its headline column. Each column is described by
+a :class:`~stylekit.metrics.Column` (formula, network, range, direction), the single source of
+docs/metrics.md and the report's glossary.
 
 Metrics reach their networks through :class:`EvalNetworks`, which gets each from the same cache as
 training (:class:`~stylekit.features.Perception`) and memoises their last outputs, so the content
@@ -12,57 +12,26 @@ image's depth and edges are computed once however many models are compared.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ..components import ComponentOptions
+from .. import metrics as base
+from ..deprecation import moved
 from ..errors import StylekitError, WeightsNotFoundError
 from ..features import NetworkSpec, Perception
 from ..functional import feature_reconstruction, gram_matrix
+from ..hookspecs import hookimpl
+from ..metrics import Column, MetricContext, MetricOptions, MetricUnavailable
 from ..weights import WeightsFile, resolve_weights
 from . import functional as Fm
 
-
-class MetricUnavailable(StylekitError):
-    """A metric that cannot run here (missing weights, no style image…); reported, never silently dropped."""
-
-
-@dataclass(frozen=True)
-class Column:
-    """One reported number: what it is, how it is computed, and which way is better."""
-
-    key: str
-    label: str
-    formula: str
-    network: str
-    range: str
-    better: Literal["lower", "higher"]
-
-
-class Metric:
-    """Base: subclasses set ``name``, ``columns`` and implement :meth:`compute`."""
-
-    name: ClassVar[str] = ""
-    Options: ClassVar[type[ComponentOptions]] = ComponentOptions
-    columns: ClassVar[tuple[Column, ...]] = ()
-    title: ClassVar[str] = ""
-
-    def __init__(self, options: ComponentOptions | dict | None = None, networks: "EvalNetworks | None" = None):
-        self.options = options if isinstance(options, self.Options) else self.Options.model_validate(options or {})
-        self.networks = networks
-
-    def compute(self, content: torch.Tensor, stylised: torch.Tensor, **context: Any) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
-
-    @torch.no_grad()
-    def __call__(self, content: torch.Tensor, stylised: torch.Tensor, **context: Any) -> torch.Tensor:
-        return self.compute(content, stylised, **context)[self.columns[0].key]
+# One Metric base class, in stylekit.metrics; a plugin subclassing it from here still works, with a warning.
+__getattr__ = moved(__name__, {"Metric": "stylekit.metrics:Metric"})
 
 
 # -- networks -------------------------------------------------------------------------------------------------
@@ -106,11 +75,16 @@ class EvalNetworks:
 
     def describe(self, which: str) -> str:
         spec = self.specs[which]
+        return "(none)" if spec is None else spec.label
+
+    def identities(self, which: str) -> set[str]:
+        """The pretrained weights behind the network of a role, read from its spec (nothing is built)."""
+        spec = self.specs[which]
         if spec is None:
-            return "(none)"
-        opts = ", ".join(f"{k}={Path(v).name if isinstance(v, str) and '/' in v else v}"
-                         for k, v in spec.options.items())
-        return f"{spec.name}" + (f" ({opts})" if opts else "")
+            return set()
+        cls = self.perception.registry.get(spec.kind, spec.name) if self.perception.registry is not None else None
+        used = getattr(cls, "weights_used", None)
+        return set(used(spec.options)) if used is not None else set()
 
     def get(self, which: str) -> nn.Module:
         spec = self.specs[which]
@@ -156,18 +130,19 @@ class EvalNetworks:
 
 
 # -- depth ------------------------------------------------------------------------------------------------------
-class DepthOptions(ComponentOptions):
+class DepthOptions(MetricOptions):
     pairs: int = Field(5000, ge=1, description="Random pixel pairs for ordinal agreement.")
     tie: float = Field(0.01, ge=0, description="Skip pairs whose normalised content inverse depths differ by less.")
     seed: int = Field(0, description="Seed of the pixel pairs (the same pairs for every model).")
 
 
-class DepthPreservation(Metric):
+class DepthPreservation(base.Metric):
     """Does the stylised image still read as the same 3-D layout to a depth network?"""
 
     name = "depth"
     title = "Depth preservation"
     Options = DepthOptions
+    uses = ("depth",)
     columns = (
         Column("depth_rmse", "depth RMSE",
                "d = content inverse depth min–max normalised to [0, 1]; d̂ = s·D(ŷ)+t with (s, t) the per-image "
@@ -186,7 +161,7 @@ class DepthPreservation(Metric):
 
 
 # -- edges ------------------------------------------------------------------------------------------------------
-class EdgeOptions(ComponentOptions):
+class EdgeOptions(MetricOptions):
     threshold: float = Field(0.5, ge=0, le=1, description="HED probability at or above which a pixel is an edge.")
     thin: bool = Field(False, description="Thin binarised edges to one pixel before matching.")
     tolerance: float = Field(0.0075, gt=0, description="Matching radius as a fraction of the image diagonal (BSDS).")
@@ -197,12 +172,13 @@ def _edge_maps(networks: EvalNetworks, images: torch.Tensor, o: EdgeOptions) -> 
     return Fm.binarise_edges(networks.edges(images), o.threshold, o.thin)
 
 
-class EdgePreservation(Metric):
+class EdgePreservation(base.Metric):
     """Are the content's HED edges kept, and are few new ones invented?"""
 
     name = "edges"
     title = "Edge preservation (HED)"
     Options = EdgeOptions
+    uses = ("hed",)
     columns = (
         Column("edge_f", "edge F-score", "F = 2PR/(P+R) of E(ŷ) against E(x), E = HED 'edges' ≥ 0.5, matched within "
                "r = 0.0075·diagonal (max-pool dilation)", "HED (hed_vgg16)", "[0, 1]", "higher"),
@@ -224,12 +200,13 @@ class EdgePreservation(Metric):
                 "edge_spurious": Fm.spurious_ratio(es, ec, max(r, round(o.spurious_factor * r)))}
 
 
-class BoundaryAgreement(Metric):
+class BoundaryAgreement(base.Metric):
     """HED edges of the stylised image against BSDS500 human boundaries (union of annotators)."""
 
     name = "bsds"
     title = "BSDS500 boundaries"
     Options = EdgeOptions
+    uses = ("hed",)
     columns = (
         Column("bsds_f", "BSDS F-score", "F of E(ŷ) against the union of the annotators' Boundaries, r = "
                "0.0075·diagonal; 'bsds_f_content' is the same for E(x), the ceiling", "HED (hed_vgg16)", "[0, 1]",
@@ -269,12 +246,12 @@ def load_bsds_boundaries(path: str | Path) -> torch.Tensor:
 
 
 # -- saliency ----------------------------------------------------------------------------------------------------
-class SaliencyOptions(ComponentOptions):
+class SaliencyOptions(MetricOptions):
     width: int = Field(64, ge=16, description="Width the spectral residual is computed at (Hou & Zhang: 64).")
     sigma: float = Field(2.5, gt=0, description="Gaussian blur of the saliency map, in pixels at that width.")
 
 
-class SaliencyPreservation(Metric):
+class SaliencyPreservation(base.Metric):
     """Does the stylised image draw the eye to the same places (Liu et al. 2017 §4.5)?"""
 
     name = "saliency"
@@ -295,7 +272,7 @@ class SaliencyPreservation(Metric):
 
 
 # -- image similarity and the training losses ------------------------------------------------------------------------
-class SSIM(Metric):
+class SSIM(base.Metric):
     """Structural similarity of the luma to the content image."""
 
     name = "ssim"
@@ -307,16 +284,18 @@ class SSIM(Metric):
         return {"ssim": Fm.ssim_luminance(content, stylised)}
 
 
-class ContentOptions(ComponentOptions):
+class ContentOptions(MetricOptions):
     layer: str = Field("relu2_2", description="Backbone layer of the content loss.")
 
 
-class ContentDistance(Metric):
+class ContentDistance(base.Metric):
     """stylekit's content loss between the stylised and the content image."""
 
     name = "content"
     title = "Content loss"
     Options = ContentOptions
+    uses = ("backbone",)
+    judge = False
     columns = (Column("content_loss", "content loss", "‖φ(ŷ) − φ(x)‖² / (C·H·W) at relu2_2 (stylekit's `content` "
                       "term, Johnson eq. 2)", "loss backbone", "[0, ∞)", "lower"),)
 
@@ -327,35 +306,41 @@ class ContentDistance(Metric):
         return {"content_loss": feature_reconstruction(fs, fc)}
 
 
-class StyleOptions(ComponentOptions):
-    layers: list[str] = Field(default_factory=lambda: ["relu1_2", "relu2_2", "relu3_3", "relu4_3"])
+class StyleOptions(MetricOptions):
+    layers: list[str] = Field(default_factory=lambda: ["relu1_2", "relu2_2", "relu3_3", "relu4_3"],
+                              description="Backbone layers whose Gram matrices are compared.")
 
 
-class StyleDistance(Metric):
-    """stylekit's style loss (Gram distance) between the stylised image and the style image."""
+class StyleDistance(base.Metric):
+    """stylekit's style loss (Gram distance) between the stylised image and the style image, in both reductions."""
 
     name = "style"
     title = "Style loss"
     Options = StyleOptions
-    columns = (Column("style_loss", "style loss", "Σ_layers ‖G(φ(ŷ)) − G(φ(s))‖²_F, G = FFᵀ/(C·H·W), relu1_2…relu4_3 "
-                      "(stylekit's `style` term, reduction sum)", "loss backbone", "[0, ∞)", "lower"),)
+    uses = ("backbone",)
+    judge = False
+    columns = (
+        Column("style_loss_mean", "style loss (mean)", "Σ_layers mean_{C×C}(G(φ(ŷ)) − G(φ(s)))², G = FFᵀ/(C·H·W), "
+               "relu1_2…relu4_3: the `style` term's raw value with `reduction: mean` (Johnson's code; the quickstart)",
+               "loss backbone", "[0, ∞)", "lower"),
+        Column("style_loss_sum", "style loss (sum)", "Σ_layers ‖G(φ(ŷ)) − G(φ(s))‖²_F: the `style` term's raw value "
+               "with `reduction: sum` (the papers' equation, the term's default)", "loss backbone", "[0, ∞)", "lower"),
+    )
 
-    def __init__(self, options=None, networks=None, style: torch.Tensor | None = None):
-        super().__init__(options, networks)
-        if style is None:
+    def prepare(self, context: MetricContext) -> None:
+        super().prepare(context)
+        if context.style is None:
             raise MetricUnavailable("no style image: pass --style IMAGE, or evaluate a checkpoint whose meta.json "
                                     "names its recipe's style image")
-        layers = tuple(self.options.layers)
-        feats = networks.get("backbone")(style.to(networks.device), list(layers))
+        layers = list(self.options.layers)
+        feats = self.networks.get("backbone")(context.style.to(self.networks.device), layers)
         self.targets = {k: gram_matrix(v.float().cpu()) for k, v in feats.items()}
 
     def compute(self, content, stylised, **context):
-        layers = tuple(self.options.layers)
-        fs = self.networks.features(stylised, layers)
-        total = torch.zeros(stylised.shape[0])
-        for layer in layers:
-            total = total + (gram_matrix(fs[layer]) - self.targets[layer]).pow(2).sum((1, 2))
-        return {"style_loss": total}
+        fs = self.networks.features(stylised, tuple(self.options.layers))
+        squared = [(gram_matrix(fs[layer]) - self.targets[layer]).pow(2) for layer in self.options.layers]
+        return {"style_loss_mean": sum(sq.mean((1, 2)) for sq in squared),
+                "style_loss_sum": sum(sq.sum((1, 2)) for sq in squared)}
 
 
 # -- learned perceptual metrics (only with their weights present) ---------------------------------------------------
@@ -445,7 +430,7 @@ class LPIPSNetwork(nn.Module):
         return total
 
 
-class LPIPS(Metric):
+class LPIPS(base.Metric):
     """Learned perceptual distance to the content image (needs LPIPS and VGG-16 weights locally)."""
 
     name = "lpips"
@@ -453,21 +438,23 @@ class LPIPS(Metric):
     columns = (Column("lpips", "LPIPS (VGG, v0.1)", "Σ_l mean_hw w_lᵀ(f̂_l(ŷ) − f̂_l(x))², f̂ = channel-unit-normalised "
                       "VGG-16 taps (Zhang et al. 2018)", "VGG-16 ImageNet + LPIPS linear layers", "[0, ~1]", "lower"),)
 
-    def __init__(self, options=None, networks=None):
-        super().__init__(options, networks)
+    def prepare(self, context: MetricContext) -> None:
+        super().prepare(context)
         linear, backbone = _resolve_all([LPIPS_LINEAR, LPIPS_BACKBONE], "lpips")
         load = lambda p: torch.load(p, map_location="cpu", weights_only=True)  # noqa: E731
-        self.net = LPIPSNetwork(load(backbone), load(linear))
-        self.device = networks.device if networks is not None else torch.device("cpu")
-        self.net.to(self.device)
+        self.net = LPIPSNetwork(load(backbone), load(linear)).to(context.device)
+
+    def weights_used(self) -> set[str]:
+        return {"torchvision VGG16_Weights.IMAGENET1K_V1", "lpips v0.1 vgg linear layers"}
 
     def compute(self, content, stylised, **context):
-        return {"lpips": self.net(stylised.to(self.device), content.to(self.device)).float().cpu()}
+        device = self.context.device
+        return {"lpips": self.net(stylised.to(device), content.to(device)).float().cpu()}
 
 
 #: Built-in metrics in report order.
-BUILTIN_METRICS: tuple[type[Metric], ...] = (DepthPreservation, EdgePreservation, BoundaryAgreement,
-                                             SaliencyPreservation, SSIM, ContentDistance, StyleDistance, LPIPS)
+BUILTIN_METRICS: tuple[type[base.Metric], ...] = (DepthPreservation, EdgePreservation, BoundaryAgreement,
+                                                  SaliencyPreservation, SSIM, ContentDistance, StyleDistance, LPIPS)
 
 
 def all_columns(metrics=BUILTIN_METRICS) -> list[Column]:
@@ -476,8 +463,17 @@ def all_columns(metrics=BUILTIN_METRICS) -> list[Column]:
 
 def metrics_markdown(metrics=BUILTIN_METRICS) -> str:
     """The metrics glossary as a Markdown table (docs/metrics.md and the report share it)."""
+    return columns_markdown(all_columns(metrics))
+
+
+def columns_markdown(columns) -> str:
     lines = ["| metric | formula | network | range | better |", "|---|---|---|---|---|"]
-    for c in all_columns(metrics):
+    for c in columns:
         cells = [f"`{c.key}` ({c.label})", c.formula, c.network, c.range, c.better]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines)
+
+
+@hookimpl
+def stylekit_metrics():
+    return list(BUILTIN_METRICS)

@@ -6,14 +6,19 @@ import csv
 import html
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..data import to_image
-from .metrics import BUILTIN_METRICS, Column, metrics_markdown
-from .runner import EvalResult
+from ..metrics import Column
+from .metrics import columns_markdown
+from .runner import MIN_RELIABLE_N, EvalResult
+
+#: where a run name may be cut when shortened for a figure
+SEPARATORS = "-_./: "
 
 
 def _fmt(value: float, digits: int = 4) -> str:
@@ -49,7 +54,29 @@ def summary_rows(result: EvalResult, summary: dict) -> list[list[str]]:
 def comparison_rows(comparison: list[dict]) -> list[list[str]]:
     return [[f"{r['metric']} {'↑' if r['better'] == 'higher' else '↓'}", _fmt(r["baseline"]), _fmt(r["candidate"]),
              f"{r['diff']:+.4g}" if not math.isnan(r["diff"]) else "–",
-             f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]", str(r["n"]), r["verdict"]] for r in comparison]
+             f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]", str(r["n"]), _verdict(r)] for r in comparison]
+
+
+def _verdict(row: dict) -> str:
+    if row["verdict"] in ("better", "worse") and not row.get("reliable", True):
+        return f"{row['verdict']} (unreliable: n < {MIN_RELIABLE_N})"
+    return row["verdict"]
+
+
+def small_sample_warning(rows: list[dict]) -> str:
+    """The sentence that says the verdicts are unreliable, when fewer than MIN_RELIABLE_N images were paired."""
+    n = max((r["n"] for r in rows), default=0)
+    if not rows or n >= MIN_RELIABLE_N:
+        return ""
+    return (f"Unreliable verdicts: only {n} image(s) were compared (fewer than {MIN_RELIABLE_N}). With so few images "
+            "a bootstrap CI is often too narrow, so 'better'/'worse' may not hold up: evaluate more images.")
+
+
+def _plain(warning: bool, text: str, bold: str) -> str:
+    """A header sentence, its warnings in bold (``bold``: '**' for Markdown, 'b' for HTML)."""
+    if not warning:
+        return text
+    return f"**{text}**" if bold == "**" else f"<b>{text}</b>"
 
 
 COMPARISON_HEADER = ["metric", "baseline", "candidate", "Δ (cand − base)", "95% CI of Δ", "n", "verdict"]
@@ -66,7 +93,9 @@ def write_json(result: EvalResult, summary: dict, comparison: dict | None, out: 
             return [clean(v) for v in x]
         return x
 
-    data = {"inputs": inputs, "networks": result.networks, "sources": result.sources, "images": result.images,
+    data = {"inputs": inputs, "networks": result.networks,
+            "judges": [{"warning": warning, "text": text} for warning, text in result.header],
+            "sources": result.sources, "images": result.images,
             "metrics": {c.key: {"label": c.label, "formula": c.formula, "network": c.network, "range": c.range,
                                 "better": c.better} for c in result.columns},
             "unavailable": unavailable_text(result), "skipped": result.skipped, "summary": summary,
@@ -109,14 +138,15 @@ def comparison_figure(result: EvalResult, out: Path, cell: float = 1.9) -> Path 
     if not rows:
         return None
     names = result.sources
+    labels = dict(zip(names, distinct_labels(names, 15)))
     has_depth = any(r.get("depth") for r in rows)
     has_edges = any(r.get("edges") for r in rows)
     groups: list[tuple[str, str, str]] = [("rgb", "content", "content")]
-    groups += [("rgb", n, n) for n in names]
+    groups += [("rgb", n, labels[n]) for n in names]
     if has_depth:
-        groups += [("depth", "content", "depth: content")] + [("depth", n, f"depth: {n}") for n in names]
+        groups += [("depth", "content", "depth: content")] + [("depth", n, f"depth: {labels[n]}") for n in names]
     if has_edges:
-        groups += [("edges", "content", "edges: content")] + [("edges", n, f"edges: {n}") for n in names]
+        groups += [("edges", "content", "edges: content")] + [("edges", n, f"edges: {labels[n]}") for n in names]
     if any("gt" in r for r in rows):
         groups.append(("gt", "content", "BSDS human boundaries"))
     h, w = rows[0]["content"].shape[-2:]
@@ -144,12 +174,17 @@ def comparison_figure(result: EvalResult, out: Path, cell: float = 1.9) -> Path 
             elif kind == "gt" and "gt" in row:
                 ax.imshow(row["gt"].numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="antialiased")
             if i == 0:
-                ax.set_title(_short(title, 22), fontsize=8)
+                ax.set_title(title, fontsize=8)
             if j == 0:
                 ax.set_ylabel(_short(row["image"], 16), fontsize=7)
     fig.suptitle("content | outputs | inverse depth (content-normalised; outputs scale-and-shift aligned, "
                  "bright = near) | HED edge probability", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.97), pad=0.3, w_pad=0.2, h_pad=0.2)
+    key = legend_text(names, [labels[n] for n in names])
+    bottom = 0.0
+    if key:
+        fig.text(0.01, 0.005, key, fontsize=7, va="bottom", ha="left", wrap=True)
+        bottom = min(0.3, (0.15 + 0.12 * key.count("\n")) / fig.get_size_inches()[1])
+    fig.tight_layout(rect=(0, bottom, 1, 0.97), pad=0.3, w_pad=0.2, h_pad=0.2)
     path = out / "comparison.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -158,6 +193,37 @@ def comparison_figure(result: EvalResult, out: Path, cell: float = 1.9) -> Path 
 
 def _short(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _shared_part(names: list[str], prefix: str) -> int:
+    """How much of ``prefix`` (common to ``names``) to drop: all of it when it ends at a separator in every name,
+    else up to its last separator, so words stay whole."""
+    if all(len(n) == len(prefix) or n[len(prefix)] in SEPARATORS for n in names):
+        return len(prefix)
+    return max(prefix.rfind(c) for c in SEPARATORS) + 1
+
+
+def distinct_labels(names: list[str], width: int) -> list[str]:
+    """Short labels that keep what tells the names apart: the prefix and the suffix they all share are dropped
+    (at separators, so words stay whole; a name that is nothing but the shared part keeps its whole name), then
+    a label still over ``width`` is cut at the end; labels that would still collide are numbered instead.
+    :func:`legend_text` gives the key to the full names."""
+    trimmed = list(names)
+    if len(set(names)) > 1:
+        start = _shared_part(names, os.path.commonprefix(names))
+        rests = [n[start:] for n in names]
+        reversed_rests = [r[::-1] for r in rests]
+        end = _shared_part(reversed_rests, os.path.commonprefix(reversed_rests))
+        trimmed = [r[:len(r) - end].strip(SEPARATORS) or n for r, n in zip(rests, names)]
+    labels = [_short(t, width) for t in trimmed]
+    if len(set(labels)) < len(labels):
+        labels = [f"{i + 1}: {_short(t, width - 3)}" for i, t in enumerate(trimmed)]
+    return labels
+
+
+def legend_text(names: list[str], labels: list[str]) -> str:
+    """'label = full name' lines for labels that are not the name itself ('' when every label is)."""
+    return "\n".join(f"{label} = {name}" for name, label in zip(names, labels) if label != name)
 
 
 def bar_charts(result: EvalResult, summary: dict, out: Path) -> Path | None:
@@ -174,6 +240,7 @@ def bar_charts(result: EvalResult, summary: dict, out: Path) -> Path | None:
     nrows = math.ceil(len(columns) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.6 * nrows), squeeze=False)
     colours = plt.get_cmap("tab10").colors
+    labels = distinct_labels(result.sources, 16)
     for ax, column in zip(axes.ravel(), columns):
         means = [summary[s][column.key]["mean"] for s in result.sources]
         lo = [summary[s][column.key]["ci_low"] for s in result.sources]
@@ -182,13 +249,21 @@ def bar_charts(result: EvalResult, summary: dict, out: Path) -> Path | None:
                         [max(0.0, b - m) if np.isfinite(b) else 0 for m, b in zip(means, hi)]])
         x = np.arange(len(result.sources))
         ax.bar(x, np.nan_to_num(means), yerr=err, capsize=3, color=[colours[k % 10] for k in x])
-        ax.set_xticks(x, [_short(s, 14) for s in result.sources], rotation=20, fontsize=7, ha="right")
+        ax.set_xticks(x, labels, rotation=20, fontsize=7, ha="right")
         ax.set_title(f"{column.key} ({column.better} is better)", fontsize=8)
         ax.tick_params(axis="y", labelsize=7)
         ax.grid(axis="y", alpha=0.3)
     for ax in axes.ravel()[len(columns):]:
         ax.axis("off")
-    fig.tight_layout()
+    from matplotlib.patches import Patch
+
+    # a legend with every full name: the tick labels keep only the part of the names that differs
+    handles = [Patch(color=colours[k % 10], label=f"{label} = {name}" if label != name else name)
+               for k, (label, name) in enumerate(zip(labels, result.sources))]
+    legend_rows = len(handles) if len(handles) > 2 else 1
+    fig.legend(handles=handles, loc="lower left", ncol=1 if legend_rows > 1 else len(handles), fontsize=7,
+               frameon=False)
+    fig.tight_layout(rect=(0, min(0.5, (0.1 + 0.17 * legend_rows) / (2.6 * nrows)), 1, 1))
     path = out / "summary_bars.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -216,20 +291,28 @@ def write_reports(result: EvalResult, summary: dict, comparison: dict | None, ou
     intro = (f"{n} content image(s) from `{inputs.get('content')}`; sources: "
              + ", ".join(f"`{s}`" for s in result.sources)
              + f". Depth network: {result.networks.get('depth')}; edges: {result.networks.get('hed')}; "
-             f"loss backbone: {result.networks.get('backbone')}. Values are mean [bootstrap 95% CI of the mean "
+             f"loss backbone: {result.networks.get('backbone')}. Values are mean [BCa bootstrap 95% CI of the mean "
              f"over images]; ↑ higher is better, ↓ lower is better.")
     sections.append(("", intro, f"<p>{html.escape(intro)}</p>"))
+    if result.header:
+        sections.append(("Judges and training", "\n".join(f"- {_plain(warning, text, '**')}"
+                                                            for warning, text in result.header),
+                         "<ul>" + "".join(f"<li>{_plain(warning, html.escape(text), 'b')}</li>"
+                                          for warning, text in result.header) + "</ul>"))
     header = ["metric", *result.sources]
     rows = summary_rows(result, summary)
     sections.append(("Summary", _md_table(header, rows), _html_table(header, rows)))
     if comparison:
         title = f"Comparison: {comparison['candidate']} − {comparison['baseline']}"
-        text = ("Paired per-image differences, candidate − baseline; 95% percentile bootstrap CI "
+        text = ("Paired per-image differences, candidate − baseline; paired BCa bootstrap 95% CI "
                 f"({inputs.get('bootstrap', 1000)} resamples over images, seed {inputs.get('seed', 0)}). "
                 "'better'/'worse' only when the CI excludes 0, read in the metric's direction.")
         crow = comparison_rows(comparison["rows"])
-        sections.append((title, text + "\n\n" + _md_table(COMPARISON_HEADER, crow),
-                         f"<p>{html.escape(text)}</p>" + _html_table(COMPARISON_HEADER, crow)))
+        warning = small_sample_warning(comparison["rows"])
+        md_warning = f"**{warning}**\n\n" if warning else ""
+        html_warning = f"<p><b>{html.escape(warning)}</b></p>" if warning else ""
+        sections.append((title, md_warning + text + "\n\n" + _md_table(COMPARISON_HEADER, crow),
+                         html_warning + f"<p>{html.escape(text)}</p>" + _html_table(COMPARISON_HEADER, crow)))
     missing = unavailable_text(result)
     if missing:
         mrows = [[name, text] for name, text in missing.items()]
@@ -247,7 +330,7 @@ def write_reports(result: EvalResult, summary: dict, comparison: dict | None, ou
         items = "\n".join(f"- {s}" for s in result.skipped)
         sections.append(("Skipped inputs", items,
                          "<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in result.skipped) + "</ul>"))
-    glossary = metrics_markdown([*BUILTIN_METRICS])
+    glossary = columns_markdown(result.columns)
     gl_rows = [[f"{c.key} ({c.label})", c.formula, c.network, c.range, c.better] for c in result.columns]
     sections.append(("Metric definitions", glossary + "\n\nSee docs/metrics.md for the reasoning behind each.",
                      _html_table(["metric", "formula", "network", "range", "better"], gl_rows)))

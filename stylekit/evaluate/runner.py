@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -20,11 +20,13 @@ import torch.nn.functional as F
 from ..data import describe_unreadable, list_images, load_image
 from ..errors import StylekitError
 from ..functional import align_scale_shift, normalize_min_max
+from ..metrics import Column, Metric, MetricContext, MetricUnavailable
 from . import functional as Fm
-from .metrics import (BUILTIN_METRICS, NOT_IMPLEMENTED, Column, EvalNetworks, Metric, MetricUnavailable,
-                      StyleDistance, load_bsds_boundaries, not_implemented_reason)
+from .metrics import BUILTIN_METRICS, NOT_IMPLEMENTED, EvalNetworks, load_bsds_boundaries, not_implemented_reason
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+#: below this many images the comparison's verdicts are reported as unreliable
+MIN_RELIABLE_N = 20
 
 
 class EvaluationError(StylekitError):
@@ -43,6 +45,8 @@ class Source:
     style_image: Path | None = None
     #: a folder's file name for a content stem, e.g. "{stem}_wave" for Johnson's chicago_wave.jpg
     pattern: str = "{stem}"
+    #: the recipe the checkpoint was trained with (None: a folder, or no recipe recorded)
+    recipe: dict | None = None
 
     def stylise(self, stem: str, content: torch.Tensor, device: torch.device) -> torch.Tensor:
         if self.kind == "checkpoint":
@@ -58,29 +62,26 @@ class Source:
         return image
 
 
-def _recipe_style(model_file: Path) -> Path | None:
-    """The first style image of the recipe recorded with a checkpoint (its meta.json, else its run's config), if it
-    still exists."""
+def _recipe(model_file: Path) -> dict | None:
+    """The recipe recorded with a checkpoint: its meta.json, else its run's config.yaml."""
     from ..checkpoint import META_FILE
     from ..runs import RunDir
 
-    recipes = []
     try:
-        recipes.append(json.loads((model_file.parent / META_FILE).read_text())["recipe"])
-    except Exception:
+        return json.loads((model_file.parent / META_FILE).read_text())["recipe"]
+    except Exception:  # noqa: BLE001 - no meta.json, or another version's: try the run's config
         pass
     run = RunDir.containing(model_file)
-    if run is not None:
-        recipes.append(run.read_config())
-    for recipe in recipes:
-        try:
-            images = recipe["style"]["images"]
-        except Exception:
-            continue
-        for image in images or []:
-            if Path(image).is_file():
-                return Path(image)
-    return None
+    return (run.read_config() or None) if run is not None else None
+
+
+def _recipe_style(recipe: dict | None) -> Path | None:
+    """The recipe's first style image, if it still exists."""
+    try:
+        images = recipe["style"]["images"]  # type: ignore[index]
+    except Exception:  # noqa: BLE001
+        return None
+    return next((Path(image) for image in images or [] if Path(image).is_file()), None)
 
 
 def open_source(path: str | Path, name: str | None = None, device: torch.device | str = "cpu",
@@ -102,7 +103,8 @@ def open_source(path: str | Path, name: str | None = None, device: torch.device 
         run = RunDir.containing(model_file)
         if name is None and run is not None and not path.samefile(run.path):  # a checkpoint: say whose
             label = f"{run.name}/{model_file.parent.name}"
-        return Source(label, "checkpoint", path, model=model, style_image=_recipe_style(model_file))
+        recipe = _recipe(model_file)
+        return Source(label, "checkpoint", path, model=model, style_image=_recipe_style(recipe), recipe=recipe)
     if path.is_dir():
         files = {p.stem: p for p in sorted(path.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
         if not files:
@@ -135,6 +137,10 @@ class EvalResult:
     networks: dict[str, str]
     extra: dict[str, Any] = field(default_factory=dict)
     figure_data: list[dict[str, Any]] = field(default_factory=list)
+    #: the metrics that ran
+    metrics: list[Metric] = field(default_factory=list)
+    #: the report's statement on the judges' independence: (a warning?, sentence)
+    header: list[tuple[bool, str]] = field(default_factory=list)
 
     def values(self, source: str, key: str) -> np.ndarray:
         """Per-image values of one metric for one source, in image order (NaN where missing)."""
@@ -150,35 +156,41 @@ def _gather_content(content: Path, max_images: int | None) -> list[Path]:
     return files[:max_images] if max_images else files
 
 
-def build_metrics(networks: EvalNetworks, style: torch.Tensor | None, settings: EvalSettings,
-                  metric_classes=BUILTIN_METRICS) -> tuple[list[Metric], dict[str, str]]:
-    """Instantiate each metric; a metric that cannot run here is recorded with the reason."""
+def build_metrics(context: MetricContext, settings: EvalSettings, metric_classes=BUILTIN_METRICS,
+                  not_implemented: Iterable[str] = tuple(NOT_IMPLEMENTED)) -> tuple[list[Metric], dict[str, str]]:
+    """Instantiate and prepare each metric; one that cannot run here (or a plugin's that fails) is recorded with
+    the reason."""
     edge_opts = {"threshold": settings.edge_threshold, "thin": settings.edge_thin}
     options = {"edges": edge_opts, "bsds": edge_opts, "depth": {"seed": settings.seed}}
     metrics, unavailable = [], {}
     for cls in metric_classes:
         try:
-            if cls is StyleDistance:
-                metric = cls(options.get(cls.name), networks, style=style)
-            else:
-                metric = cls(options.get(cls.name), networks)
+            metric = cls(options.get(cls.name) if cls in BUILTIN_METRICS else None)
+            metric.prepare(context)
             metrics.append(metric)
         except MetricUnavailable as exc:
             unavailable[cls.name] = str(exc)
-    for name in NOT_IMPLEMENTED:
+        except Exception as exc:  # noqa: BLE001 - a broken plugin metric must not end the evaluation
+            if cls in BUILTIN_METRICS:
+                raise
+            unavailable[cls.name] = f"failed: {type(exc).__name__}: {exc}"
+    for name in not_implemented:
         unavailable[name] = not_implemented_reason(name)
     return metrics, unavailable
 
 
+@torch.no_grad()
 def evaluate(sources: list[Source], content_dir: Path, networks: EvalNetworks, *, style: torch.Tensor | None = None,
              bsds_gt: Path | None = None, settings: EvalSettings | None = None,
              progress: Callable[[str, int, int], None] | None = None,
-             warn: Callable[[str], None] | None = None, metric_classes=BUILTIN_METRICS) -> EvalResult:
+             warn: Callable[[str], None] | None = None, metric_classes=BUILTIN_METRICS,
+             not_implemented: Iterable[str] = tuple(NOT_IMPLEMENTED)) -> EvalResult:
     """Every metric for every (source, content image); the first ``figure_rows`` images are kept for the figure."""
     settings = settings or EvalSettings()
     warn = warn or (lambda message: None)
     files = _gather_content(Path(content_dir), settings.max_images)
-    metrics, unavailable = build_metrics(networks, style, settings, metric_classes)
+    context = MetricContext(networks=networks, style=style, device=networks.device)
+    metrics, unavailable = build_metrics(context, settings, metric_classes, not_implemented)
     if bsds_gt is None:
         unavailable.setdefault("bsds", "no ground truth: pass --bsds-gt DIR (BSDS500 groundTruth/*.mat)")
         metrics = [m for m in metrics if m.name != "bsds"]
@@ -191,6 +203,10 @@ def evaluate(sources: list[Source], content_dir: Path, networks: EvalNetworks, *
             runnable.append(metric)
         except MetricUnavailable as exc:
             unavailable[metric.name] = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin metric must not end the evaluation
+            if type(metric) in BUILTIN_METRICS:
+                raise
+            unavailable[metric.name] = f"failed: {type(exc).__name__}: {exc}"
     networks.clear()
     columns = [c for m in runnable for c in m.columns]
     if any(m.name == "bsds" for m in runnable):
@@ -262,7 +278,8 @@ def evaluate(sources: list[Source], content_dir: Path, networks: EvalNetworks, *
         raise EvaluationError(f"none of the {len(files)} content images under {content_dir} could be read")
     return EvalResult(sources=[s.name for s in sources], images=images, columns=columns, per_image=per_image,
                       unavailable=unavailable, skipped=skipped,
-                      networks={k: networks.describe(k) for k in networks.specs}, figure_data=figure)
+                      networks={k: networks.describe(k) for k in networks.specs}, figure_data=figure,
+                      metrics=runnable)
 
 
 def resize_boundaries(boundaries: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -295,7 +312,7 @@ def _figure_maps(row: dict[str, Any], networks: EvalNetworks, settings: EvalSett
 
 # -- summaries and comparisons ---------------------------------------------------------------------------------------
 def summarise(result: EvalResult, settings: EvalSettings) -> dict[str, dict[str, dict[str, float]]]:
-    """Per source and metric: mean, std, n and a bootstrap 95% CI of the mean over images."""
+    """Per source and metric: mean, std, n and a BCa bootstrap 95% CI of the mean over images."""
     summary: dict[str, dict[str, dict[str, float]]] = {}
     for source in result.sources:
         summary[source] = {}
@@ -311,10 +328,11 @@ def summarise(result: EvalResult, settings: EvalSettings) -> dict[str, dict[str,
 
 
 def compare(result: EvalResult, baseline: str, candidate: str, settings: EvalSettings) -> list[dict[str, Any]]:
-    """Paired per-image differences (candidate − baseline) per metric with a bootstrap 95% CI.
+    """Paired per-image differences (candidate − baseline) per metric with a paired BCa bootstrap 95% CI.
 
     ``verdict`` reads the CI against the metric's direction: 'better'/'worse' when the CI excludes 0,
-    'no clear difference' otherwise.
+    'no clear difference' otherwise; ``reliable`` is False below :data:`MIN_RELIABLE_N` images, where a
+    bootstrap CI is too narrow too often to trust the verdict.
     """
     rows = []
     for column in result.columns:
@@ -323,7 +341,7 @@ def compare(result: EvalResult, baseline: str, candidate: str, settings: EvalSet
         a, b = result.values(baseline, column.key), result.values(candidate, column.key)
         ok = np.isfinite(a) & np.isfinite(b)
         diff = b[ok] - a[ok]
-        lo, hi = Fm.bootstrap_mean_ci(diff, settings.bootstrap, seed=settings.seed)
+        lo, hi = Fm.paired_bootstrap_ci(a[ok], b[ok], settings.bootstrap, seed=settings.seed)
         mean = float(diff.mean()) if diff.size else float("nan")
         sign = 1 if column.better == "higher" else -1
         if not diff.size or math.isnan(lo) or diff.size < 2:
@@ -334,5 +352,6 @@ def compare(result: EvalResult, baseline: str, candidate: str, settings: EvalSet
             verdict = "no clear difference"
         rows.append({"metric": column.key, "better": column.better, "baseline": float(a[ok].mean()) if ok.any()
                      else float("nan"), "candidate": float(b[ok].mean()) if ok.any() else float("nan"),
-                     "diff": mean, "ci_low": lo, "ci_high": hi, "n": int(diff.size), "verdict": verdict})
+                     "diff": mean, "ci_low": lo, "ci_high": hi, "n": int(diff.size), "verdict": verdict,
+                     "reliable": int(diff.size) >= MIN_RELIABLE_N})
     return rows

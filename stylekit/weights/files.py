@@ -142,8 +142,10 @@ def _shipped(spec: WeightsFile) -> tuple[Path, str] | None:
     return None
 
 
-def resolve_weights(spec: WeightsFile, explicit: str | os.PathLike | None = None, *, component: str = "") -> Path:
-    """Return a local path to ``spec``'s file, downloading it only when allowed."""
+def resolve_weights(spec: WeightsFile, explicit: str | os.PathLike | None = None, *, component: str = "",
+                    allow_download: bool = True) -> Path:
+    """Return a local path to ``spec``'s file, downloading it only when allowed (``allow_download=False``: look
+    only on this machine)."""
     label = f"weights for {component}" if component else f"weights file {spec.filename}"
     if explicit is not None:
         path = Path(explicit).expanduser()
@@ -160,7 +162,7 @@ def resolve_weights(spec: WeightsFile, explicit: str | os.PathLike | None = None
     if shipped is not None:
         path, where = shipped
         return _check(path, spec, where)
-    if offline() or spec.url is None:
+    if not allow_download or offline() or spec.url is None:
         raise WeightsNotFoundError(_missing_message(spec, label, wdir, cached))
     return download(spec, cached)
 
