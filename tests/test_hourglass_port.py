@@ -310,9 +310,6 @@ def test_depth_aware_recipe_trains_with_a_port_format_hourglass(monkeypatch, tmp
     _train_depth_aware(tmp_path, path)
 
 
-@pytest.mark.xfail(strict=True, reason="features.Perception registers networks in an nn.ModuleDict under "
-                   "NetworkSpec.key, which contains the options' JSON: a weights path with a '.' is rejected "
-                   "(\"module name can't contain '.'\")")
 def test_depth_aware_recipe_takes_a_weights_path_with_a_dot(monkeypatch, tmp_path):
     path = tmp_path / "Best_model_period1.pt"
     save_port_pickle(port_model(), path, monkeypatch, legacy=True)
