@@ -157,8 +157,7 @@ def _train(recipe, set_, plugin, without, only, preset, resume, run_dir, no_prog
             raise StylekitError("--trust-run-plugins only applies to --resume (a recipe's plugins are yours)")
         recipe_obj = load_recipe(recipe, overrides, without=without_, only=only_, extra_plugins=plugin or [],
                                  preset=preset)
-        name = run_name(recipe_obj.name + (f"-{recipe_obj.preset}" if recipe_obj.preset else ""),
-                        overrides, without_, only_)
+        name = run_name(recipe_obj.name, overrides, without_, only_, preset=recipe_obj.preset)
         if run_dir is None and ctx.is_main:  # a fresh folder, locked from now on (see RunDir.create)
             created = RunDir.create(recipe_obj.output_dir, name)
         path = distributed.broadcast_object(ctx, str(run_dir) if run_dir is not None else

@@ -42,7 +42,7 @@ from .errors import StylekitError
 from .runlock import FileLock, Holder, RunLockedError, lock_holder, process_alive
 
 __all__ = ["RunDir", "RunLockedError", "RunPathError", "UntrustedPluginError", "RunRecord", "atomic_write_text",
-           "find_runs", "is_run_dir", "read_run", "run_info", "run_name"]
+           "changes_model", "find_runs", "is_run_dir", "read_run", "run_info", "run_name", "shorten_name"]
 
 CONFIG_FILE = "config.yaml"
 INFO_FILE = "run.json"
@@ -123,21 +123,58 @@ def safe_name(text: str, limit: int = 120) -> str:
     return re.sub(r"[^\w.=,+\-]", "_", text)[:limit]
 
 
+#: Recipe keys (dotted prefixes) whose value never changes the trained network: logging cadence and loggers,
+#: where runs go, speed settings, which device, names and notes. Run names leave changes to them out, in
+#: ``stylekit train`` and ``stylekit ablate`` alike. (``precision`` and ``data.cache_dir`` do change results.)
+NAME_IGNORED_KEYS = ("log", "output_dir", "performance", "data.workers", "device", "name", "description",
+                     "plugins", "preset", "presets", "extends")
+#: Run names longer than this end in a hash of the full name instead (``stylekit runs`` stays one line a run).
+NAME_LIMIT = 60
+#: prefixes left out of names where the rest is unambiguous: ``losses.style.weight`` → ``style.weight``
+_NAME_PREFIXES = ("losses.", "schedule.")
+
+
+def changes_model(key: str) -> bool:
+    """Whether a ``--set`` of dotted ``key`` can change the trained network (see :data:`NAME_IGNORED_KEYS`)."""
+    return not any(key == k or key.startswith(k + ".") for k in NAME_IGNORED_KEYS)
+
+
+def shorten_name(name: str, limit: int = NAME_LIMIT) -> str:
+    """``name`` if at most ``limit`` characters, else its start and 8 hex digits of its sha1 (stable, distinct)."""
+    if len(name) <= limit:
+        return name
+    import hashlib
+
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    return f"{name[:limit - len(digest) - 1].rstrip('-_.,=+')}-{digest}"
+
+
 def run_name(recipe_name: str, overrides: Iterable[str] = (), without: Iterable[str] = (),
-             only: Iterable[str] = ()) -> str:
-    """A short run name from what was changed, e.g. ``quickstart-without-depth-depth.weight=10``."""
+             only: Iterable[str] = (), preset: str | None = None) -> str:
+    """A short run name from what changes the model, e.g. ``quickstart-without-depth-depth.weight=10``.
+
+    The one naming rule of ``stylekit train`` and ``stylekit ablate``: the recipe's name (and preset), the
+    dropped or kept terms, then each ``--set`` whose key can change the network (:func:`changes_model`: not
+    ``log.*``, ``performance.*``, ``output_dir``…) sorted by key, shortened with a hash above
+    :data:`NAME_LIMIT` characters.
+    """
     from .config import parse_override
 
-    parts = [recipe_name]
+    parts = [recipe_name + (f"-{preset}" if preset else "")]
     parts += [f"without-{t}" for t in without]
     if list(only):
         parts.append("only-" + "+".join(only))
+    changed: dict[str, str] = {}
     for text in overrides:
         keys, value = parse_override(text)
-        key = ".".join(keys[1:] if keys[0] == "losses" else keys)
-        value_text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-        parts.append(f"{key}={value_text}")
-    return safe_name("-".join(parts))
+        key = ".".join(keys)
+        if not changes_model(key):
+            continue
+        for prefix in _NAME_PREFIXES:
+            key = key.removeprefix(prefix)
+        changed[key] = ",".join(map(str, value)) if isinstance(value, list) else str(value)  # the last --set wins
+    parts += [f"{key}={value}" for key, value in sorted(changed.items())]  # the order typed does not matter
+    return shorten_name(safe_name("-".join(parts), limit=10_000))
 
 
 def run_info(recipe_file: str | Path, overrides: Sequence[str] = (), without: Sequence[str] = (),
