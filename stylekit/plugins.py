@@ -34,12 +34,14 @@ KIND_HOOKS: dict[str, str] = {
     "backbone": "stylekit_backbones",
     "depth": "stylekit_depth_networks",
     "metric": "stylekit_metrics",
+    "logger": "stylekit_loggers",
 }
 
 BUILTIN_PLUGINS = (
     "stylekit.losses",
     "stylekit.backbones",
     "stylekit.depth",
+    "stylekit.loggers",
 )
 
 

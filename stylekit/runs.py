@@ -5,7 +5,8 @@ A run folder holds::
     config.yaml           the fully resolved recipe (rewritten when a resume changes it; run.json says how)
     run.json              name, recipe, what the command line changed, each resume, versions, git commit
     status.json           running / finished / failed / interrupted, step, reason, pid and host
-    metrics.jsonl         one line per logged step: every term, unweighted and weighted
+    metrics.jsonl         one line per logged step: every term, unweighted and weighted (logger ``jsonl``)
+    tensorboard/          event files (logger ``tensorboard``); any logger's own folder is named after it
     samples/step_N.png    content | stylised grids
     loss_curves.png
     checkpoints/step_N/   model.safetensors, meta.json, train_state.pt (see stylekit.checkpoint)
@@ -194,6 +195,26 @@ def describe_run_changes(info: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _default_of(key: str) -> Any:
+    """The recipe schema's default for dotted ``key`` in a recipe section (``MISSING``: required or not a field)."""
+    from pydantic import BaseModel
+
+    from .config import Recipe
+
+    model: Any = Recipe
+    *sections, name = key.split(".")
+    for part in sections:
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        model = field.annotation if field is not None else None
+    if not (isinstance(model, type) and issubclass(model, BaseModel)) or name not in model.model_fields:
+        return MISSING
+    field = model.model_fields[name]
+    if field.is_required():
+        return MISSING
+    default = field.get_default(call_default_factory=True)
+    return default.model_dump(mode="json") if isinstance(default, BaseModel) else default
+
+
 def _describe_changes(info: dict[str, Any]) -> str:
     parts = [f"without {t}" for t in info.get("without") or []]
     if info.get("only"):
@@ -309,6 +330,17 @@ class RunDir:
     def lock_file(self) -> Path:
         return self.path / LOCK_FILE
 
+    def logger_dir(self, logger: str) -> Path:
+        """A logger's own folder, named after it (``RUN/tensorboard/``), created on first use."""
+        reserved = {CONFIG_FILE, INFO_FILE, STATUS_FILE, METRICS_FILE, SAMPLES_DIR, LOSS_CURVES_FILE,
+                    CHECKPOINTS_DIR, EVAL_DIR, LOCK_FILE}
+        if logger in reserved or safe_name(logger) != logger or logger.startswith("."):
+            raise StylekitError(f"logger name {logger!r} cannot name a folder in a run folder (reserved or not a "
+                                "plain name); rename the logger")
+        path = self.inside(self.path) / logger
+        path.mkdir(parents=True, exist_ok=True)
+        return self.inside(path)
+
     @staticmethod
     def step_name(step: int) -> str:
         return f"{STEP_PREFIX}{step:07d}"
@@ -416,7 +448,9 @@ class RunDir:
         value differs are recorded as ``changed``, so ``stylekit runs`` can show them. Returns those keys.
         """
         old, new = self.read_config(), yaml.safe_load(config_text) or {}
-        changed = list(config_diff([old, new])) if old else []
+        diff = config_diff([old, new]) if old else {}
+        # a key this stylekit added to the recipe since the run started, at its default, changed nothing
+        changed = [k for k, (before, after) in diff.items() if not (before is MISSING and after == _default_of(k))]
         model_keys = [k for k in changed if k.startswith("model.")]
         if model_keys:
             raise StylekitError(

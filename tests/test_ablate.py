@@ -267,3 +267,8 @@ def test_train_and_ablate_name_a_run_alike(recipe_file, tmp_path):
     names = {r.label: r.name for r in grid.runs}
     assert trained == names["style.weight=10; without tv"] == "tiny-without-tv-iterations=1-style.weight=10"
     assert names["style.weight=100"] == "tiny-iterations=1-style.weight=100"
+
+
+def test_ablate_needs_the_jsonl_logger(recipe_file):
+    with pytest.raises(ConfigError, match=r"summarises runs from their metrics.jsonl, so keep jsonl"):
+        expand_grid(recipe_file, ["losses.style.weight=10"], overrides=["log.loggers=[tensorboard]"])

@@ -20,6 +20,7 @@ import yaml
 
 from ..config import Recipe, apply_overrides, dump_recipe, load_raw, load_recipe, parse_override, select_terms
 from ..errors import ConfigError
+from ..loggers import JsonlLogger
 from ..runs import RunDir, atomic_write_text, run_name, safe_name, shorten_name
 
 GRID_FILE = "grid.json"
@@ -193,6 +194,10 @@ def expand_grid(recipe_path: str | Path, vary: Iterable[str] = (), without_each:
                 if seed is not None:
                     run_overrides.append(f"schedule.seed={seed}")
                 _, config = _resolved(recipe_path, [*overrides, *run_overrides], without, plugins, registry)
+                if JsonlLogger.name not in config["log"]["loggers"]:
+                    raise ConfigError(f"log.loggers is {config['log']['loggers']}: stylekit ablate summarises runs "
+                                      f"from their metrics.jsonl, so keep {JsonlLogger.name} in it, e.g. "
+                                      f"--set log.loggers=[{JsonlLogger.name},tensorboard]")
                 label_parts = [f"{s.short}={text}" for s, (text, _) in zip(specs, combo)]
                 label_parts += [f"without {t}" for t in without]
                 if seed is not None:
