@@ -271,21 +271,27 @@ def export(
     opset: int = typer.Option(17, "--opset", help="ONNX opset."),
     verify_size: int = typer.Option(512, "--verify-size", help="Side of the image ONNX is checked on."),
 ) -> None:
-    """Export a trained transformer for deployment; ONNX is checked against PyTorch with onnxruntime."""
-    from .checkpoint import load_model
-    from .export import ONNX_TOLERANCE, export_onnx, export_torchscript
+    """Export a trained transformer for deployment, with its model card (in the file and as MODEL_CARD.md beside
+    it); ONNX is checked against PyTorch with onnxruntime."""
+    from .card import read_card
+    from .checkpoint import find_model_file, load_model
+    from .export import ONNX_TOLERANCE, export_onnx, export_torchscript, write_card
 
-    model = load_model(checkpoint)
+    if format_ not in ("onnx", "torchscript"):
+        raise StylekitError(f"--format {format_!r}: choose onnx or torchscript")
+    file = find_model_file(checkpoint)
+    model, card = load_model(file), read_card(file)
     if format_ == "onnx":
-        diff = export_onnx(model, output, opset=opset, verify_size=verify_size)
+        diff = export_onnx(model, output, opset=opset, verify_size=verify_size, card=card)
         console.print(f"{output}: ONNX opset {opset}, dynamic batch/height/width; onnxruntime vs PyTorch on a "
                       f"{verify_size} px image: max abs difference {diff:.3g} (0–255 scale, allowed < {ONNX_TOLERANCE})")
-    elif format_ == "torchscript":
-        diff = export_torchscript(model, output)
+    else:
+        diff = export_torchscript(model, output, card=card)
         console.print(f"{output}: TorchScript (loads with torch.jit.load, no stylekit needed); "
                       f"max abs difference {diff:.3g}")
-    else:
-        raise StylekitError(f"--format {format_!r}: choose onnx or torchscript")
+    card_file = write_card(card, output, format_)
+    console.print(f"{card_file}: model card" + ("" if card else " (none recorded: a checkpoint from before model "
+                                                                 "cards, so it says only how to run the file)"))
 
 
 @app.command()

@@ -128,7 +128,7 @@ def safe_name(text: str, limit: int = 120) -> str:
 #: where runs go, speed settings, which device, names and notes. Run names leave changes to them out, in
 #: ``stylekit train`` and ``stylekit ablate`` alike. (``precision`` and ``data.cache_dir`` do change results.)
 NAME_IGNORED_KEYS = ("log", "output_dir", "performance", "data.workers", "device", "name", "description",
-                     "plugins", "preset", "presets", "extends")
+                     "plugins", "preset", "presets", "extends", "style.licence", "style.attribution")
 #: Run names longer than this end in a hash of the full name instead (``stylekit runs`` stays one line a run).
 NAME_LIMIT = 60
 #: prefixes left out of names where the rest is unambiguous: ``losses.style.weight`` → ``style.weight``

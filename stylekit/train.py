@@ -23,6 +23,7 @@ from rich.text import Text
 from torch.utils.data import DataLoader
 
 from . import distributed
+from .card import build_card, style_entries
 from .checkpoint import load_train_state, save_checkpoint
 from .composer import LossComposer, build_terms
 from .config import Recipe, dump_recipe
@@ -33,7 +34,7 @@ from .finite import FiniteCheck
 from .loggers import LoggerSet, StepMetrics
 from .losses.base import LossBatch, TermContext
 from .models.transformer import TransformerNet
-from .runs import MODEL_FILE, RunDir, RunLockedError
+from .runs import MODEL_FILE, RunDir, RunLockedError, environment_info
 from .runtime import autocast, pick_channels_last, pick_device, pick_precision
 from .viz import image_grid, plot_loss_curves
 
@@ -96,6 +97,9 @@ class Trainer:
         torch.manual_seed(r.schedule.seed)
         if self.dist.is_main:  # first: a logger that cannot work (a missing package) stops the run before any work
             self.loggers = LoggerSet.build(r.log.loggers, r.log.logger_options, self.registry)
+            # what every checkpoint's model card says about the style and the software (read once)
+            self.card_style = style_entries(r.style.images, r.style.licence, r.style.attribution)
+            self.versions = environment_info()
         self.model = TransformerNet(r.model).to(self.device)
         perf = r.performance
         self.channels_last, self.perception_channels_last = pick_channels_last(perf.channels_last, self.device,
@@ -205,7 +209,11 @@ class Trainer:
     def _checkpoint(self, barrier: bool = True) -> Path | None:
         path = None
         if self.dist.is_main:
-            meta = {"recipe": self.recipe.model_dump(mode="json"), "metrics": self.last_metrics}
+            recipe = self.recipe.model_dump(mode="json")
+            card = build_card(yaml.safe_load(dump_recipe(self.recipe)), name=self.run.name, step=self.step,
+                              wall_time_s=self.elapsed, metrics=self.last_metrics, style=self.card_style,
+                              versions=self.versions)
+            meta = {"recipe": recipe, "metrics": self.last_metrics, "card": card}
             path = save_checkpoint(self.run_dir, self.step, self.model, self._train_state(), meta,
                                    keep=self.recipe.log.keep_checkpoints)
         if barrier:
