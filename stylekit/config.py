@@ -46,7 +46,7 @@ class StyleConfig(Section):
     size: int = Field(256, ge=16, description="Style images are resized so their longer side is this many pixels.")
     licence: str | None = Field(None, description="Licence of the style image(s), e.g. 'public domain' or "
                                                 "'CC BY-SA 4.0'; recorded in every checkpoint's model card and "
-                                                "in exported models.")
+                                                "in exported models. It describes `images`: change it with them.")
     attribution: str | None = Field(None, description="Who made the style image(s) and where they come from, e.g. "
                                                     "'Hokusai, The Great Wave off Kanagawa (c. 1831)'; recorded in "
                                                     "model cards like the licence.")
