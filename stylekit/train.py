@@ -294,7 +294,6 @@ class Trainer:
             self.console.print(f"Nothing to do: the run already reached {self.step} steps.")
             self._write_status("finished")
             return RunResult(self.run_dir, self.step, self._final_table_data(), self.skipped, self.elapsed)
-        self.loggers.start(self.run, self.step if self.resume else None, yaml.safe_load(dump_recipe(r)))
         self.finite.start(self.step, self.device)
         sums = {k: torch.zeros((), device=self.device) for k in self.composer.keys}
         count = 0
@@ -303,11 +302,12 @@ class Trainer:
                                  MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                                  TextColumn("ETA"), TimeRemainingColumn(),
                                  console=self.console, disable=not self.show_progress, transient=False)
-        started = time.perf_counter() - self.elapsed
-        loop_start, loop_step0 = time.perf_counter(), self.step
-        self._last_log = (self.step, loop_start)
         state, reason = "finished", ""
         try:
+            self.loggers.start(self.run, self.step if self.resume else None, yaml.safe_load(dump_recipe(r)))
+            started = time.perf_counter() - self.elapsed  # after the loggers' start (a tracker may connect)
+            loop_start, loop_step0 = time.perf_counter(), self.step
+            self._last_log = (self.step, loop_start)
             with progress:
                 task = progress.add_task(r.name, total=r.schedule.iterations, completed=self.step, rate="")
                 batches = iter(self._loader())

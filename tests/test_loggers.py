@@ -171,6 +171,47 @@ def test_a_plugin_logger_receives_metrics_images_recipe_and_the_end(tmp_path):
     assert (tmp_path / "run" / "metrics.jsonl").is_file()  # jsonl alongside
 
 
+UNREACHABLE = '''
+import stylekit
+
+FINALIZED = []
+
+
+class Unreachable(stylekit.Logger):
+    """A tracker whose server cannot be reached."""
+
+    name = "unreachable"
+
+    def start(self, run, resumed_at):
+        raise ConnectionError("tracking server unreachable")
+
+    def log_metrics(self, metrics):
+        pass
+
+    def finalize(self, status):
+        FINALIZED.append(status)
+
+
+@stylekit.hookimpl
+def stylekit_loggers():
+    return [Unreachable]
+'''
+
+
+def test_a_logger_that_cannot_start_fails_the_run_cleanly(tmp_path, monkeypatch):
+    (tmp_path / "unreachable.py").write_text(UNREACHABLE)
+    closed = []
+    monkeypatch.setattr(JsonlLogger, "finalize", lambda self, status: closed.append(status))
+    raw = tiny_recipe(tmp_path, plugins=[str(tmp_path / "unreachable.py")], log={"loggers": ["jsonl", "unreachable"]})
+    with pytest.raises(ConnectionError):
+        Trainer(validate_recipe(raw), tmp_path / "run", show_progress=False).fit()
+    status = RunDir(tmp_path / "run").read_status()
+    assert status["state"] == "failed" and "tracking server unreachable" in status["reason"]
+    assert closed == ["failed"]  # the logger that had started was closed
+    module = next(m for name, m in sys.modules.items() if name.startswith("stylekit_user_plugin_unreachable"))
+    assert module.FINALIZED == []  # the one that never started is not asked to close
+
+
 def test_check_logger_passes_the_built_ins(tmp_path):
     check = check_logger(JsonlLogger, root=tmp_path / "a")
     rows = [json.loads(line) for line in (check.run_dir / "metrics.jsonl").read_text().splitlines()]

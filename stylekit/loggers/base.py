@@ -87,6 +87,7 @@ class LoggerSet:
 
     def __init__(self, loggers: Sequence[Logger] = ()):
         self.loggers = list(loggers)
+        self.started: list[Logger] = []  # finalize closes these (a logger whose start failed has nothing open)
 
     @classmethod
     def build(cls, names: Iterable[str], options: dict[str, dict[str, Any]], registry) -> LoggerSet:
@@ -99,6 +100,7 @@ class LoggerSet:
     def start(self, run: RunDir, resumed_at: int | None, recipe: dict[str, Any]) -> None:
         for logger in self.loggers:
             logger.start(run, resumed_at)
+            self.started.append(logger)
             logger.log_recipe(recipe)
 
     def log_metrics(self, metrics: StepMetrics) -> None:
@@ -110,9 +112,10 @@ class LoggerSet:
             logger.log_image(tag, image, step)
 
     def finalize(self, status: str) -> None:
-        """Finalize every logger, even when one fails (the first failure is raised afterwards)."""
+        """Finalize every started logger, even when one fails (the first failure is raised afterwards)."""
         failure: BaseException | None = None
-        for logger in self.loggers:
+        started, self.started = self.started, []
+        for logger in started:
             try:
                 logger.finalize(status)
             except Exception as exc:
