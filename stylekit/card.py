@@ -96,15 +96,14 @@ def parse_card(text: str | None) -> dict[str, Any]:
 
 def read_card(model_file: str | Path) -> dict[str, Any]:
     """The card of a ``model.safetensors`` (from its metadata, else its checkpoint's meta.json); {} without one."""
-    from safetensors import safe_open
-
+    from .checkpoint import read_safetensors_header
+    from .errors import StylekitError
     from .runs import META_FILE
 
     model_file = Path(model_file)
     try:
-        with safe_open(str(model_file), framework="pt") as fh:
-            card = parse_card((fh.metadata() or {}).get(METADATA_KEY))
-    except Exception:  # not a safetensors file: load_model reports that
+        card = parse_card(read_safetensors_header(model_file)[0].get(METADATA_KEY))
+    except StylekitError:  # not a valid safetensors file: load_model says so
         card = {}
     if not card:
         try:

@@ -12,26 +12,47 @@ Each checkpoint is written to a temporary folder and renamed into place, and
 ``RUN/checkpoints/latest`` is replaced atomically afterwards, so an interruption
 never leaves a half-written checkpoint behind. Nothing here unpickles code. Where
 checkpoints live in a run folder (and which is the latest) is :class:`~stylekit.runs.RunDir`'s.
+
+
+Files are checked before anything is allocated from them: the safetensors header
+(length, JSON, dtypes, shapes, offsets within the file) and every tensor's name and
+shape against the network that ``model_options`` describes (built on the ``meta``
+device, which allocates nothing), with bounds on those options. A malformed or crafted
+file is a :class:`CheckpointError` that names it, never a traceback or a huge allocation.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import pickle
+import re
 import shutil
+import struct
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, safe_open, save_file
+from pydantic import ValidationError
+from safetensors.torch import load_file, save_file
 
 from .card import card_metadata
-from .errors import StylekitError
+from .errors import CheckpointError
 from .models.transformer import TransformerNet, TransformerOptions
 from .runs import META_FILE, MODEL_FILE, STATE_FILE, RunDir, atomic_write_text  # noqa: F401 (re-exported)
 
 FORMAT_VERSION = 1
+#: safetensors' own limit on the JSON header
+MAX_HEADER_BYTES = 100_000_000
+#: bounds on ``model_options`` read from a file (the paper's network: 32 channels, 5 blocks)
+MAX_CHANNELS = 1024
+MAX_RESIDUAL_BLOCKS = 64
+#: safetensors dtype → (bytes per element, torch dtype)
+DTYPES = {"F64": (8, torch.float64), "F32": (4, torch.float32), "F16": (2, torch.float16),
+          "BF16": (2, torch.bfloat16), "I64": (8, torch.int64), "I32": (4, torch.int32), "I16": (2, torch.int16),
+          "I8": (1, torch.int8), "U8": (1, torch.uint8), "BOOL": (1, torch.bool)}
 
 
 def save_model(model: TransformerNet, path: Path, extra_metadata: dict[str, str] | None = None) -> None:
@@ -79,29 +100,196 @@ def find_model_file(path: str | Path) -> Path:
         ckpt = latest_checkpoint(path)
         if ckpt is not None:
             return ckpt / MODEL_FILE
-    raise StylekitError(f"no checkpoint at {path}: give a run folder, a checkpoint folder or a {MODEL_FILE} file")
+    raise CheckpointError(f"no checkpoint at {path}: give a run folder, a checkpoint folder or a {MODEL_FILE} file")
+
+
+def model_label(path: str | Path) -> str:
+    """A short name for the model at ``path``, for output file names: the run's name where there is one."""
+    file = find_model_file(path).resolve()
+    if file.parent.name.startswith("step_") and file.parent.parent.name == "checkpoints":
+        name = file.parent.parent.parent.name
+    else:
+        name = file.parent.name if file.stem == "model" else file.stem
+    return re.sub(r"[^\w.+-]", "_", name).strip("._")[:60] or "stylized"
+
+
+def read_safetensors_header(file: Path) -> tuple[dict[str, str], dict[str, tuple[str, tuple[int, ...]]]]:
+    """(metadata, {name: (dtype, shape)}) of a safetensors file, checked against the file's size.
+
+    Format (https://github.com/huggingface/safetensors, README "Format"): an 8-byte little-endian header
+    length N, N bytes of JSON ``{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {…}}``,
+    then the tensor bytes; offsets are relative to the end of the header and must tile that buffer.
+    """
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{file} is not a valid safetensors file: {what}. It may be truncated, corrupt or "
+                               "not a checkpoint; use another checkpoint, or retrain.")
+
+    try:
+        size = file.stat().st_size
+        with file.open("rb") as fh:
+            prefix = fh.read(8)
+            if len(prefix) < 8:
+                raise bad(f"{size} bytes, too short for a header")
+            (length,) = struct.unpack("<Q", prefix)
+            if length > min(MAX_HEADER_BYTES, size - 8):
+                raise bad(f"the header claims {length:,} bytes but the file has {size - 8:,} after the length field")
+            text = fh.read(length)
+    except OSError as exc:
+        raise CheckpointError(f"{file} cannot be read: {exc.strerror or exc}") from None
+    try:
+        header = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise bad("its header is not JSON") from None
+    if not isinstance(header, dict):
+        raise bad("its header is not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise bad("__metadata__ must map names to strings")
+    data_size = size - 8 - length
+    tensors: dict[str, tuple[str, tuple[int, ...]]] = {}
+    spans = []
+    for name, entry in header.items():
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise bad(f"tensor {name!r} needs exactly dtype, shape and data_offsets")
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if dtype not in DTYPES:
+            raise bad(f"tensor {name!r} has unknown dtype {dtype!r}")
+        if (not isinstance(shape, list) or len(shape) > 8
+                or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**40 for d in shape)):
+            raise bad(f"tensor {name!r} has an invalid shape {shape!r:.80}")
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+                or not 0 <= offsets[0] <= offsets[1] <= data_size):
+            raise bad(f"tensor {name!r} has data offsets {offsets!r:.80} outside the {data_size:,} data bytes")
+        if offsets[1] - offsets[0] != math.prod(shape) * DTYPES[dtype][0]:
+            raise bad(f"tensor {name!r}: shape {shape} in {dtype} needs {math.prod(shape) * DTYPES[dtype][0]:,} "
+                      f"bytes, its offsets give {offsets[1] - offsets[0]:,}")
+        tensors[name] = (dtype, tuple(shape))
+        spans.append((offsets[0], offsets[1], name))
+    position = 0
+    for begin, end, name in sorted(spans):
+        if begin != position:
+            raise bad(f"tensor {name!r} starts at byte {begin:,}, expected {position:,} (overlapping or gapped data)")
+        position = end
+    if position != data_size:
+        raise bad(f"the tensors cover {position:,} of the {data_size:,} data bytes")
+    return metadata, tensors
+
+
+def _model_options(file: Path, metadata: dict[str, str]) -> TransformerOptions:
+    if metadata.get("format") != "stylekit.transformer":
+        raise CheckpointError(f"{file} is not a stylekit transformer checkpoint (its metadata has format="
+                              f"{metadata.get('format')!r:.60}); give a model.safetensors written by stylekit")
+    try:
+        version = int(metadata.get("format_version", "0"))
+    except ValueError:
+        raise CheckpointError(f"{file}: format_version {metadata.get('format_version')!r:.40} is not a number; "
+                              "the file is corrupt") from None
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{file} has checkpoint format {version}; this stylekit reads up to {FORMAT_VERSION}. "
+                              "Upgrade stylekit.")
+    if "model_options" not in metadata:
+        raise CheckpointError(f"{file}: its metadata has no model_options; the file is corrupt")
+    try:
+        options = TransformerOptions.model_validate_json(metadata["model_options"])
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'model_options'}: {e['msg']}" for e in exc.errors())
+        raise CheckpointError(f"{file}: invalid model_options in its metadata ({problems[:300]})") from None
+    if problem := model_size_problem(options):
+        raise CheckpointError(f"{file}: model_options {problem}; the file is corrupt or crafted")
+    return options
+
+
+def model_size_problem(options: TransformerOptions) -> str | None:
+    """Why ``options`` describe an absurdly large network (checked before anything is built), or None."""
+    if options.channels > MAX_CHANNELS or options.residual_blocks > MAX_RESIDUAL_BLOCKS:
+        return (f"channels={options.channels}, residual_blocks={options.residual_blocks}: stylekit accepts at most "
+                f"{MAX_CHANNELS} channels and {MAX_RESIDUAL_BLOCKS} residual blocks (the paper's network: 32 and 5)")
+    return None
+
+
+def expected_tensors(options: TransformerOptions) -> dict[str, tuple[tuple[int, ...], bool]]:
+    """{name: (shape, is floating point)} of the network ``options`` describes, built without allocating."""
+    with torch.device("meta"):
+        net = TransformerNet(options)
+    return {k: (tuple(v.shape), v.is_floating_point()) for k, v in net.state_dict().items()}
+
+
+def check_model_file(file: Path, options: TransformerOptions | None = None) -> TransformerOptions:
+    """Validate ``file`` (header, then names and shapes against ``options`` or its own ``model_options``)."""
+    metadata, tensors = read_safetensors_header(file)
+    options = _model_options(file, metadata) if options is None else options
+    expected = expected_tensors(options)
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    wrong = [f"{k} is {list(tensors[k][1])}, expected {list(expected[k][0])}" for k in sorted(expected)
+             if k in tensors and tensors[k][1] != expected[k][0]]
+    kinds = [f"{k} is {tensors[k][0]}" for k in sorted(expected)
+             if k in tensors and DTYPES[tensors[k][0]][1].is_floating_point != expected[k][1]]
+    problems = ([f"missing {', '.join(missing[:3])}" + (" …" if len(missing) > 3 else "")] if missing else []) + \
+               ([f"unexpected {', '.join(extra[:3])}" + (" …" if len(extra) > 3 else "")] if extra else []) + \
+               wrong[:3] + kinds[:3]
+    if problems:
+        raise CheckpointError(f"{file} does not hold the network its options describe ({options.model_dump()}): "
+                              f"{'; '.join(problems)}. Use the checkpoint that belongs to these options.")
+    return options
+
+
+def load_weights(file: Path, options: TransformerOptions, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The validated state dict of ``file`` for a network with ``options`` (resuming checks against the recipe)."""
+    check_model_file(file, options)
+    try:
+        state = load_file(str(file), device=str(device))
+    except Exception as exc:  # safetensors' own checks, I/O errors while reading the data
+        raise CheckpointError(f"{file} cannot be loaded: {exc}") from None
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{file} has NaN or infinite values in {', '.join(bad[:3])}; it is corrupt. Use an "
+                              "earlier checkpoint.")
+    return state
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> TransformerNet:
-    """Load a transformer from safetensors (no pickle), migrating older format versions."""
+    """Load a transformer from safetensors (no pickle), validated before anything is allocated."""
     file = find_model_file(path)
-    with safe_open(str(file), framework="pt") as fh:
-        metadata = fh.metadata() or {}
-    if metadata.get("format") != "stylekit.transformer":
-        raise StylekitError(f"{file} is not a stylekit transformer checkpoint (metadata: {metadata})")
-    version = int(metadata.get("format_version", "0"))
-    if version > FORMAT_VERSION:
-        raise StylekitError(f"{file} has checkpoint format {version}; this stylekit reads up to {FORMAT_VERSION}. "
-                            "Upgrade stylekit.")
-    options = TransformerOptions.model_validate_json(metadata["model_options"])
+    metadata, _ = read_safetensors_header(file)
+    options = _model_options(file, metadata)
+    state = load_weights(file, options, map_location)
     model = TransformerNet(options)
-    state = load_file(str(file), device=str(map_location))
     # Format migrations go here (version < FORMAT_VERSION), e.g. dropping legacy norm statistics.
     model.load_state_dict(state, strict=True)
     return model.eval()
 
 
 def load_train_state(checkpoint_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    state = torch.load(Path(checkpoint_dir) / STATE_FILE, map_location="cpu", weights_only=True)
-    meta = json.loads((Path(checkpoint_dir) / META_FILE).read_text())
+    """``train_state.pt`` (tensors and plain data only: ``weights_only``) and ``meta.json``, checked."""
+    checkpoint_dir = Path(checkpoint_dir)
+    advice = (f"Delete {checkpoint_dir} to resume from the checkpoint before it (`latest` falls back to the newest "
+              "complete one).")
+    state_file, meta_file = checkpoint_dir / STATE_FILE, checkpoint_dir / META_FILE
+    try:
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{state_file} is missing, so training cannot resume from it. {advice}") from None
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"{state_file} was refused: it holds objects other than tensors and plain data "
+                              f"({' '.join(str(exc).split())[:160]}), and stylekit never unpickles code from a "
+                              f"file. {advice}") from None
+    except Exception as exc:  # a truncated zip, a non-torch file…
+        raise CheckpointError(f"{state_file} is corrupt ({type(exc).__name__}: {str(exc)[:120]}). {advice}") from None
+    needed = {"step": int, "optimizer": dict, "scaler": dict, "torch_rng": torch.Tensor, "elapsed": (int, float),
+              "skipped": list}
+    problems = [key for key, kind in needed.items() if not isinstance(state, dict) or not isinstance(state.get(key), kind)]
+    if problems:
+        raise CheckpointError(f"{state_file} lacks valid {', '.join(problems)}; it was not written by this stylekit "
+                              f"or is damaged. {advice}")
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{meta_file} is missing. {advice}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{meta_file} is not valid JSON ({' '.join(str(exc).split())[:120]}); it is "
+                              f"damaged. {advice}") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{meta_file} must hold a JSON object. {advice}")
     return state, meta

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
-import sys
 from pathlib import Path
 from typing import List, Optional
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -68,7 +69,108 @@ class _ReadableHelpGroup(TyperGroup):
         return _readable(super().get_params(ctx))
 
 
-app = typer.Typer(cls=_ReadableHelpGroup, no_args_is_help=True, pretty_exceptions_enable=False,
+
+#: what to try when a command runs out of memory
+MEMORY_HINTS = {
+    "train": "lower schedule.batch_size or data.image_size (e.g. --set schedule.batch_size=2), or use "
+             "precision=bf16",
+    "ablate": "lower schedule.batch_size or data.image_size for every run (--set schedule.batch_size=2), or run "
+              "fewer at a time (--jobs 1)",
+    "bench": "lower --batch or --size",
+    "stylize": "use smaller tiles (--tile 256), shrink the input (--max-size 2048), or fewer video frames per pass "
+               "(--batch 1)",
+    "evaluate": "shrink the content images (--size 512) or evaluate fewer (--max-images)",
+    "depth": "shrink the input (--max-size 1024)",
+    "export": "use a smaller --verify-size",
+}
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text
+                                              or "Cannot allocate memory" in text)
+
+
+def _first_lines(text: str) -> str:
+    """The message part of ``text``, blank lines removed. A traceback that a worker process embedded in it
+    (DataLoader workers do) is replaced by its last line, the worker's own error message."""
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    start = next((i for i, line in enumerate(lines)
+                  if line.lstrip().startswith(("Traceback (most recent call last)", "Original Traceback"))), None)
+    if start is not None:
+        lines = lines[:start] + ([lines[-1].strip()] if len(lines) > start + 1 else [])
+    return "\n".join(lines)[:4000]
+
+
+def describe_failure(exc: BaseException, command: str | None) -> tuple[int, str]:
+    """(exit code, one paragraph) for an exception that ended a command: what failed and what to do."""
+    if isinstance(exc, StylekitError):
+        return 2, _first_lines(str(exc))
+    if _is_out_of_memory(exc):
+        first = _first_lines(str(exc)).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return 3, (f"out of memory ({first[:300]}). "
+                   f"To fit: {MEMORY_HINTS.get(command or '', 'use smaller inputs')}.")
+    if isinstance(exc, OSError) and exc.filename is not None:
+        target = f"{exc.filename}" + (f" → {exc.filename2}" if exc.filename2 else "")
+        advice = {errno.ENOSPC: "free some space or write somewhere else",
+                  errno.EACCES: "check the permissions, or choose another path",
+                  errno.EROFS: "the file system is read-only; choose another path",
+                  errno.ENOENT: "check the path",
+                  errno.ENOTDIR: "a part of the path is a file, not a folder",
+                  errno.EISDIR: "give a file, not a folder",
+                  errno.EEXIST: "remove it or choose another path"}.get(exc.errno, "check the path")
+        return 1, f"{exc.strerror or type(exc).__name__}: {target}; {advice}."
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return 1, "no space left on the device; free some space or write somewhere else."
+    summary = _first_lines(str(exc)).replace("\n", " ")[:500]
+    return 1, (f"unexpected {type(exc).__name__}: {summary or '(no message)'}. This is probably a bug in stylekit "
+               "or in a plugin; run again with --debug (or STYLEKIT_DEBUG=1) to see the traceback, and report it.")
+
+
+def printable(text: object) -> str:
+    """``text`` safe for a terminal: control characters (escape sequences in a hostile file name) are shown as
+    ``\\x1b``-style escapes instead of being sent to the terminal, and rich markup is shown literally."""
+    return escape("".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in str(text)))
+
+
+class ReportedError(SystemExit):
+    """Ends the process with ``code`` after :class:`StylekitGroup` printed the paragraph; ``str()`` is it."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(code)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _debug_requested(ctx: click.Context) -> bool:
+    return bool(ctx.params.get("debug")) or os.environ.get("STYLEKIT_DEBUG", "").lower() in ("1", "true", "yes")
+
+
+class StylekitGroup(_ReadableHelpGroup):
+    """Every failure of a command ends in one paragraph on stderr and a non-zero exit, never a traceback
+    (unless ``--debug`` or ``STYLEKIT_DEBUG=1``): exit 2 for mistakes in the input, 3 for running out of
+    memory, 1 otherwise. Done here rather than around ``app()`` so in-process callers (tests) see the same."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, KeyboardInterrupt):
+            raise  # click prints its own usage errors; Ctrl-C stays Ctrl-C
+        except Exception as exc:
+            if _debug_requested(ctx):
+                raise
+            code, message = describe_failure(exc, ctx.invoked_subcommand)
+            err_console.print(f"[bold red]error:[/] {printable(message)}", highlight=False, soft_wrap=True)
+            raise ReportedError(code, message) from None
+
+
+app = typer.Typer(cls=StylekitGroup, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train and apply feed-forward style transfer networks whose loss is composed from plugins.")
 plugins_app = typer.Typer(cls=_ReadableHelpGroup, help="List every registered component (kind, name, source, "
                           "options) or, with `new`, scaffold a plugin package.", invoke_without_command=True)
@@ -94,7 +196,9 @@ def _split(values: Optional[List[str]]) -> list[str]:
 
 
 @app.callback()
-def main_options(weights_dir: Optional[Path] = WeightsDirOption, offline: bool = OfflineOption) -> None:
+def main_options(weights_dir: Optional[Path] = WeightsDirOption, offline: bool = OfflineOption,
+                 debug: bool = typer.Option(False, "--debug", help="Show the traceback of a failure instead of a "
+                                            "one-paragraph message (also STYLEKIT_DEBUG=1).")) -> None:
     _weights_env(weights_dir, offline)
 
 
@@ -178,43 +282,73 @@ def _train(recipe, set_, plugin, without, only, preset, resume, run_dir, no_prog
     console.print(f"Stylise with: stylekit stylize {result.run_dir} IMAGE -o OUT.png")
 
 
+def _check_number(flag: str, value: int | None, minimum: int, meaning: str, maximum: int | None = None) -> None:
+    """A numeric option outside its range: one sentence naming the flag, what it means and a valid example."""
+    if value is not None and (value < minimum or (maximum is not None and value > maximum)):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise StylekitError(f"{flag} {value}: {meaning}; it must be {bounds}")
+
+
+def _check_output_folder(flag: str, folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise StylekitError(f"{flag} {folder} is a file; give a folder")
+
+
 @app.command()
 def stylize(
     checkpoint: Path = typer.Argument(..., help="Run directory, checkpoint directory or model.safetensors."),
     inputs: List[Path] = typer.Argument(..., help="Image or video files, or folders of them."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output file (one input) or folder."),
-    max_size: Optional[int] = typer.Option(None, "--max-size", help="Resize so the longer side is at most this."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (one input) or folder "
+                                          "(default: beside each input, as NAME_<model>.png / .mp4)."),
+    max_size: Optional[int] = typer.Option(None, "--max-size", help="Shrink so the longer side is at most this."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps…"),
     precision: str = typer.Option("auto", "--precision",
                                   help="auto (fp16 on CUDA, bf16 on CPUs with bf16 units, else fp32), fp32, fp16, bf16."),
     tile: Optional[int] = typer.Option(None, "--tile", help="Tile size for large images (default: 512 above "
-                                       "~4 megapixels; 0: never tile)."),
+                                       "~4 megapixels; 0: never tile; else at least 64)."),
     overlap: int = typer.Option(64, "--overlap", help="Overlap of neighbouring tiles, blended with feathering."),
     batch: int = typer.Option(4, "--batch", help="Video frames per forward pass."),
 ) -> None:
     """Stylise images of any size, and videos (audio kept), with a trained checkpoint."""
-    from .checkpoint import load_model
-    from .stylize import expand_inputs, stylize_files
+    from .checkpoint import load_model, model_label
+    from .runtime import check_device
+    from .stylize import MIN_TILE, expand_inputs, plan_outputs, stylize_files
 
     if precision not in ("auto", "fp32", "fp16", "bf16"):
         raise StylekitError(f"--precision {precision!r}: choose auto, fp32, fp16 or bf16")
-    model = load_model(checkpoint)
+    _check_number("--max-size", max_size, 1, "the longer side in pixels after shrinking")
+    if tile is not None and tile != 0:
+        _check_number("--tile", tile, MIN_TILE, "the tile side in pixels (0 switches tiling off)")
+    _check_number("--overlap", overlap, 0, "pixels shared by neighbouring tiles")
+    if tile and overlap * 2 >= tile:
+        raise StylekitError(f"--overlap {overlap}: must be less than half of --tile {tile}")
+    _check_number("--batch", batch, 1, "video frames per forward pass")
+    if device != "auto":
+        check_device(device, "--device")
     files = expand_inputs(inputs, videos=True)
+    label = model_label(checkpoint)
+    plan_outputs(files, output, label)  # clashing or unsafe outputs are refused before the model is loaded
+    model = load_model(checkpoint)
     failures = []
 
     def on_error(path, exc):
+        from .data import describe_unreadable
+
         failures.append(path)
-        err_console.print(f"[yellow]skipped[/] {path}: {type(exc).__name__}: {exc}")
+        err_console.print(f"[yellow]skipped[/] {printable(describe_unreadable(path, exc))}", highlight=False,
+                          soft_wrap=True)
 
     with console.status("stylising…") as status:
         written = stylize_files(
             model, files, output, max_size=max_size, device=device, precision=precision, tile=tile,
-            overlap=overlap, batch=batch, on_error=on_error, on_done=lambda src, dst: console.print(f"{src} → {dst}"),
-            on_warning=lambda text: err_console.print(f"[yellow]warning:[/] {text}"),
+            overlap=overlap, batch=batch, label=label, on_error=on_error,
+            on_done=lambda src, dst: console.print(printable(f"{src} → {dst}"), highlight=False),
+            on_warning=lambda text: err_console.print(f"[yellow]warning:[/] {printable(text)}"),
             on_frames=lambda done, total: status.update(f"stylising… frame {done}" + (f"/{total}" if total else "")))
     console.print(f"{len(written)} file(s) written, {len(failures)} skipped")
     if failures and not written:
-        raise typer.Exit(1)
+        raise StylekitError(f"none of the {len(failures)} input(s) could be stylised (see the messages above); "
+                            "give readable images or videos")
 
 
 @app.command()
@@ -275,10 +409,18 @@ def export(
     it); ONNX is checked against PyTorch with onnxruntime."""
     from .card import read_card
     from .checkpoint import find_model_file, load_model
-    from .export import ONNX_TOLERANCE, export_onnx, export_torchscript, write_card
+    from .export import MAX_OPSET, MIN_OPSET, ONNX_TOLERANCE, export_onnx, export_torchscript, write_card
 
-    if format_ not in ("onnx", "torchscript"):
+    suffixes = {"onnx": (".onnx",), "torchscript": (".pt", ".pth", ".ts", ".torchscript")}
+    if format_ not in suffixes:
         raise StylekitError(f"--format {format_!r}: choose onnx or torchscript")
+    if output.is_dir():
+        raise StylekitError(f"--output {output} is a folder; give a file name such as {output / ('model' + suffixes[format_][0])}")
+    if output.suffix.lower() not in suffixes[format_]:
+        raise StylekitError(f"--output {output}: a {format_} file is named {' or '.join(suffixes[format_])}; "
+                            f"e.g. {output.with_suffix(suffixes[format_][0])}")
+    _check_number("--opset", opset, MIN_OPSET, "the ONNX operator set version", MAX_OPSET)
+    _check_number("--verify-size", verify_size, 8, "the side of the test image the export is checked on", 4096)
     file = find_model_file(checkpoint)
     model, card = load_model(file), read_card(file)
     if format_ == "onnx":
@@ -352,26 +494,44 @@ def depth(
     offline: bool = OfflineOption,
 ) -> None:
     """Write what a depth network sees: a 16-bit PNG (nearer = brighter) and a colour preview per image."""
-    from .config import parse_override
-    from .data import load_image
+    from pydantic import ValidationError
+
+    from .config import format_validation_error, parse_override
+    from .data import describe_unreadable, load_rgb, to_tensor
+    from .errors import ConfigError
     from .depth.maps import save_depth_maps
     from .plugins import get_registry
     from .stylize import expand_inputs
 
     _weights_env(weights_dir, offline)
+    _check_number("--max-size", max_size, 1, "the longer side in pixels after shrinking")
+    _check_output_folder("--output", output)
     options: dict = {}
     for text in option or []:
-        keys, value = parse_override(text)
+        keys, value = parse_override(text, "--option")
         options[".".join(keys)] = value
-    net = get_registry(plugin or []).get("depth", network)(options)
-    for source in expand_inputs(inputs):
+    files = expand_inputs(inputs)
+    depth_cls = get_registry(plugin or []).get("depth", network)
+    try:
+        net = depth_cls(depth_cls.Options.model_validate(options))
+    except ValidationError as exc:
+        raise ConfigError(f"--option: invalid options for depth network {network}:\n"
+                          + format_validation_error(exc, "", depth_cls.Options)) from None
+    skipped = 0
+    for source in files:
         try:
-            image = load_image(source, max_size) if max_size else load_image(source)
+            image = to_tensor(load_rgb(source, max_size))[None]
         except Exception as exc:
-            err_console.print(f"[yellow]skipped[/] {source}: {type(exc).__name__}: {exc}")
+            skipped += 1
+            err_console.print(f"[yellow]skipped[/] {printable(describe_unreadable(source, exc))}", highlight=False,
+                              soft_wrap=True)
             continue
         png16, preview = save_depth_maps(net, image, output, source.stem)
-        console.print(f"{source} → {png16}, {preview}")
+        console.print(printable(f"{source} → {png16}, {preview}"), highlight=False)
+    if skipped == len(files):
+        raise StylekitError(f"none of the {len(files)} input(s) could be read as an image (see the messages above)")
+    if skipped:
+        console.print(f"{len(files) - skipped} image(s) written, {skipped} skipped")
 
 
 @app.command()
@@ -551,9 +711,4 @@ def _options_text(options_model) -> str:
 
 
 def main() -> None:
-    try:
-        app()
-    except StylekitError as exc:
-        # escaped: a hint like `pip install 'stylekit[export]'` would otherwise lose its [export] as markup
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
-        sys.exit(2)
+    app()  # StylekitGroup turns failures into one-paragraph messages

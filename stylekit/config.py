@@ -20,6 +20,15 @@ from .models.transformer import TransformerOptions
 
 BUILTIN_PREFIX = "builtin:"
 
+#: recipes larger than this are refused (the bundled ones are ~2 KB)
+MAX_RECIPE_BYTES = 1_000_000
+#: YAML nodes after expanding aliases; a small file with nested aliases ("billion laughs") expands past it
+MAX_YAML_NODES = 100_000
+#: nesting depth of YAML collections
+MAX_YAML_DEPTH = 64
+#: recipes reached through ``extends:``
+MAX_EXTENDS = 16
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -144,35 +153,131 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
+def path_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a file path on this system (NUL byte, name too long), or None."""
+    if "\0" in value:
+        return "contains a NUL character"
+    encoded = value.encode("utf-8", "surrogateescape")
+    if len(encoded) > 4096 or any(len(part) > 255 for part in encoded.split(b"/")):
+        return "is longer than file systems allow (255 bytes per name, 4096 in all)"
+    return None
+
+
+def _check_path_text(key: str, value: Any) -> None:
+    if isinstance(value, str) and (problem := path_problem(value)):
+        raise ConfigError(f"{key}: {value[:80]!r}{'…' if len(value) > 80 else ''} {problem}; give a real path")
+
+
 def _resolve_paths(raw: dict, base: Path) -> None:
-    def fix(value):
+    def fix(value, key: str):
+        _check_path_text(key, value)
         if not isinstance(value, str) or value.startswith(BUILTIN_PREFIX) or Path(value).expanduser().is_absolute():
             return value
         if value.endswith(".py") or "/" in value or "." in Path(value).name or (base / value).exists():
             return str((base / value).resolve())
         return value  # e.g. a module name in `plugins`
 
-    def fix_plugin(value):
+    def fix_plugin(value, key: str):
         # `my_pkg.plugin` is a module name, not a file called "my_pkg.plugin"
+        _check_path_text(key, value)
         if isinstance(value, str) and not value.endswith(".py") and "/" not in value and not (base / value).exists():
             return value
-        return fix(value)
+        return fix(value, key)
 
-    for preset in (raw.get("presets") or {}).values():  # presets use dotted keys
-        for key in list(preset or {}):
-            if tuple(key.split(".")) in PATH_KEYS:
-                value = preset[key]
-                fixer = fix_plugin if key == "plugins" else fix
-                preset[key] = [fixer(v) for v in value] if isinstance(value, list) else fixer(value)
+    def fix_all(value, key: str):
+        fixer = fix_plugin if key == "plugins" else fix
+        return [fixer(v, key) for v in value] if isinstance(value, list) else fixer(value, key)
+
+    presets = raw.get("presets")
+    for preset in presets.values() if isinstance(presets, dict) else ():  # presets use dotted keys
+        for key in list(preset) if isinstance(preset, dict) else ():
+            if isinstance(key, str) and tuple(key.split(".")) in PATH_KEYS:
+                preset[key] = fix_all(preset[key], key)
     for path in PATH_KEYS:
         node = raw
         for key in path[:-1]:
             node = node.get(key) if isinstance(node, dict) else None
         if not isinstance(node, dict) or path[-1] not in node:
             continue
-        value = node[path[-1]]
-        fixer = fix_plugin if path == ("plugins",) else fix
-        node[path[-1]] = [fixer(v) for v in value] if isinstance(value, list) else fixer(value)
+        node[path[-1]] = fix_all(node[path[-1]], ".".join(path))
+
+
+def _expanded_size(root: yaml.Node, source: str) -> int:
+    """Nodes in the document once every alias is expanded (computed without expanding anything).
+
+    An alias is the same node object as its anchor, so the size of each node is computed once (post-order,
+    iteratively, so deep nesting cannot exhaust Python's stack); a node that contains itself is an error.
+    """
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        if depth > MAX_YAML_DEPTH:
+            raise ConfigError(f"{source}: YAML nested deeper than {MAX_YAML_DEPTH} levels; recipes are flat "
+                              "mappings, so this is not a recipe")
+        children = ([v for pair in node.value for v in pair] if isinstance(node, yaml.MappingNode)
+                    else list(node.value) if isinstance(node, yaml.SequenceNode) else [])
+        if children_done:
+            on_path.discard(id(node))
+            sizes[id(node)] = min(1 + sum(sizes[id(c)] for c in children), MAX_YAML_NODES + 1)
+            if sizes[id(node)] > MAX_YAML_NODES:
+                raise ConfigError(f"{source}: YAML aliases expand to more than {MAX_YAML_NODES:,} values (an "
+                                  "alias bomb?); write the values out, or use fewer nested aliases")
+            continue
+        if id(node) in on_path:
+            raise ConfigError(f"{source}: a YAML anchor contains an alias to itself (&{node.anchor or '…'}); "
+                              "recipes cannot be recursive")
+        on_path.add(id(node))
+        stack.append((node, depth, True))
+        for child in children:
+            if id(child) in on_path:
+                raise ConfigError(f"{source}: a YAML anchor contains an alias to itself; recipes cannot be "
+                                  "recursive")
+            stack.append((child, depth + 1, False))
+    return sizes[id(root)]
+
+
+def safe_yaml_load(text: str, source: str) -> Any:
+    """``yaml.safe_load`` with bounds: nesting depth, and the size after alias expansion.
+
+    ``source`` (a file or option name) starts every error message.
+    """
+    loader = None
+    try:
+        loader = yaml.SafeLoader(text)  # checks the characters already
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, source)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source} is not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: YAML nested too deeply to read") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def read_recipe_text(path: Path) -> str:
+    """The text of a recipe file: a regular UTF-8 file of at most :data:`MAX_RECIPE_BYTES`."""
+    if not path.exists():
+        raise ConfigError(f"recipe file {path} does not exist")
+    if not path.is_file():
+        raise ConfigError(f"recipe {path} is not a regular file (a folder or a device?); give a .yaml recipe file")
+    size = path.stat().st_size
+    if size > MAX_RECIPE_BYTES:
+        raise ConfigError(f"recipe {path} is {size:,} bytes; recipes are limited to {MAX_RECIPE_BYTES:,} bytes "
+                          "(is this really a recipe?)")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"recipe {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"recipe {path} cannot be read: {exc.strerror or exc}") from None
 
 
 def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
@@ -180,19 +285,25 @@ def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
     path = Path(path).expanduser().resolve()
     if path in _seen:
         raise ConfigError(f"recipe {path} extends itself (chain: {' -> '.join(map(str, _seen + (path,)))})")
-    if not path.is_file():
-        raise ConfigError(f"recipe file {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"recipe {path} is not valid YAML: {exc}") from exc
+    if len(_seen) >= MAX_EXTENDS:
+        raise ConfigError(f"recipe {_seen[0]}: `extends:` chain longer than {MAX_EXTENDS} recipes")
+    raw = safe_yaml_load(read_recipe_text(path), f"recipe {path}") or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"recipe {path} must be a mapping of keys, got {type(raw).__name__}")
+    bad_keys = [k for k in raw if not isinstance(k, str)]
+    if bad_keys:
+        raise ConfigError(f"recipe {path}: keys must be names, got {bad_keys[0]!r}")
     _resolve_paths(raw, path.parent)
     parent = raw.get("extends")
+    if parent is not None and not isinstance(parent, str):
+        raise ConfigError(f"recipe {path}: extends must be the path of another recipe, got {parent!r}")
     if parent:
-        parent_path = Path(parent) if Path(parent).is_absolute() else path.parent / parent
-        raw = deep_merge(load_raw(parent_path, _seen + (path,)), raw)
+        parent_path = Path(parent).expanduser()
+        parent_path = parent_path if parent_path.is_absolute() else path.parent / parent_path
+        try:
+            raw = deep_merge(load_raw(parent_path, _seen + (path,)), raw)
+        except ConfigError as exc:
+            raise ConfigError(f"recipe {path}: extends {parent}: {exc}") from None
     raw.setdefault("name", path.stem)
     return raw
 
@@ -200,16 +311,13 @@ def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
 _OVERRIDE = re.compile(r"^([A-Za-z_][\w\-]*(?:\.[A-Za-z_0-9][\w\-]*)*)=(.*)$", re.S)
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
+def parse_override(text: str, flag: str = "--set") -> tuple[list[str], Any]:
     """``a.b.c=value`` → (["a", "b", "c"], value parsed as YAML: numbers, lists, booleans…)."""
     match = _OVERRIDE.match(text.strip())
     if not match:
-        raise ConfigError(f"--set {text!r}: expected KEY.PATH=VALUE, e.g. losses.style.weight=10")
+        raise ConfigError(f"{flag} {text!r}: expected KEY.PATH=VALUE, e.g. losses.style.weight=10")
     key, value_text = match.groups()
-    try:
-        value = yaml.safe_load(value_text) if value_text.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {key}: cannot parse value {value_text!r}: {exc}") from exc
+    value = safe_yaml_load(value_text, f"{flag} {key}: the value {value_text!r}") if value_text.strip() else None
     if isinstance(value, str):
         try:  # YAML 1.1 reads "1e-5" as a string; users mean a number
             value = float(value) if re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", value) else value
@@ -241,8 +349,14 @@ def apply_preset(raw: dict, name: str | None) -> dict:
     if not name:
         return raw
     presets = raw.get("presets") or {}
-    if name not in presets:
-        raise ConfigError(f"unknown preset {name!r}; this recipe's presets are: {', '.join(sorted(presets)) or '(none)'}")
+    if not isinstance(presets, dict):
+        raise ConfigError(f"presets: must be a mapping of preset names to {{dotted.key: value}}, got {presets!r:.80}")
+    if not isinstance(name, str) or name not in presets:
+        raise ConfigError(f"unknown preset {name!r}; this recipe's presets are: "
+                          f"{', '.join(sorted(map(str, presets))) or '(none)'}")
+    if not isinstance(presets[name] or {}, dict):
+        raise ConfigError(f"presets.{name}: must be a mapping of dotted keys to values, e.g. "
+                          f"{{losses.style.weight: 10}}, got {presets[name]!r:.80}")
     texts = [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
              for key, value in (presets[name] or {}).items()]
     raw = apply_overrides(raw, texts)
@@ -254,7 +368,9 @@ def select_terms(raw: dict, without: Iterable[str] = (), only: Iterable[str] = (
     """Drop terms (``--without``) or keep just some (``--only``); unknown names are errors."""
     raw = copy.deepcopy(raw)
     losses = raw.get("losses") or {}
-    known = sorted(losses)
+    if not isinstance(losses, dict):
+        raise ConfigError(f"losses: must be a mapping of term names to options, got {losses!r:.80}")
+    known = sorted(map(str, losses))
     for name in [*without, *only]:
         if name not in losses:
             raise ConfigError(f"unknown loss term {name!r}; this recipe's terms are: {', '.join(known) or '(none)'}")
@@ -277,9 +393,14 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str] | None:
     return sorted(model.model_fields)
 
 
+#: problems listed per validation error (a file that is not a recipe at all has one per key)
+MAX_LISTED_PROBLEMS = 12
+
+
 def format_validation_error(exc: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> str:
     lines = []
-    for err in exc.errors():
+    errors = exc.errors()
+    for err in errors[:MAX_LISTED_PROBLEMS]:
         loc = tuple(err["loc"])
         path = ".".join(str(p) for p in ((prefix,) if prefix else ()) + loc) or "(recipe)"
         message = err["msg"]
@@ -290,8 +411,10 @@ def format_validation_error(exc: ValidationError, prefix: str = "", model: type[
         elif err["type"] == "missing":
             message = "required key is missing"
         if "input" in err and err["type"] not in ("missing", "extra_forbidden") and not isinstance(err["input"], dict):
-            message += f" (got {err['input']!r})"
-        lines.append(f"  {path}: {message}")
+            message += f" (got {err['input']!r:.100})"
+        lines.append(f"  {path[:100]}: {message}")
+    if len(errors) > MAX_LISTED_PROBLEMS:
+        lines.append(f"  … and {len(errors) - MAX_LISTED_PROBLEMS} more")
     return "\n".join(lines)
 
 
@@ -301,6 +424,12 @@ def validate_recipe(raw: dict, registry=None) -> Recipe:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError("invalid recipe:\n" + format_validation_error(exc, model=Recipe)) from None
+    for key_path in PATH_KEYS:
+        value: Any = recipe
+        for part in key_path:
+            value = getattr(value, part)
+        for item in value if isinstance(value, list) else [value]:
+            _check_path_text(".".join(key_path), item)
     if registry is None:
         from .plugins import get_registry
 
@@ -328,6 +457,8 @@ def validate_recipe(raw: dict, registry=None) -> Recipe:
         errors.append(f"  backbone.name: {exc}")
     except ValidationError as exc:
         errors.append(format_validation_error(exc, "backbone.options", backbone_cls.Options))
+    if not recipe.losses:
+        errors.append("  losses: no loss terms; give at least one, e.g. {content: {weight: 1}}")
     errors += _check_loggers(recipe.log, registry)
     if errors:
         raise ConfigError("invalid recipe:\n" + "\n".join(errors))
@@ -368,6 +499,9 @@ def load_recipe(path: str | Path | None = None, overrides: Iterable[str] = (), *
     raw = apply_preset(raw, preset)
     raw = apply_overrides(raw, overrides)
     raw = select_terms(raw, without, only) if (list(without) or list(only)) else raw
+    plugins = raw.get("plugins", [])
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise ConfigError(f"plugins: must be a list of plugin .py files or module names, got {plugins!r:.80}")
     extra = [str(Path(p).resolve()) if str(p).endswith(".py") else str(p) for p in extra_plugins]
     if extra:
         raw["plugins"] = list(dict.fromkeys([*raw.get("plugins", []), *extra]))
@@ -383,11 +517,13 @@ def _check_term_overrides(raw: dict, overrides: Iterable[str], registry) -> None
     """``--set losses.X.…`` for a term that is neither in the recipe nor registered: name both lists."""
     for text in overrides:
         keys, _ = parse_override(text)
-        if keys[0] == "losses" and len(keys) > 1:
+        losses = raw.get("losses")
+        if keys[0] == "losses" and len(keys) > 1 and isinstance(losses, dict):
             key = keys[1]
-            term = (raw.get("losses", {}).get(key) or {}).get("term", key)
+            spec = losses.get(key)
+            term = spec.get("term", key) if isinstance(spec, dict) else key
             if term not in registry.names("loss"):
-                recipe_terms = sorted(k for k in raw.get("losses", {}) if k != key)
+                recipe_terms = sorted(str(k) for k in losses if k != key)
                 raise ConfigError(f"--set {'.'.join(keys)}: unknown loss term {key!r}; this recipe's terms: "
                                   f"{', '.join(recipe_terms)}; registered terms: {', '.join(registry.names('loss'))}")
 

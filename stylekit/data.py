@@ -7,6 +7,7 @@ so a resumed run sees exactly the images an uninterrupted run would have seen.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -16,7 +17,7 @@ from PIL import Image, ImageFile, ImageOps
 from torch.utils.data import Dataset, Sampler
 
 from .config import BUILTIN_PREFIX
-from .errors import ConfigError
+from .errors import ConfigError, ImageError
 
 #: scikit-image's bundled colour/grey photographs (shipped in its wheel: no download)
 SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
@@ -34,8 +35,12 @@ def builtin_images(name: str) -> list[Path]:
     raise ConfigError(f"unknown built-in dataset {BUILTIN_PREFIX}{name!r}; known: {BUILTIN_PREFIX}skimage")
 
 
-def list_images(root: str | Path, extensions: Sequence[str] = (".jpg", ".jpeg", ".png", ".webp", ".bmp")) -> list[Path]:
-    """Image files under ``root`` (recursively), sorted for a reproducible order."""
+def list_images(root: str | Path, extensions: Sequence[str] = (".jpg", ".jpeg", ".png", ".webp", ".bmp"),
+                what: str = "data.root") -> list[Path]:
+    """Image files under ``root`` (recursively), sorted for a reproducible order; a file is a list of one.
+
+    ``what`` names the recipe key or option in errors.
+    """
     root_text = str(root)
     if root_text.startswith(BUILTIN_PREFIX):
         return builtin_images(root_text[len(BUILTIN_PREFIX):])
@@ -43,24 +48,40 @@ def list_images(root: str | Path, extensions: Sequence[str] = (".jpg", ".jpeg", 
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise ConfigError(f"data.root: {path} is not a folder (give a folder of images, or {BUILTIN_PREFIX}skimage)")
+        raise ConfigError(f"{what}: {path} is not a folder (give a folder of images, or {BUILTIN_PREFIX}skimage)")
     suffixes = {e.lower() for e in extensions}
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    try:
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+    except OSError as exc:  # an unreadable subfolder, a symlink loop…
+        raise ConfigError(f"{what}: cannot list the images under {path}: {exc}") from None
     if not files:
-        raise ConfigError(f"data.root: no images ({', '.join(sorted(suffixes))}) under {path}")
+        raise ConfigError(f"{what}: no images ({', '.join(sorted(suffixes))}) under {path}")
     return files
 
 
-def load_rgb(path: str | Path) -> Image.Image:
-    """Open any image as 8-bit RGB: EXIF rotation applied; grey, palette, CMYK converted; alpha over white."""
+def load_rgb(path: str | Path, max_side: int | None = None) -> Image.Image:
+    """Open any image as 8-bit RGB: EXIF rotation applied; grey, palette, CMYK converted; alpha over white.
+
+    ``max_side`` shrinks (never enlarges) so the longer side is at most that. An RGB file costs one decoded
+    copy (4 bytes per pixel in Pillow), no more, so huge images stay affordable. Pillow's decompression-bomb
+    limit (about 179 megapixels) still applies; below it the size warning is not repeated.
+    """
     ImageFile.LOAD_TRUNCATED_IMAGES = False
-    with Image.open(path) as img:
-        img.load()
-        return to_rgb(ImageOps.exif_transpose(img))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as img:
+            img.load()
+            ImageOps.exif_transpose(img, in_place=True)
+            img = to_rgb(img)
+    if max_side and max(img.size) > max_side:
+        img = _resize_long_side(img, max_side)
+    return img
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
     """Any PIL image as 8-bit RGB: grey, palette, CMYK and 16-bit converted; alpha composited over white."""
+    if img.mode == "RGB":
+        return img
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -82,14 +103,54 @@ def to_image(tensor: torch.Tensor) -> Image.Image:
     return Image.fromarray(array)
 
 
+def _resize_long_side(img: Image.Image, size: int, long_side: bool = True) -> Image.Image:
+    w, h = img.size
+    scale = size / (max(w, h) if long_side else min(w, h))
+    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS)
+
+
 def load_image(path: str | Path, size: int | None = None, *, long_side: bool = True) -> torch.Tensor:
     """Load an image as 1×3×H×W in [0, 255], optionally resized (longer or shorter side = ``size``)."""
     img = load_rgb(path)
     if size:
-        w, h = img.size
-        scale = size / (max(w, h) if long_side else min(w, h))
-        img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS)
+        img = _resize_long_side(img, size, long_side)
     return to_tensor(img).unsqueeze(0)
+
+
+def describe_unreadable(path: str | Path, exc: BaseException) -> str:
+    """One line for a file that could not be used as an image: ``PATH: what went wrong``."""
+    if isinstance(exc, FileNotFoundError):
+        return f"{path}: the file does not exist"
+    if isinstance(exc, IsADirectoryError):
+        return f"{path}: a folder, not an image file"
+    if isinstance(exc, Image.DecompressionBombError):
+        return f"{path}: too many pixels for Pillow's decompression-bomb limit ({exc})"
+    if isinstance(exc, Image.UnidentifiedImageError):
+        return f"{path}: not an image Pillow can read"
+    return f"{path}: {type(exc).__name__}: {exc}"
+
+
+def read_images(paths: Sequence[str | Path], what: str, size: int | None = None, *, long_side: bool = True,
+                want: int | None = None) -> tuple[list[torch.Tensor], list[str]]:
+    """Load images in order, skipping unreadable ones: (images, one line per skipped file).
+
+    Stops after ``want`` images. :class:`ImageError` naming ``what`` (the recipe key or option the paths
+    came from) when none could be read, since every caller needs at least one.
+    """
+    images: list[torch.Tensor] = []
+    skipped: list[str] = []
+    for path in paths:
+        if want is not None and len(images) >= want:
+            break
+        try:
+            images.append(load_image(path, size, long_side=long_side))
+        except Exception as exc:  # Pillow's decoders raise many kinds on damaged files
+            skipped.append(describe_unreadable(path, exc))
+    if not images:
+        shown = "; ".join(skipped[:3]) + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+        raise ImageError(f"{what}: none of the {len(skipped)} image(s) could be read ({shown}). Replace or remove "
+                         "the broken files, or point the key at other images.")
+    return images, skipped
 
 
 def fit_crop(img: Image.Image, size: int, mode: str, rng: torch.Generator | None = None) -> Image.Image:
@@ -139,12 +200,13 @@ class ImageFolder(Dataset):
             try:
                 img = self.cache.load(path) if self.cache is not None else load_rgb(path)
             except Exception as exc:  # corrupt, truncated, not an image…
-                skipped.append(f"{path}: {type(exc).__name__}: {exc}")
+                skipped.append(describe_unreadable(path, exc))
                 continue
             rng = torch.Generator().manual_seed(self.seed * 1_000_003 + position)
             image = to_tensor(fit_crop(img, self.size, self.crop, rng))
             return {"image": image, "skipped": skipped}
-        raise RuntimeError("none of the training images could be read:\n" + "\n".join(skipped[:10]))
+        raise ImageError(f"data.root: none of the {len(self.files)} training images could be read (e.g. "
+                         f"{'; '.join(skipped[:3])}); replace the broken files or point data.root at other images")
 
 
 class DecodedCache:

@@ -45,3 +45,15 @@ class NonFiniteLossError(StylekitError):
 
 class ImageInputError(StylekitError, ValueError):
     """An image handed to the Python API has a kind, shape, dtype or value the API does not take."""
+
+
+class ImageError(StylekitError):
+    """No usable image where one is needed (missing, unreadable, none readable in a folder)."""
+
+
+class CheckpointError(StylekitError):
+    """A checkpoint file is missing, corrupt, of another format, or disagrees with its own options."""
+
+
+class DeviceError(StylekitError):
+    """A device string that torch does not know, or a device this machine does not have."""

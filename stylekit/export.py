@@ -30,6 +30,9 @@ from .models.transformer import TransformerNet
 
 #: largest allowed |onnxruntime − PyTorch| on the 0–255 scale
 ONNX_TOLERANCE = 1.0
+#: opsets ``--opset`` accepts: the folded layers export as Einsum (opset 12); the
+#: TorchScript-based exporter used here goes up to 20
+MIN_OPSET, MAX_OPSET = 12, 20
 
 
 class ExportError(StylekitError):

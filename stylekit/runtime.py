@@ -9,14 +9,40 @@ from pathlib import Path
 import torch
 
 
-def pick_device(name: str = "auto") -> torch.device:
+def pick_device(name: str = "auto", what: str = "device") -> torch.device:
+    """'auto' → cuda, then mps, then cpu; anything else is checked against this machine (``what`` names the
+    recipe key or option in the error), so a missing GPU is reported before any work starts."""
     if name != "auto":
-        return torch.device(name)
+        return check_device(name, what)
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def check_device(name: str, what: str = "device") -> torch.device:
+    """``name`` as a torch device that this machine has; :class:`DeviceError` naming ``what`` otherwise."""
+    from .errors import DeviceError
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise DeviceError(f"{what} {name!r} is not a device name; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cpu":
+        return device
+    if device.type == "meta":
+        raise DeviceError(f"{what} {name!r} holds no data and cannot compute; use auto, cpu, cuda or mps")
+    backend = getattr(torch.backends, "mps", None) if device.type == "mps" else getattr(torch, device.type, None)
+    available = getattr(backend, "is_available", None)
+    if available is None or not available():
+        raise DeviceError(f"{what} {name!r}: this machine has no usable {device.type} device (torch "
+                          f"{torch.__version__}); use auto or cpu, or run where a {device.type} device is present")
+    count = getattr(backend, "device_count", None)
+    if device.index is not None and count is not None and device.index >= count():
+        raise DeviceError(f"{what} {name!r}: this machine has {count()} {device.type} device(s), numbered "
+                          f"0–{count() - 1}; pick one of those")
+    return device
 
 
 def cpu_description() -> str:

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
+import torch.nn.functional as F
+from PIL import Image
 
-from .data import list_images, load_image, to_image
+from .data import list_images, load_rgb, to_image, to_tensor
+from .errors import StylekitError
 from .models.transformer import TransformerNet
 from .runtime import autocast, cpu_has_bf16, pick_device
-from .tiling import AUTO_TILE_PIXELS, stylize_tiled
+from .tiling import AUTO_TILE_PIXELS, stylize_tiled, tiled_bands
 from .video import VIDEO_SUFFIXES, is_video, stylize_video
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+#: video containers an H.264 stream can be written into
+VIDEO_OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v")
+#: the network needs at least 5 pixels per side; smaller images and tiles are padded by repeating edge pixels
+MIN_SIDE = 8
+#: tiles smaller than this see too little of the image (``--tile 0`` switches tiling off)
+MIN_TILE = 64
 
 
 def expand_inputs(inputs: Iterable[str | Path], videos: bool = False) -> list[Path]:
@@ -22,8 +32,73 @@ def expand_inputs(inputs: Iterable[str | Path], videos: bool = False) -> list[Pa
     suffixes = IMAGE_SUFFIXES + (VIDEO_SUFFIXES if videos else ())
     for item in inputs:
         path = Path(item).expanduser()
-        files.extend(list_images(path, suffixes) if path.is_dir() else [path])
+        if not path.exists():
+            raise StylekitError(f"input {path} does not exist; give image{' or video' if videos else ''} files or "
+                                "folders of them")
+        if not path.is_dir() and not path.is_file():
+            raise StylekitError(f"input {path} is not a regular file (a pipe or device?); give image or video files")
+        files.extend(list_images(path, suffixes, what=f"input folder {path}") if path.is_dir() else [path])
     return files
+
+
+def plan_outputs(files: list[Path], out: Path | None, label: str = "stylized") -> list[Path]:
+    """Where each input's result goes: ``out`` (one input), ``out/STEM.png`` (a folder), or, without ``out``,
+    beside the input as ``STEM_<label>.png`` (``.mp4`` for videos).
+
+    Inputs that would share an output name (``x.jpg`` and ``x.png``) keep their suffix in it (``x_jpg.png``,
+    ``x_png.png``); an output that would overwrite an input, or a file name given for several inputs, is an
+    error raised before any work is done.
+    """
+    def suffix(source: Path) -> str:
+        return ".mp4" if is_video(source) else ".png"
+
+    if out is None:
+        targets = [source.with_name(f"{source.stem}_{label}{suffix(source)}") for source in files]
+    elif len(files) == 1 and out.suffix and not out.is_dir():
+        _check_output_suffix(files[0], out)
+        targets = [out]
+    else:
+        if out.exists() and not out.is_dir():
+            raise StylekitError(f"-o {out} is a file, but {len(files)} inputs need a folder; give a folder")
+        if out.suffix.lower() in (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES) and len(files) > 1:
+            raise StylekitError(f"-o {out} names one file, but {len(files)} inputs were given; give a folder")
+        targets = [out / f"{source.stem}{suffix(source)}" for source in files]
+    targets = _distinct(files, targets)
+    sources = {source.resolve(): source for source in files}
+    for target in targets:
+        if target.resolve() in sources:
+            raise StylekitError(f"the output for {sources[target.resolve()]} would overwrite that input; choose "
+                                "another -o")
+    return targets
+
+
+def _check_output_suffix(source: Path, out: Path) -> None:
+    suffix = out.suffix.lower()
+    if is_video(source):
+        if suffix not in VIDEO_OUTPUT_SUFFIXES:
+            raise StylekitError(f"-o {out}: a video is written as {', '.join(VIDEO_OUTPUT_SUFFIXES)}; change the "
+                                "suffix")
+        return
+    image_format = Image.registered_extensions().get(suffix)
+    if suffix in VIDEO_SUFFIXES or image_format not in Image.SAVE:
+        raise StylekitError(f"-o {out}: cannot write a {suffix or 'suffix-less'} image; use .png, .jpg, .webp or "
+                            ".tif (or give a folder)")
+
+
+def _distinct(files: list[Path], targets: list[Path]) -> list[Path]:
+    """``targets`` with clashing names made distinct: the input's suffix, then a counter, added to the stem."""
+    clashes = Counter(targets)
+    used: set[Path] = set()
+    result = []
+    for source, target in zip(files, targets):
+        if clashes[target] > 1:
+            target = target.with_name(f"{target.stem}_{source.suffix.lstrip('.').lower() or 'file'}{target.suffix}")
+        candidate, n = target, 2
+        while candidate in used:
+            candidate, n = target.with_name(f"{target.stem}_{n}{target.suffix}"), n + 1
+        used.add(candidate)
+        result.append(candidate)
+    return result
 
 
 def inference_dtype(precision: str, device: torch.device) -> torch.dtype:
@@ -38,56 +113,78 @@ def inference_dtype(precision: str, device: torch.device) -> torch.dtype:
 
 
 def _runner(model: TransformerNet, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
+    """N×3×h×w → N×3×h×w for any h, w ≥ 1: inputs below :data:`MIN_SIDE` are edge-padded, then cropped back."""
     device = next(model.parameters()).device
 
     @torch.no_grad()
     def run(batch: torch.Tensor) -> torch.Tensor:
+        h, w = batch.shape[-2:]
+        if h < MIN_SIDE or w < MIN_SIDE:
+            batch = F.pad(batch, (0, max(0, MIN_SIDE - w), 0, max(0, MIN_SIDE - h)), mode="replicate")
         with autocast(device, dtype):
-            return model(batch.to(device)).float()
+            return model(batch.to(device)).float()[..., :h, :w]
 
     return run
+
+
+def _tile_for(h: int, w: int, tile: int | None) -> int:
+    """The tile size to use (0: one pass). None: 512 px tiles above ~4 megapixels."""
+    if tile is None:
+        tile = 512 if h * w > AUTO_TILE_PIXELS else 0
+    return tile if tile and max(h, w) > tile else 0
 
 
 @torch.no_grad()
 def stylize_tensor(model: TransformerNet, image: torch.Tensor, *, dtype: torch.dtype = torch.float32,
                    tile: int | None = None, overlap: int = 64) -> torch.Tensor:
-    """1×3×H×W in [0, 255] → same shape, stylised, on the CPU.
+    """1×3×H×W in [0, 255] (any H, W ≥ 1) → same shape, stylised, on the CPU.
 
     ``tile``: None tiles automatically above ~4 megapixels (512 px tiles); 0 never tiles.
     """
     run = _runner(model, dtype)
     h, w = image.shape[-2:]
-    if tile is None:
-        tile = 512 if h * w > AUTO_TILE_PIXELS else 0
-    if tile and max(h, w) > tile:
+    tile = _tile_for(h, w, tile)
+    if tile:
         return stylize_tiled(run, image, tile, min(overlap, tile // 2 - 1))
     return run(image).cpu()
 
 
-def output_path(source: Path, out: Path, many: bool, suffix: str = ".png") -> Path:
-    if many or out.is_dir() or not out.suffix:
-        out.mkdir(parents=True, exist_ok=True)
-        return out / f"{source.stem}{suffix}"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return out
+def stylize_image(model: TransformerNet, image: Image.Image, *, dtype: torch.dtype = torch.float32,
+                  tile: int | None = None, overlap: int = 64) -> Image.Image:
+    """A PIL RGB image → the stylised PIL image. Tiled, the result is assembled from finished rows of tiles
+    straight into the 8-bit output, so beyond the network's memory a huge image costs its input and output
+    images (4 bytes per pixel each in Pillow) and one row of tiles."""
+    w, h = image.size
+    tile = _tile_for(h, w, tile)
+    if not tile:
+        return to_image(stylize_tensor(model, to_tensor(image)[None], dtype=dtype, tile=0)[0])
+
+    def read(top: int, left: int, th: int, tw: int) -> torch.Tensor:
+        return to_tensor(image.crop((left, top, left + tw, top + th)))[None]
+
+    result = Image.new("RGB", (w, h))
+    for top, band in tiled_bands(_runner(model, dtype), read, h, w, tile, min(overlap, tile // 2 - 1)):
+        result.paste(to_image(band[0]), (0, top))
+    return result
 
 
-def stylize_files(model: TransformerNet, files: list[Path], out: Path, *, max_size: int | None = None,
+def stylize_files(model: TransformerNet, files: list[Path], out: Path | None, *, max_size: int | None = None,
                   device: str = "auto", precision: str = "auto", tile: int | None = None, overlap: int = 64,
-                  batch: int = 4, on_error=None, on_done=None, on_warning=None, on_frames=None) -> list[Path]:
-    """Stylise each image or video into ``out`` (a folder, or a file for a single input). Bad files are reported."""
-    dev = pick_device(device)
+                  batch: int = 4, label: str = "stylized", on_error=None, on_done=None, on_warning=None,
+                  on_frames=None) -> list[Path]:
+    """Stylise each image or video into ``out`` (see :func:`plan_outputs`). Bad files are reported."""
+    targets = plan_outputs(files, out, label)
+    dev = pick_device(device, "--device")
     model = model.to(dev).eval()
     dtype = inference_dtype(precision, dev)
     written = []
-    for source in files:
+    for source, target in zip(files, targets):
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             if is_video(source):
-                target = output_path(source, out, len(files) > 1, ".mp4")
-
                 def run_frames(frames: torch.Tensor) -> torch.Tensor:
                     h, w = frames.shape[-2:]
-                    if tile or (tile is None and h * w > AUTO_TILE_PIXELS):
+                    if _tile_for(h, w, tile):
                         return torch.cat([stylize_tensor(model, f[None], dtype=dtype, tile=tile, overlap=overlap)
                                           for f in frames])
                     return _runner(model, dtype)(frames)
@@ -95,9 +192,7 @@ def stylize_files(model: TransformerNet, files: list[Path], out: Path, *, max_si
                 stylize_video(run_frames, source, target, batch=batch, max_size=max_size,
                               on_frames=on_frames, on_warning=on_warning)
             else:
-                image = load_image(source, max_size) if max_size else load_image(source)
-                target = output_path(source, out, len(files) > 1)
-                to_image(stylize_tensor(model, image, dtype=dtype, tile=tile, overlap=overlap)[0]).save(target)
+                stylize_image(model, load_rgb(source, max_size), dtype=dtype, tile=tile, overlap=overlap).save(target)
         except Exception as exc:
             if on_error is None:
                 raise

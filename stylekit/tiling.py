@@ -3,7 +3,8 @@
 Each tile is run through the network on its own and written into a float accumulator
 with a weight that ramps linearly from ~0 to 1 across the overlap on every side that
 borders another tile (1 at the image border); the result is Σ wᵢ·tileᵢ / Σ wᵢ. Only one
-tile is on the device at a time.
+tile is on the device at a time, and the accumulator holds one row of tiles: finished
+rows stream out (:func:`tiled_bands`), so a huge image never exists in float.
 
 With a batch-norm (eval) network the result equals the untiled one wherever a pixel is
 farther from every tile edge than the network's receptive field. With instance norm
@@ -15,8 +16,7 @@ larger tiles to reduce the difference.
 
 from __future__ import annotations
 
-import math
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -54,24 +54,54 @@ def feather(size: int, start: int, total: int, overlap: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def stylize_tiled(run: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, tile: int = 512,
-                  overlap: int = 64, on_tile: Callable[[int, int], None] | None = None) -> torch.Tensor:
-    """``run`` (N×3×h×w → N×3×h×w, any device) applied to 1×3×H×W ``image`` in feathered tiles; result on CPU."""
+def tiled_bands(run: Callable[[torch.Tensor], torch.Tensor], read: Callable[[int, int, int, int], torch.Tensor],
+                height: int, width: int, tile: int = 512, overlap: int = 64,
+                on_tile: Callable[[int, int], None] | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield ``(top, band)``: finished rows of the tiled result, top to bottom, as 1×C×rows×``width`` on the CPU.
+
+    ``read(top, left, h, w)`` gives the input tile (1×3×h×w), so the input can stay in any form (e.g. a
+    decoded 8-bit image); only one row of tiles is accumulated in float at a time, and rows are handed
+    out as soon as no later tile overlaps them. Memory is O(tile × width), not O(height × width).
+    """
     if overlap * 2 >= tile:
         raise ValueError(f"overlap ({overlap}) must be less than half the tile size ({tile})")
-    _, c, h, w = image.shape
-    rows, cols = tile_spans(h, tile, overlap), tile_spans(w, tile, overlap)
-    out = torch.zeros(1, c, h, w)
-    total = torch.zeros(1, 1, h, w)
-    done, count = 0, len(rows) * len(cols)
+    rows, cols = tile_spans(height, tile, overlap), tile_spans(width, tile, overlap)
+    col_weights = [feather(tw, left, width, overlap) for left, tw in cols]
+    acc: torch.Tensor | None = None  # Σ wᵢ·tileᵢ over rows [acc_top, acc_top + acc rows)
+    total = torch.zeros(1, 1, 0, width)  # Σ wᵢ
+    acc_top, done, count = 0, 0, len(rows) * len(cols)
     for top, th in rows:
-        wy = feather(th, top, h, overlap)
-        for left, tw in cols:
-            weight = (wy[:, None] * feather(tw, left, w, overlap)[None, :])[None, None]
-            result = run(image[:, :, top:top + th, left:left + tw]).float().cpu()
-            out[:, :, top:top + th, left:left + tw] += result * weight
-            total[:, :, top:top + th, left:left + tw] += weight
+        if acc is not None and top > acc_top:  # rows above `top` get no more tiles: hand them out
+            n = top - acc_top
+            yield acc_top, acc[:, :, :n] / total[:, :, :n]
+            acc, total, acc_top = acc[:, :, n:], total[:, :, n:], top
+        wy = feather(th, top, height, overlap)
+        for (left, tw), wx in zip(cols, col_weights):
+            result = run(read(top, left, th, tw)).float().cpu()
+            if acc is None:
+                acc = torch.zeros(1, result.shape[1], 0, width)
+            grow = top + th - (acc_top + acc.shape[2])
+            if grow > 0:
+                acc = torch.cat([acc, acc.new_zeros(1, acc.shape[1], grow, width)], 2)
+                total = torch.cat([total, total.new_zeros(1, 1, grow, width)], 2)
+            weight = (wy[:, None] * wx[None, :])[None, None]
+            r0 = top - acc_top
+            acc[:, :, r0:r0 + th, left:left + tw] += result * weight
+            total[:, :, r0:r0 + th, left:left + tw] += weight
             done += 1
             if on_tile:
                 on_tile(done, count)
-    return out / total
+    if acc is not None:
+        yield acc_top, acc / total
+
+
+@torch.no_grad()
+def stylize_tiled(run: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, tile: int = 512,
+                  overlap: int = 64, on_tile: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """``run`` (N×3×h×w → N×3×h×w, any device) applied to 1×3×H×W ``image`` in feathered tiles; result on CPU."""
+    _, c, h, w = image.shape
+    out = torch.empty(1, c, h, w)
+    for top, band in tiled_bands(run, lambda t, l, th, tw: image[:, :, t:t + th, l:l + tw], h, w, tile, overlap,
+                                 on_tile):
+        out[:, :, top:top + band.shape[2]] = band
+    return out

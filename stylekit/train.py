@@ -22,12 +22,12 @@ from rich.table import Table
 from rich.text import Text
 from torch.utils.data import DataLoader
 
-from . import distributed
+from . import distributed, preflight
 from .card import build_card, style_entries
-from .checkpoint import load_train_state, save_checkpoint
+from .checkpoint import load_train_state, load_weights, save_checkpoint
 from .composer import LossComposer, build_terms
 from .config import Recipe, dump_recipe
-from .data import ImageFolder, ResumableSampler, collate, list_images, load_image
+from .data import ImageFolder, ResumableSampler, collate, list_images, read_images
 from .errors import NonFiniteLossError, StylekitError
 from .features import BACKBONE, Features, NetworkSpec, Perception
 from .finite import FiniteCheck
@@ -94,6 +94,7 @@ class Trainer:
     # -- construction ---------------------------------------------------------
     def build(self) -> None:
         r = self.recipe
+        preflight.check_recipe(r, self.run_dir)
         torch.manual_seed(r.schedule.seed)
         if self.dist.is_main:  # first: a logger that cannot work (a missing package) stops the run before any work
             self.loggers = LoggerSet.build(r.log.loggers, r.log.logger_options, self.registry)
@@ -114,6 +115,7 @@ class Trainer:
         for spec in self.composer.networks():
             self.perception.require(spec)
         self.perception.to(self.device)
+        preflight.check_taps(self.composer.terms, self.perception)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if self.perception_channels_last:
@@ -126,8 +128,10 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16 and self.device.type == "cuda")
         self.files = list_images(r.data.root, r.data.extensions)
         self.dataset = ImageFolder(self.files, r.data.image_size, r.data.crop, r.schedule.seed, r.data.cache_dir)
-        sample_paths = r.log.sample_images or [str(p) for p in self.files[: r.log.num_samples]]
-        self.samples = [load_image(p, r.data.image_size, long_side=False) for p in sample_paths]
+        given = r.log.sample_images  # else the first readable training images
+        self.samples, skipped = read_images(given or self.files, "log.sample_images" if given else "data.root",
+                                            r.data.image_size, long_side=False, want=None if given else r.log.num_samples)
+        self._note_skipped(skipped)
 
     def _training_module(self) -> torch.nn.Module:
         """The transformer as the hot loop calls it: DDP-wrapped when distributed, compiled on request.
@@ -144,9 +148,11 @@ class Trainer:
     def _set_style_targets(self) -> None:
         style_taps = self.composer.style_taps()
         features, images = [], []
+        loaded, skipped = read_images(self.recipe.style.images, "style.images", self.recipe.style.size)
+        self._note_skipped(skipped)
         with torch.no_grad(), autocast(self.device, self.dtype):
-            for path in self.recipe.style.images:
-                image = load_image(path, self.recipe.style.size).to(self.device)
+            for image in loaded:
+                image = image.to(self.device)
                 images.append(image)
                 features.append(self.perception.extract(image, style_taps) if style_taps else {})
         context = TermContext(perception=self.perception, style_images=images, device=self.device)
@@ -181,8 +187,6 @@ class Trainer:
         ckpt = self.run.latest_checkpoint()
         if ckpt is None:
             raise StylekitError(f"--resume: {self.run_dir} has no checkpoint to resume from")
-        from safetensors.torch import load_file
-
         step = RunDir.step_of(ckpt)
         if self.dist.is_main:
             changed = self.run.record_resume(step if step is not None else -1, dump_recipe(self.recipe),
@@ -190,7 +194,7 @@ class Trainer:
             if changed:
                 self.console.print(f"Resuming with changes (recorded in {self.run.info.name}, "
                                    f"{self.run.config.name} updated): {', '.join(changed)}")
-        self.model.load_state_dict(load_file(str(ckpt / MODEL_FILE), device=str(self.device)))
+        self.model.load_state_dict(load_weights(ckpt / MODEL_FILE, self.recipe.model, self.device))
         state, _ = load_train_state(ckpt)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])

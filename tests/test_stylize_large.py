@@ -86,6 +86,22 @@ def test_tiling_with_instance_norm_has_no_seam():
     torch.testing.assert_close(auto, full)
 
 
+def test_streamed_tiles_into_an_image_equal_the_tensor_result():
+    # stylize_image hands finished rows of tiles straight to the 8-bit output (bounded memory); it must
+    # give the same pixels as the whole-image float accumulation, for tiles that do and don't divide the size.
+    from PIL import Image
+
+    from stylekit.data import to_image
+    from stylekit.stylize import stylize_image
+
+    net, img = _net("instance"), _texture(250, 330, gradient=60).round()  # exactly representable in 8 bits
+    for tile, overlap in ((96, 16), (160, 48)):
+        streamed = np.asarray(stylize_image(net, to_image(img[0]), tile=tile, overlap=overlap), dtype=np.int16)
+        whole = np.asarray(to_image(stylize_tensor(net, img, tile=tile, overlap=overlap)[0]), dtype=np.int16)
+        assert streamed.shape == (250, 330, 3) and np.abs(streamed - whole).max() <= 1
+    assert isinstance(stylize_image(net, Image.new("RGB", (1, 1))), Image.Image)
+
+
 def _write_clip(path, frames=10, size=(64, 48), audio=True):
     import imageio_ffmpeg
 

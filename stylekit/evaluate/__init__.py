@@ -30,14 +30,14 @@ DEFAULT_DEPTH_FILE = "nyu_depth_hedvgg.torchscript.pt"
 
 def parse_options(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
     """``["k=v", …]`` → dict; values are YAML (numbers, booleans, lists)."""
-    import yaml
+    from ..config import safe_yaml_load
 
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
             raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        out[key.strip()] = safe_yaml_load(value, f"{flag} {key.strip()}") if value.strip() else ""
     return out
 
 
@@ -79,8 +79,9 @@ def run_evaluation(models: Sequence[str | Path], content: str | Path, out: str |
                    settings: EvalSettings | None = None, device: str = "cpu",
                    plugins: Sequence[str] = (), progress: Callable[[str, int, int], None] | None = None,
                    warn: Callable[[str], None] | None = None) -> EvaluationOutput:
-    from ..data import load_image
+    from ..data import list_images, read_images
     from ..plugins import get_registry
+    from ..runtime import pick_device
     from . import report
 
     settings = settings or EvalSettings()
@@ -91,10 +92,11 @@ def run_evaluation(models: Sequence[str | Path], content: str | Path, out: str |
     content = Path(content).expanduser()
     if not content.exists():
         raise EvaluationError(f"--content: {content} does not exist")
+    list_images(content, what="--content")  # a folder without images is found before any network is built
     if bsds_gt is not None and not Path(bsds_gt).is_dir():
         raise EvaluationError(f"--bsds-gt: {bsds_gt} is not a folder of BSDS500 groundTruth .mat files")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = torch.device("cuda") if device == "auto" and torch.cuda.is_available() else \
+        pick_device("cpu" if device == "auto" else device, "--device")
     sources = [open_source(m, device=dev) for m in models]
     sources += [open_source(r, name=f"reference:{Path(r).name}", device=dev, pattern=reference_pattern) for r in reference_dirs]
     names = [s.name for s in sources]
@@ -108,7 +110,7 @@ def run_evaluation(models: Sequence[str | Path], content: str | Path, out: str |
     style_path = Path(style) if style is not None else next((s.style_image for s in sources if s.style_image), None)
     if style_path is not None and not style_path.is_file():
         raise EvaluationError(f"--style: {style_path} does not exist")
-    style_image = load_image(style_path, style_size) if style_path is not None else None
+    style_image = read_images([style_path], "--style", style_size)[0][0] if style_path is not None else None
     result = evaluate(sources, content, networks, style=style_image, bsds_gt=Path(bsds_gt) if bsds_gt else None,
                       settings=settings, progress=progress, warn=warn)
     summary = summarise(result, settings)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data import list_images, load_image
+from ..data import describe_unreadable, list_images, load_image
 from ..errors import StylekitError
 from ..functional import align_scale_shift, normalize_min_max
 from . import functional as Fm
@@ -144,9 +144,9 @@ class EvalResult:
 
 def _gather_content(content: Path, max_images: int | None) -> list[Path]:
     try:
-        files = list_images(content)
+        files = list_images(content, what="--content")
     except StylekitError as exc:
-        raise EvaluationError(f"--content: {exc}") from exc
+        raise EvaluationError(str(exc)) from None
     return files[:max_images] if max_images else files
 
 
@@ -207,8 +207,8 @@ def evaluate(sources: list[Source], content_dir: Path, networks: EvalNetworks, *
         try:
             content = load_image(path, settings.size) if settings.size else load_image(path)
         except Exception as exc:
-            skipped.append(f"{path}: {type(exc).__name__}: {exc}")
-            warn(f"skipped content image {path}: {type(exc).__name__}: {exc}")
+            skipped.append(describe_unreadable(path, exc))
+            warn(f"skipped content image {describe_unreadable(path, exc)}")
             done += len(sources)
             if progress:
                 progress(stem, done, total)
