@@ -9,6 +9,7 @@ from .backbones.base import Backbone, BackboneOptions  # noqa: E402
 from .components import Component, ComponentOptions  # noqa: E402
 from .depth.base import DepthNetwork, DepthOptions  # noqa: E402
 from .hookspecs import hookimpl  # noqa: E402
+from .loggers import Logger, LoggerOptions, StepMetrics  # noqa: E402
 from .features import Features, NetworkSpec, Perception, Tap  # noqa: E402
 from .losses.base import LossBatch, LossTerm, TermContext, TermOptions  # noqa: E402
 from .metrics import Metric, MetricOptions  # noqa: E402
@@ -38,7 +39,8 @@ def create_loss(name: str, plugins=(), **options) -> LossTerm:
 
 
 __all__ = ["Backbone", "BackboneOptions", "Component", "ComponentOptions", "DepthNetwork", "DepthOptions", "Features",
-           "LossBatch", "LossTerm", "Metric", "MetricOptions", "NetworkSpec", "Perception", "Stylizer", "Tap",
+           "Logger", "LoggerOptions", "LossBatch", "LossTerm", "Metric", "MetricOptions", "NetworkSpec", "Perception",
+           "StepMetrics", "Stylizer", "Tap",
            "TermContext", "TermOptions", "TransformerNet", "TransformerOptions", "WeightsFile", "__version__",
            "create_backbone", "create_depth_network", "create_loss", "create_metric", "get_plugin_manager",
            "get_registry", "hookimpl", "list_components", "list_models", "load", "resolve_weights"]

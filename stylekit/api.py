@@ -38,11 +38,14 @@ class Stylizer(nn.Module):
     gradients, for use inside other PyTorch code. :meth:`stylize` is the convenient, no-gradient entry.
     """
 
-    def __init__(self, net: TransformerNet, source: str = ""):
+    def __init__(self, net: TransformerNet, source: str = "", card: dict | None = None):
         super().__init__()
         self.net = net
         #: where the weights came from (a file path), for display
         self.source = source
+        #: the model card (:mod:`stylekit.card`): style images with sha256 and licence, training, final metrics,
+        #: versions, the recipe; ``{}`` for a checkpoint written before stylekit recorded cards
+        self.card = dict(card or {})
         self.eval()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -150,15 +153,16 @@ def model_file(path_or_name: PathOrName) -> Path:
 def load(path_or_name: PathOrName, *, device: str | torch.device = "cpu") -> Stylizer:
     """A trained style network from a run folder, a checkpoint folder, a ``model.safetensors`` file or the name of
     a shipped model (:func:`list_models`), in eval mode on ``device`` (``"auto"``: CUDA, else MPS, else CPU)."""
+    from .card import read_card
     from .checkpoint import load_model
     from .runtime import pick_device
 
     file = model_file(path_or_name)
-    return Stylizer(load_model(file), source=str(file)).to(pick_device(str(device)))
+    return Stylizer(load_model(file), source=str(file), card=read_card(file)).to(pick_device(str(device)))
 
 
 def list_components(kind: str, pattern: str = "*", plugins: Sequence[PathOrName] = ()) -> list[str]:
-    """Registered component names of ``kind`` (loss, backbone, depth, metric) matching ``pattern`` (fnmatch),
+    """Registered component names of ``kind`` (loss, backbone, depth, metric, logger) matching ``pattern`` (fnmatch),
     like ``timm.list_models("resnet*")``. ``plugins``: extra plugin files or modules to load first."""
     from .plugins import KIND_HOOKS, get_registry
 

@@ -4,7 +4,8 @@ Layout of ``RUN/checkpoints/step_0000500/``::
 
     model.safetensors   weights; metadata holds the format version and model options,
                         so this one file is enough to stylise
-    meta.json           step, recipe (resolved) and the metrics at that step
+    meta.json           step, recipe (resolved), the metrics at that step and the model card
+                        (stylekit.card; also in the safetensors metadata, so the model file carries it)
     train_state.pt      optimizer, RNG and loop state; loaded with ``weights_only=True``
 
 Each checkpoint is written to a temporary folder and renamed into place, and
@@ -37,6 +38,7 @@ import torch
 from pydantic import ValidationError
 from safetensors.torch import load_file, save_file
 
+from .card import card_metadata
 from .errors import CheckpointError
 from .models.transformer import TransformerNet, TransformerOptions
 from .runs import META_FILE, MODEL_FILE, STATE_FILE, RunDir, atomic_write_text  # noqa: F401 (re-exported)
@@ -68,7 +70,7 @@ def save_checkpoint(run_dir: Path, step: int, model: TransformerNet, train_state
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}."))
     try:
-        save_model(model, tmp / MODEL_FILE, {"step": str(step)})
+        save_model(model, tmp / MODEL_FILE, {"step": str(step), **card_metadata(meta.get("card"))})
         (tmp / META_FILE).write_text(json.dumps({"format_version": FORMAT_VERSION, "step": step, **meta}, indent=2))
         torch.save(train_state, tmp / STATE_FILE)
         if final.exists():

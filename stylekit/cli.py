@@ -263,8 +263,7 @@ def _train(recipe, set_, plugin, without, only, preset, resume, run_dir, no_prog
             raise StylekitError("--trust-run-plugins only applies to --resume (a recipe's plugins are yours)")
         recipe_obj = load_recipe(recipe, overrides, without=without_, only=only_, extra_plugins=plugin or [],
                                  preset=preset)
-        name = run_name(recipe_obj.name + (f"-{recipe_obj.preset}" if recipe_obj.preset else ""),
-                        overrides, without_, only_)
+        name = run_name(recipe_obj.name, overrides, without_, only_, preset=recipe_obj.preset)
         if run_dir is None and ctx.is_main:  # a fresh folder, locked from now on (see RunDir.create)
             created = RunDir.create(recipe_obj.output_dir, name)
         path = distributed.broadcast_object(ctx, str(run_dir) if run_dir is not None else
@@ -408,9 +407,11 @@ def export(
     opset: int = typer.Option(17, "--opset", help="ONNX opset."),
     verify_size: int = typer.Option(512, "--verify-size", help="Side of the image ONNX is checked on."),
 ) -> None:
-    """Export a trained transformer for deployment; ONNX is checked against PyTorch with onnxruntime."""
-    from .checkpoint import load_model
-    from .export import MAX_OPSET, MIN_OPSET, ONNX_TOLERANCE, export_onnx, export_torchscript
+    """Export a trained transformer for deployment, with its model card (in the file and as MODEL_CARD.md beside
+    it); ONNX is checked against PyTorch with onnxruntime."""
+    from .card import read_card
+    from .checkpoint import find_model_file, load_model
+    from .export import MAX_OPSET, MIN_OPSET, ONNX_TOLERANCE, export_onnx, export_torchscript, write_card
 
     suffixes = {"onnx": (".onnx",), "torchscript": (".pt", ".pth", ".ts", ".torchscript")}
     if format_ not in suffixes:
@@ -422,15 +423,19 @@ def export(
                             f"e.g. {output.with_suffix(suffixes[format_][0])}")
     _check_number("--opset", opset, MIN_OPSET, "the ONNX operator set version", MAX_OPSET)
     _check_number("--verify-size", verify_size, 8, "the side of the test image the export is checked on", 4096)
-    model = load_model(checkpoint)
+    file = find_model_file(checkpoint)
+    model, card = load_model(file), read_card(file)
     if format_ == "onnx":
-        diff = export_onnx(model, output, opset=opset, verify_size=verify_size)
+        diff = export_onnx(model, output, opset=opset, verify_size=verify_size, card=card)
         console.print(f"{output}: ONNX opset {opset}, dynamic batch/height/width; onnxruntime vs PyTorch on a "
                       f"{verify_size} px image: max abs difference {diff:.3g} (0–255 scale, allowed < {ONNX_TOLERANCE})")
-    elif format_ == "torchscript":
-        diff = export_torchscript(model, output)
+    else:
+        diff = export_torchscript(model, output, card=card)
         console.print(f"{output}: TorchScript (loads with torch.jit.load, no stylekit needed); "
                       f"max abs difference {diff:.3g}")
+    card_file = write_card(card, output, format_)
+    console.print(f"{card_file}: model card" + ("" if card else " (none recorded: a checkpoint from before model "
+                                                                 "cards, so it says only how to run the file)"))
 
 
 @app.command()

@@ -53,6 +53,12 @@ class DataConfig(Section):
 class StyleConfig(Section):
     images: list[str] = Field(..., min_length=1, description="Style image path(s); several are averaged (Gram targets).")
     size: int = Field(256, ge=16, description="Style images are resized so their longer side is this many pixels.")
+    licence: str | None = Field(None, description="Licence of the style image(s), e.g. 'public domain' or "
+                                                "'CC BY-SA 4.0'; recorded in every checkpoint's model card and "
+                                                "in exported models. It describes `images`: change it with them.")
+    attribution: str | None = Field(None, description="Who made the style image(s) and where they come from, e.g. "
+                                                    "'Hokusai, The Great Wave off Kanagawa (c. 1831)'; recorded in "
+                                                    "model cards like the licence.")
 
 
 class BackboneConfig(Section):
@@ -80,6 +86,13 @@ class LogConfig(Section):
     sample_images: list[str] = Field(default_factory=list,
                                      description="Images for the sample grids (default: the first few training images).")
     num_samples: int = Field(4, ge=1, description="How many training images the sample grids show by default.")
+    loggers: list[str] = Field(default_factory=lambda: ["jsonl"],
+                               description="Where metrics, sample grids and the recipe are logged: registered "
+                                           "loggers (`stylekit plugins`), e.g. [jsonl, tensorboard]. Keep jsonl: "
+                                           "`stylekit runs` and ablation summaries read its metrics.jsonl.")
+    logger_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Options per logger, e.g. `{tensorboard: {flush_secs: 30}}` "
+                                          "(each logger's own model validates them).")
 
 
 class PerformanceConfig(Section):
@@ -446,10 +459,33 @@ def validate_recipe(raw: dict, registry=None) -> Recipe:
         errors.append(format_validation_error(exc, "backbone.options", backbone_cls.Options))
     if not recipe.losses:
         errors.append("  losses: no loss terms; give at least one, e.g. {content: {weight: 1}}")
+    errors += _check_loggers(recipe.log, registry)
     if errors:
         raise ConfigError("invalid recipe:\n" + "\n".join(errors))
     recipe.losses = resolved
     return recipe
+
+
+def _check_loggers(log: LogConfig, registry) -> list[str]:
+    """Every name in ``log.loggers`` registered, each logger's options valid (filled with defaults)."""
+    errors = []
+    for name in log.logger_options:
+        if name not in log.loggers:
+            errors.append(f"  log.logger_options.{name}: {name!r} is not in log.loggers ({', '.join(log.loggers)})")
+    for name in log.loggers:
+        try:
+            cls = registry.get("logger", name)
+        except UnknownComponentError as exc:
+            errors.append(f"  log.loggers: {exc}")
+            continue
+        try:
+            options = cls.Options.model_validate(log.logger_options.get(name) or {})
+        except ValidationError as exc:
+            errors.append(format_validation_error(exc, f"log.logger_options.{name}", cls.Options))
+            continue
+        if cls.Options.model_fields:
+            log.logger_options[name] = options.model_dump(mode="json")
+    return errors
 
 
 def load_recipe(path: str | Path | None = None, overrides: Iterable[str] = (), *, without: Iterable[str] = (),

@@ -72,6 +72,8 @@ def _cell(text: str) -> str:
 
 
 def fields_table(model: type[BaseModel]) -> str:
+    if not model.model_fields:
+        return "No options.\n"
     rows = ["| field | type | default | description |", "|---|---|---|---|"]
     for name, field in model.model_fields.items():
         description = _cell(field.description or "")
@@ -129,7 +131,8 @@ def documented_models(registry=None) -> list[type[BaseModel]]:
 
 KIND_TITLES = {"loss": "Loss terms (`losses.<key>`)", "backbone": "Perception backbones (`backbone.options`)",
                "depth": "Depth networks (used by terms through `networks()`)",
-               "metric": "Evaluation metrics (`stylekit evaluate`)"}
+               "metric": "Evaluation metrics (`stylekit evaluate`)",
+               "logger": "Training loggers (`log.loggers`; options in `log.logger_options.<name>`)"}
 
 
 def render_recipe_reference(registry=None) -> str:

@@ -8,11 +8,15 @@ padding as ``Pad(mode=reflect)``. ONNX traces the model as trained, fast layers 
 (:mod:`stylekit.models.fast_layers`); each ONNX file is checked with onnxruntime against PyTorch
 right after export. TorchScript scripts the plain network (the same state dict in the paper's
 modules), so the file loads with ``torch.jit.load`` alone, without stylekit installed.
+
+Both carry the checkpoint's model card (:mod:`stylekit.card`): ONNX in ``metadata_props``, TorchScript
+as extra files (``model_card.json``, ``MODEL_CARD.md``); :func:`write_card` puts ``MODEL_CARD.md`` beside.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import warnings
 from pathlib import Path
 
@@ -20,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .card import CARD_FILE, METADATA_KEY, card_markdown, card_metadata, card_summary
 from .errors import StylekitError
 from .models.transformer import TransformerNet
 
@@ -77,8 +82,23 @@ def require_onnx() -> None:
                           f"not installed: {ONNX_HINT} (or --format torchscript, which needs nothing more)")
 
 
-def export_onnx(model: TransformerNet, path: str | Path, *, opset: int = 17, verify_size: int = 512) -> float:
-    """Write ``path`` and return max |onnxruntime − PyTorch| on a ``verify_size`` image; raise above tolerance."""
+#: how to run each exported format, for MODEL_CARD.md
+USAGE = {
+    "onnx": "ONNX: input `image`, N×3×H×W float32 RGB in [0, 255] (any H, W ≥ 5); output `stylized`, the same "
+            "shape and range. E.g. `onnxruntime.InferenceSession(PATH).run(None, {\"image\": x})[0]`.",
+    "torchscript": "TorchScript: `torch.jit.load(PATH)(x)` with x an N×3×H×W float tensor, RGB in [0, 255] (any "
+                   "H, W ≥ 5); returns the same shape and range. No stylekit needed.",
+}
+
+
+def usage(format_: str, exported: str | Path) -> str:
+    return USAGE[format_].replace("PATH", repr(Path(exported).name))
+
+
+def export_onnx(model: TransformerNet, path: str | Path, *, opset: int = 17, verify_size: int = 512,
+                card: dict | None = None) -> float:
+    """Write ``path`` (with ``card`` in its ``metadata_props``) and return max |onnxruntime − PyTorch| on a
+    ``verify_size`` image; raise above tolerance."""
     require_onnx()
     path = Path(path)
     net = Deployable(model.float().cpu().eval()).eval()
@@ -94,7 +114,30 @@ def export_onnx(model: TransformerNet, path: str | Path, *, opset: int = 17, ver
         if "not installed" not in str(exc) and not isinstance(exc, ImportError):
             raise
         raise ExportError(f"ONNX export needs a package torch could not import: {ONNX_HINT} ({exc})") from exc
+    if card:
+        _onnx_metadata(path, card_metadata(card) | card_summary(card))
     return verify_onnx(path, model, verify_size)
+
+
+def _onnx_metadata(path: Path, props: dict[str, str]) -> None:
+    import onnx
+
+    proto = onnx.load(str(path))
+    existing = {p.key: p for p in proto.metadata_props}
+    for key, value in props.items():
+        entry = existing.get(key) or proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+
+
+def read_onnx_card(path: str | Path) -> dict:
+    """The model card an exported ONNX file carries ({} without one)."""
+    import onnx
+
+    from .card import parse_card
+
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return parse_card(props.get(METADATA_KEY))
 
 
 def verify_onnx(path: str | Path, model: TransformerNet, size: int = 512) -> float:
@@ -118,8 +161,9 @@ def verify_onnx(path: str | Path, model: TransformerNet, size: int = 512) -> flo
     return worst
 
 
-def export_torchscript(model: TransformerNet, path: str | Path) -> float:
-    """Script the model (sizes stay dynamic) and return max |TorchScript − PyTorch| on a small odd-sized image."""
+def export_torchscript(model: TransformerNet, path: str | Path, *, card: dict | None = None) -> float:
+    """Script the model (sizes stay dynamic; ``card`` as extra files ``model_card.json`` and ``MODEL_CARD.md``)
+    and return max |TorchScript − PyTorch| on a small odd-sized image."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     plain = TransformerNet(model.options, fast=False)
@@ -128,7 +172,9 @@ def export_torchscript(model: TransformerNet, path: str | Path) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         scripted = torch.jit.script(net)
-        torch.jit.save(scripted, str(path))
+        extra = {f"{METADATA_KEY}.json": json.dumps(card), CARD_FILE: card_markdown(card, usage("torchscript", path))} \
+            if card else {}
+        torch.jit.save(scripted, str(path), _extra_files=extra)
         loaded = torch.jit.load(str(path))
     x = _example(96)[:, :, :93, :70].contiguous()
     with torch.no_grad():
@@ -136,3 +182,10 @@ def export_torchscript(model: TransformerNet, path: str | Path) -> float:
     if not diff < ONNX_TOLERANCE:
         raise ExportError(f"{path}: TorchScript differs from PyTorch by up to {diff:.3g}")
     return diff
+
+
+def write_card(card: dict, exported: str | Path, format_: str) -> Path:
+    """``MODEL_CARD.md`` beside the exported file (what it is, its style's licence, how it was trained, how to run it)."""
+    out = Path(exported).parent / CARD_FILE
+    out.write_text(card_markdown(card, usage(format_, exported)), encoding="utf-8")
+    return out

@@ -40,3 +40,12 @@ def stylekit_metrics() -> list[type]:
     A metric scores stylised images against their content images, one value per image;
     ``stylekit evaluate`` reports every registered metric.
     """
+
+
+@hookspec
+def stylekit_loggers() -> list[type]:
+    """Return training-logger classes (subclasses of :class:`stylekit.Logger`).
+
+    A recipe chooses loggers by name (``log.loggers: [jsonl, tensorboard]``); during training each
+    receives the logged metrics, the sample grids and the resolved recipe (rank 0 only).
+    """

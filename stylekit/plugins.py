@@ -34,6 +34,7 @@ KIND_HOOKS: dict[str, str] = {
     "backbone": "stylekit_backbones",
     "depth": "stylekit_depth_networks",
     "metric": "stylekit_metrics",
+    "logger": "stylekit_loggers",
 }
 
 BUILTIN_PLUGINS = (
@@ -41,6 +42,7 @@ BUILTIN_PLUGINS = (
     "stylekit.backbones",
     "stylekit.depth",
     "stylekit.evaluate.metrics",
+    "stylekit.loggers",
 )
 
 

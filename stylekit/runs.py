@@ -5,7 +5,8 @@ A run folder holds::
     config.yaml           the fully resolved recipe (rewritten when a resume changes it; run.json says how)
     run.json              name, recipe, what the command line changed, each resume, versions, git commit
     status.json           running / finished / failed / interrupted, step, reason, pid and host
-    metrics.jsonl         one line per logged step: every term, unweighted and weighted
+    metrics.jsonl         one line per logged step: every term, unweighted and weighted (logger ``jsonl``)
+    tensorboard/          event files (logger ``tensorboard``); any logger's own folder is named after it
     samples/step_N.png    content | stylised grids
     loss_curves.png
     checkpoints/step_N/   model.safetensors, meta.json, train_state.pt (see stylekit.checkpoint)
@@ -42,7 +43,7 @@ from .errors import StylekitError
 from .runlock import FileLock, Holder, RunLockedError, lock_holder, process_alive
 
 __all__ = ["RunDir", "RunLockedError", "RunPathError", "UntrustedPluginError", "RunRecord", "atomic_write_text",
-           "find_runs", "is_run_dir", "read_run", "run_info", "run_name"]
+           "changes_model", "find_runs", "is_run_dir", "read_run", "run_info", "run_name", "shorten_name"]
 
 CONFIG_FILE = "config.yaml"
 INFO_FILE = "run.json"
@@ -123,21 +124,58 @@ def safe_name(text: str, limit: int = 120) -> str:
     return re.sub(r"[^\w.=,+\-]", "_", text)[:limit]
 
 
+#: Recipe keys (dotted prefixes) whose value never changes the trained network: logging cadence and loggers,
+#: where runs go, speed settings, which device, names and notes. Run names leave changes to them out, in
+#: ``stylekit train`` and ``stylekit ablate`` alike. (``precision`` and ``data.cache_dir`` do change results.)
+NAME_IGNORED_KEYS = ("log", "output_dir", "performance", "data.workers", "device", "name", "description",
+                     "plugins", "preset", "presets", "extends", "style.licence", "style.attribution")
+#: Run names longer than this end in a hash of the full name instead (``stylekit runs`` stays one line a run).
+NAME_LIMIT = 60
+#: prefixes left out of names where the rest is unambiguous: ``losses.style.weight`` → ``style.weight``
+_NAME_PREFIXES = ("losses.", "schedule.")
+
+
+def changes_model(key: str) -> bool:
+    """Whether a ``--set`` of dotted ``key`` can change the trained network (see :data:`NAME_IGNORED_KEYS`)."""
+    return not any(key == k or key.startswith(k + ".") for k in NAME_IGNORED_KEYS)
+
+
+def shorten_name(name: str, limit: int = NAME_LIMIT) -> str:
+    """``name`` if at most ``limit`` characters, else its start and 8 hex digits of its sha1 (stable, distinct)."""
+    if len(name) <= limit:
+        return name
+    import hashlib
+
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    return f"{name[:limit - len(digest) - 1].rstrip('-_.,=+')}-{digest}"
+
+
 def run_name(recipe_name: str, overrides: Iterable[str] = (), without: Iterable[str] = (),
-             only: Iterable[str] = ()) -> str:
-    """A short run name from what was changed, e.g. ``quickstart-without-depth-depth.weight=10``."""
+             only: Iterable[str] = (), preset: str | None = None) -> str:
+    """A short run name from what changes the model, e.g. ``quickstart-without-depth-depth.weight=10``.
+
+    The one naming rule of ``stylekit train`` and ``stylekit ablate``: the recipe's name (and preset), the
+    dropped or kept terms, then each ``--set`` whose key can change the network (:func:`changes_model`: not
+    ``log.*``, ``performance.*``, ``output_dir``…) sorted by key, shortened with a hash above
+    :data:`NAME_LIMIT` characters.
+    """
     from .config import parse_override
 
-    parts = [recipe_name]
+    parts = [recipe_name + (f"-{preset}" if preset else "")]
     parts += [f"without-{t}" for t in without]
     if list(only):
         parts.append("only-" + "+".join(only))
+    changed: dict[str, str] = {}
     for text in overrides:
         keys, value = parse_override(text)
-        key = ".".join(keys[1:] if keys[0] == "losses" else keys)
-        value_text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-        parts.append(f"{key}={value_text}")
-    return safe_name("-".join(parts))
+        key = ".".join(keys)
+        if not changes_model(key):
+            continue
+        for prefix in _NAME_PREFIXES:
+            key = key.removeprefix(prefix)
+        changed[key] = ",".join(map(str, value)) if isinstance(value, list) else str(value)  # the last --set wins
+    parts += [f"{key}={value}" for key, value in sorted(changed.items())]  # the order typed does not matter
+    return shorten_name(safe_name("-".join(parts), limit=10_000))
 
 
 def run_info(recipe_file: str | Path, overrides: Sequence[str] = (), without: Sequence[str] = (),
@@ -155,6 +193,26 @@ def describe_run_changes(info: dict[str, Any]) -> str:
             what = _describe_changes(resume) or ", ".join(resume["changed"])
             parts.append(f"resumed at step {resume.get('step', '?')} with {what}")
     return "; ".join(parts)
+
+
+def _default_of(key: str) -> Any:
+    """The recipe schema's default for dotted ``key`` in a recipe section (``MISSING``: required or not a field)."""
+    from pydantic import BaseModel
+
+    from .config import Recipe
+
+    model: Any = Recipe
+    *sections, name = key.split(".")
+    for part in sections:
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        model = field.annotation if field is not None else None
+    if not (isinstance(model, type) and issubclass(model, BaseModel)) or name not in model.model_fields:
+        return MISSING
+    field = model.model_fields[name]
+    if field.is_required():
+        return MISSING
+    default = field.get_default(call_default_factory=True)
+    return default.model_dump(mode="json") if isinstance(default, BaseModel) else default
 
 
 def _describe_changes(info: dict[str, Any]) -> str:
@@ -272,6 +330,17 @@ class RunDir:
     def lock_file(self) -> Path:
         return self.path / LOCK_FILE
 
+    def logger_dir(self, logger: str) -> Path:
+        """A logger's own folder, named after it (``RUN/tensorboard/``), created on first use."""
+        reserved = {CONFIG_FILE, INFO_FILE, STATUS_FILE, METRICS_FILE, SAMPLES_DIR, LOSS_CURVES_FILE,
+                    CHECKPOINTS_DIR, EVAL_DIR, LOCK_FILE}
+        if logger in reserved or safe_name(logger) != logger or logger.startswith("."):
+            raise StylekitError(f"logger name {logger!r} cannot name a folder in a run folder (reserved or not a "
+                                "plain name); rename the logger")
+        path = self.inside(self.path) / logger
+        path.mkdir(parents=True, exist_ok=True)
+        return self.inside(path)
+
     @staticmethod
     def step_name(step: int) -> str:
         return f"{STEP_PREFIX}{step:07d}"
@@ -379,7 +448,9 @@ class RunDir:
         value differs are recorded as ``changed``, so ``stylekit runs`` can show them. Returns those keys.
         """
         old, new = self.read_config(), yaml.safe_load(config_text) or {}
-        changed = list(config_diff([old, new])) if old else []
+        diff = config_diff([old, new]) if old else {}
+        # a key this stylekit added to the recipe since the run started, at its default, changed nothing
+        changed = [k for k, (before, after) in diff.items() if not (before is MISSING and after == _default_of(k))]
         model_keys = [k for k in changed if k.startswith("model.")]
         if model_keys:
             raise StylekitError(

@@ -6,8 +6,8 @@
   module is loaded as a plugin: ``get_registry(["stylekit.testing"])`` or ``plugins: [stylekit.testing]``
   in a recipe.
 - Contract checks: :func:`check_term`, :func:`check_backbone`, :func:`check_depth_network`,
-  :func:`check_metric` raise ``AssertionError`` with a specific message when a component breaks
-  the contract its kind promises.
+  :func:`check_metric`, :func:`check_logger` raise ``AssertionError`` with a specific message when a
+  component breaks the contract its kind promises.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from .losses.base import LossBatch, LossTerm, TermContext, TermOptions
 #: load this module as a plugin to register the tiny networks
 PLUGIN = "stylekit.testing"
 
-__all__ = ["PLUGIN", "TermCheck", "TinyDepth", "TinyDepthOptions", "TinyVGG", "TinyVGGOptions", "check_backbone",
-           "check_depth_network", "check_metric", "check_options", "check_term", "make_images", "make_perception",
-           "random_images", "tiny_recipe", "tiny_registry"]
+__all__ = ["PLUGIN", "LoggerCheck", "TermCheck", "TinyDepth", "TinyDepthOptions", "TinyVGG", "TinyVGGOptions",
+           "check_backbone", "check_depth_network", "check_logger", "check_metric", "check_options", "check_term",
+           "make_images", "make_perception", "random_images", "tiny_recipe", "tiny_registry"]
 
 
 def make_images(folder: str | Path, count: int = 6, size: tuple[int, int] = (48, 40), seed: int = 0) -> list[Path]:
@@ -352,3 +352,53 @@ def check_metric(metric_cls, options: dict | None = None, *, zero_for_identical:
             assert torch.allclose(same, torch.zeros_like(same), atol=atol), (
                 f"{metric_cls.__name__}: expected 0 for identical images, got {same.tolist()}")
     return value
+
+
+@dataclass
+class LoggerCheck:
+    """What :func:`check_logger` did, for further assertions."""
+
+    loggers: list  # the instances it drove: the first run's, then the resumed run's
+    metrics: list  # the StepMetrics it logged, in order (steps 1, 2, 3, then 3 again after resuming at 2)
+    run_dir: Path
+
+
+def check_logger(logger_cls, options: dict | None = None, *, root: str | Path | None = None) -> LoggerCheck:
+    """A logger: options valid, a plain name (it names the logger's folder), and the calls the trainer makes go
+    through without error — ``start``, ``log_recipe``, ``log_metrics`` at steps 1–3, ``log_image`` with a sample
+    grid, ``finalize("finished")`` — then the same for a run resumed at step 2 that is interrupted at step 3.
+    ``root``: a folder for the run folder (default: a new temporary one)."""
+    import tempfile
+
+    from .loggers.base import Logger, StepMetrics
+    from .runs import RunDir
+    from .viz import image_grid
+
+    assert isinstance(logger_cls, type) and issubclass(logger_cls, Logger), \
+        f"{logger_cls!r} is not a stylekit.Logger subclass"
+    assert logger_cls.name, f"{logger_cls.__name__} has no `name`"
+    check_options(logger_cls.Options, options)
+    root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="stylekit-check-logger-"))
+    run = RunDir(root / "run")
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.logger_dir(logger_cls.name)  # raises for a name that cannot be a folder
+    recipe = tiny_recipe(root)
+    images = random_images(2, seed=3)
+    grid = image_grid([[image, image.flip(-1)] for image in images], column_titles=["content", "stylised"])
+    logged, loggers = [], []
+    for resumed_at, steps, status in ((None, (1, 2, 3), "finished"), (2, (3,), "interrupted")):
+        logger = logger_cls(options)
+        loggers.append(logger)
+        logger.start(run, resumed_at)
+        logger.log_recipe(recipe)
+        for step in steps:
+            terms = {"content": {"raw": 1.0 / step, "weighted": 1.0 / step},
+                     "style": {"raw": 2e-3 / step, "weighted": 2.0 / step}}
+            metrics = StepMetrics(step=step, time=0.5 * step, loss=3.0 / step, terms=terms, lr=1e-3,
+                                  steps_per_second=2.0)
+            logger.log_metrics(metrics)
+            logged.append(metrics)
+            if step >= 2:
+                logger.log_image("samples", grid, step)
+        logger.finalize(status)
+    return LoggerCheck(loggers, logged, run.path)

@@ -7,7 +7,6 @@ lock from start to end (rank 0 alone writes when distributed).
 
 from __future__ import annotations
 
-import json
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
@@ -23,6 +23,7 @@ from rich.text import Text
 from torch.utils.data import DataLoader
 
 from . import distributed, preflight
+from .card import build_card, style_entries
 from .checkpoint import load_train_state, load_weights, save_checkpoint
 from .composer import LossComposer, build_terms
 from .config import Recipe, dump_recipe
@@ -30,9 +31,10 @@ from .data import ImageFolder, ResumableSampler, collate, list_images, read_imag
 from .errors import NonFiniteLossError, StylekitError
 from .features import BACKBONE, Features, NetworkSpec, Perception
 from .finite import FiniteCheck
+from .loggers import LoggerSet, StepMetrics
 from .losses.base import LossBatch, TermContext
 from .models.transformer import TransformerNet
-from .runs import MODEL_FILE, RunDir, RunLockedError
+from .runs import MODEL_FILE, RunDir, RunLockedError, environment_info
 from .runtime import autocast, pick_channels_last, pick_device, pick_precision
 from .viz import image_grid, plot_loss_curves
 
@@ -86,12 +88,19 @@ class Trainer:
         self.finite: FiniteCheck | None = None
         self.skipped: list[str] = []
         self.last_metrics: dict[str, Any] = {}
+        self.loggers = LoggerSet()
+        self._last_log = (0, time.perf_counter())  # (step, time) of the last log, for steps/s
 
     # -- construction ---------------------------------------------------------
     def build(self) -> None:
         r = self.recipe
         preflight.check_recipe(r, self.run_dir)
         torch.manual_seed(r.schedule.seed)
+        if self.dist.is_main:  # first: a logger that cannot work (a missing package) stops the run before any work
+            self.loggers = LoggerSet.build(r.log.loggers, r.log.logger_options, self.registry)
+            # what every checkpoint's model card says about the style and the software (read once)
+            self.card_style = style_entries(r.style.images, r.style.licence, r.style.attribution)
+            self.versions = environment_info()
         self.model = TransformerNet(r.model).to(self.device)
         perf = r.performance
         self.channels_last, self.perception_channels_last = pick_channels_last(perf.channels_last, self.device,
@@ -195,8 +204,6 @@ class Trainer:
         if int(state.get("world_size", 1)) != self.dist.world_size:
             self.console.print(f"Resuming with {self.dist.world_size} process(es) (saved with "
                                f"{state.get('world_size', 1)}): data continues at global sample {self.samples_seen}")
-        if self.dist.is_main:  # lines logged after the checkpoint will be logged again
-            self.run.drop_metrics_after(self.step)
         self.console.print(f"[bold]Resuming[/] {self.run_dir} from {ckpt.name} (step {self.step})")
 
     def _write_status(self, state: str, reason: str = "") -> None:
@@ -206,7 +213,11 @@ class Trainer:
     def _checkpoint(self, barrier: bool = True) -> Path | None:
         path = None
         if self.dist.is_main:
-            meta = {"recipe": self.recipe.model_dump(mode="json"), "metrics": self.last_metrics}
+            recipe = self.recipe.model_dump(mode="json")
+            card = build_card(yaml.safe_load(dump_recipe(self.recipe)), name=self.run.name, step=self.step,
+                              wall_time_s=self.elapsed, metrics=self.last_metrics, style=self.card_style,
+                              versions=self.versions)
+            meta = {"recipe": recipe, "metrics": self.last_metrics, "card": card}
             path = save_checkpoint(self.run_dir, self.step, self.model, self._train_state(), meta,
                                    keep=self.recipe.log.keep_checkpoints)
         if barrier:
@@ -229,6 +240,7 @@ class Trainer:
         out = self.run.sample_file(self.step)
         out.parent.mkdir(exist_ok=True)
         grid.save(self.run.inside(out))
+        self.loggers.log_image("samples", grid, self.step)
         return out
 
     # -- the loop -------------------------------------------------------------
@@ -286,7 +298,6 @@ class Trainer:
             self.console.print(f"Nothing to do: the run already reached {self.step} steps.")
             self._write_status("finished")
             return RunResult(self.run_dir, self.step, self._final_table_data(), self.skipped, self.elapsed)
-        metrics_file = self.run.open_metrics() if self.dist.is_main else None
         self.finite.start(self.step, self.device)
         sums = {k: torch.zeros((), device=self.device) for k in self.composer.keys}
         count = 0
@@ -295,10 +306,12 @@ class Trainer:
                                  MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                                  TextColumn("ETA"), TimeRemainingColumn(),
                                  console=self.console, disable=not self.show_progress, transient=False)
-        started = time.perf_counter() - self.elapsed
-        loop_start, loop_step0 = time.perf_counter(), self.step
         state, reason = "finished", ""
         try:
+            self.loggers.start(self.run, self.step if self.resume else None, yaml.safe_load(dump_recipe(r)))
+            started = time.perf_counter() - self.elapsed  # after the loggers' start (a tracker may connect)
+            loop_start, loop_step0 = time.perf_counter(), self.step
+            self._last_log = (self.step, loop_start)
             with progress:
                 task = progress.add_task(r.name, total=r.schedule.iterations, completed=self.step, rate="")
                 batches = iter(self._loader())
@@ -316,7 +329,7 @@ class Trainer:
                     if self.finite.due(self.step, final, (r.log.every, r.log.sample_every, r.log.checkpoint_every)):
                         self._check_finite()  # deferred check, before anything is written from these weights
                     if self.step % r.log.every == 0 or self.step == r.schedule.iterations:
-                        self.last_metrics = self._log(metrics_file, sums, count, weights)
+                        self.last_metrics = self._log(sums, count, weights)
                         sums = {k: torch.zeros((), device=self.device) for k in sums}
                         count = 0
                         rate = (self.step - loop_step0) / max(time.perf_counter() - loop_start, 1e-9)
@@ -342,9 +355,10 @@ class Trainer:
             state, reason = "failed", f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            if metrics_file is not None:
-                metrics_file.close()
-            self._write_status(state, reason)
+            try:
+                self.loggers.finalize(state)
+            finally:
+                self._write_status(state, reason)
             if self.dist.is_main:
                 plot_loss_curves(self.run.metrics, self.run.loss_curves,
                                  title=f"{r.name} ({self.run_dir.name})")
@@ -384,19 +398,21 @@ class Trainer:
                 self.skipped.append(text)
                 self.console.print(f"[yellow]warning:[/] skipped unreadable image {text}")
 
-    def _log(self, fh, sums: dict[str, torch.Tensor], count: int, weights: dict[str, float]) -> dict[str, Any]:
+    def _log(self, sums: dict[str, torch.Tensor], count: int, weights: dict[str, float]) -> dict[str, Any]:
+        """Hand the means since the last log to the loggers; returns the row ``metrics.jsonl`` holds."""
         if self.dist.enabled:  # the mean over all ranks' images
             stacked = distributed.all_reduce_(self.dist, torch.stack(list(sums.values()))) / self.dist.world_size
             sums = dict(zip(sums, stacked))
         terms = {k: {"raw": float(v) / max(count, 1), "weighted": weights[k] * float(v) / max(count, 1)}
                  for k, v in sums.items()}
-        row = {"step": self.step, "time": round(self.elapsed, 3),
-               "loss": sum(t["weighted"] for t in terms.values()), "terms": terms,
-               "lr": self.optimizer.param_groups[0]["lr"]}
-        if fh is not None:
-            fh.write(json.dumps(row) + "\n")
-            fh.flush()
-        return row
+        now = time.perf_counter()
+        last_step, last_time = self._last_log
+        self._last_log = (self.step, now)
+        metrics = StepMetrics(step=self.step, time=self.elapsed, loss=sum(t["weighted"] for t in terms.values()),
+                              terms=terms, lr=self.optimizer.param_groups[0]["lr"],
+                              steps_per_second=(self.step - last_step) / max(now - last_time, 1e-9))
+        self.loggers.log_metrics(metrics)
+        return metrics.row()
 
     def _final_table_data(self) -> dict[str, dict[str, float]]:
         return dict(self.last_metrics.get("terms", {}))

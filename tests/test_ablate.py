@@ -104,9 +104,9 @@ def test_grid_expansion_counts_and_names(recipe_file, tmp_path):
     assert len(grid.merged) == 8
     names = [r.name for r in grid.runs]
     assert len(set(names)) == len(names)
-    assert "tiny-style.weight=10-tv.weight=1e-06-seed0" in names
-    assert "tiny-without-content-style.weight=100-tv.weight=0-seed1" in names
-    run = next(r for r in grid.runs if r.name == "tiny-without-content-style.weight=100-tv.weight=0-seed1")
+    assert "tiny-seed=0-style.weight=10-tv.weight=1e-06" in names
+    assert "tiny-without-content-seed=1-style.weight=100-tv.weight=0" in names
+    run = next(r for r in grid.runs if r.name == "tiny-without-content-seed=1-style.weight=100-tv.weight=0")
     assert sorted(run.config["losses"]) == ["style", "tv"] and run.config["schedule"]["seed"] == 1
     assert run.label == "style.weight=100; tv.weight=0; without content; seed 1"
     again = expand_grid(recipe_file, ["losses.style.weight=10,100", "losses.tv.weight=1e-6,1e-5,0"],
@@ -205,9 +205,13 @@ def test_interrupted_grid_resumes_and_summarises(recipe_file, tmp_path, monkeypa
 
 def test_changed_config_is_refused_unless_replaced(recipe_file, tmp_path):
     out = tmp_path / "grid"
-    grid = expand_grid(recipe_file, ["losses.style.weight=10"], overrides=["schedule.iterations=2"], directory=out)
+    raw = yaml.safe_load(recipe_file.read_text())
+    recipe_file.write_text(yaml.safe_dump({**raw, "schedule": {**raw["schedule"], "iterations": 2}}))
+    grid = expand_grid(recipe_file, ["losses.style.weight=10"], directory=out)
     ablate(grid, console=quiet(), show_progress=False, estimate=False)
-    changed = expand_grid(recipe_file, ["losses.style.weight=10"], overrides=["schedule.iterations=3"], directory=out)
+    # the recipe file edited between launches: the same run name, another config
+    recipe_file.write_text(yaml.safe_dump({**raw, "schedule": {**raw["schedule"], "iterations": 3}}))
+    changed = expand_grid(recipe_file, ["losses.style.weight=10"], directory=out)
     assert plan_actions(changed)[0].kind == "conflict"
     with pytest.raises(ConfigError, match=r"different config.*schedule.iterations.*--replace"):
         ablate(changed, console=quiet(), show_progress=False, estimate=False)
@@ -241,10 +245,30 @@ def test_parallel_jobs_run_subprocesses(recipe_file, tmp_path):
                                       "--set", "schedule.iterations=2", "-o", str(out), "--jobs", "2",
                                       "--no-estimate"], env={"COLUMNS": "200", "STYLEKIT_OFFLINE": "1"})
     assert result.exit_code == 0, result.output
-    for name in ("tiny-tv.weight=1e-06", "tiny-tv.weight=1e-05"):
+    for name in ("tiny-iterations=2-tv.weight=1e-06", "tiny-iterations=2-tv.weight=1e-05"):  # as train names them
         assert json.loads((out / name / "status.json").read_text())["state"] == "finished"
         assert (out / "logs" / f"{name}.log").is_file()
         info = json.loads((out / name / "run.json").read_text())
         assert info["overrides"][-1].startswith("losses.tv.weight=") and "torch" in info["environment"]
+        assert info["display_name"] == name  # `stylekit train` named the run as the grid did
     for name in ("summary.md", "summary.csv", "contact_sheet.png", "tradeoff.png"):
         assert (out / name).is_file(), name
+
+
+def test_train_and_ablate_name_a_run_alike(recipe_file, tmp_path):
+    """The same --set's and --without give the same name in both; logging cadence is in neither."""
+    common = ["schedule.iterations=1", "log.every=1", "log.checkpoint_every=1"]
+    args = ["train", str(recipe_file), "--without", "tv", "--set", "losses.style.weight=10", "--no-progress"]
+    result = CliRunner().invoke(app, [*args, *[a for s in common for a in ("--set", s)]])
+    assert result.exit_code == 0, result.output
+    (trained,) = [p.name for p in (tmp_path / "runs").iterdir()]
+    grid = expand_grid(recipe_file, ["losses.style.weight=10,100"], without_each=["tv"], overrides=common,
+                       directory=tmp_path / "grid")
+    names = {r.label: r.name for r in grid.runs}
+    assert trained == names["style.weight=10; without tv"] == "tiny-without-tv-iterations=1-style.weight=10"
+    assert names["style.weight=100"] == "tiny-iterations=1-style.weight=100"
+
+
+def test_ablate_needs_the_jsonl_logger(recipe_file):
+    with pytest.raises(ConfigError, match=r"summarises runs from their metrics.jsonl, so keep jsonl"):
+        expand_grid(recipe_file, ["losses.style.weight=10"], overrides=["log.loggers=[tensorboard]"])

@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from stylekit.config import (apply_overrides, load_raw, load_recipe, parse_override, select_terms,
+from stylekit.config import (Recipe, apply_overrides, load_raw, load_recipe, parse_override, select_terms,
                              validate_recipe)
 from stylekit.errors import ConfigError
 from stylekit.testing import tiny_recipe
@@ -91,6 +91,45 @@ def test_run_names_say_what_changed():
 
     assert run_name("quickstart", without=["depth"]) == "quickstart-without-depth"
     assert run_name("depth_aware", ["losses.depth.weight=10"]) == "depth_aware-depth.weight=10"
+    assert run_name("johnson", ["schedule.seed=2"], preset="candy") == "johnson-candy-seed=2"
+
+
+def test_run_names_leave_out_what_cannot_change_the_model():
+    from stylekit.runs import run_name
+
+    cadence = ["log.every=1", "log.checkpoint_every=50", "log.loggers=[jsonl,tensorboard]", "output_dir=/tmp/x",
+               "performance.compile=true", "performance.channels_last=false", "data.workers=8", "device=cuda:1",
+               "description=try", "style.licence=CC0"]
+    assert run_name("quickstart", cadence) == "quickstart"
+    assert run_name("quickstart", [*cadence, "losses.depth.weight=10", "precision=bf16", "data.image_size=64"]) \
+        == "quickstart-data.image_size=64-depth.weight=10-precision=bf16"
+    # one name per configuration: the order of the --set's does not matter, the last of one key wins
+    assert run_name("q", ["losses.tv.weight=0", "losses.depth.weight=1"]) == run_name(
+        "q", ["losses.depth.weight=5", "losses.depth.weight=1", "losses.tv.weight=0"]) == "q-depth.weight=1-tv.weight=0"
+
+
+def test_long_run_names_end_in_a_stable_hash():
+    from stylekit.runs import NAME_LIMIT, run_name
+
+    base = ["losses.style.layers=[relu1_2,relu2_2,relu3_3,relu4_3]", "losses.content.layer=relu3_3"]
+    first = run_name("depth_aware_midas", [*base, "losses.tv.weight=1e-5"])
+    second = run_name("depth_aware_midas", [*base, "losses.tv.weight=1e-6"])  # differs only past the cut
+    assert len(first) <= NAME_LIMIT and len(second) <= NAME_LIMIT and first != second
+    assert first[:-9] == second[:-9] == "depth_aware_midas-content.layer=relu3_3-style.layer"
+    assert run_name("depth_aware_midas", [*base, "losses.tv.weight=1e-5"]) == first  # stable: same run, same name
+
+
+def test_keys_left_out_of_names_exist_in_the_recipe():
+    """A renamed recipe key must not silently start appearing in run names."""
+    from pydantic import BaseModel
+
+    from stylekit.runs import NAME_IGNORED_KEYS
+
+    for key in NAME_IGNORED_KEYS:
+        model = Recipe
+        for part in key.split("."):
+            assert isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields, key
+            model = model.model_fields[part].annotation
 
 
 def test_missing_required_section(tmp_path):

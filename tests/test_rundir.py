@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from stylekit import runlock
 from stylekit.checkpoint import load_model, save_model
 from stylekit.cli import app
-from stylekit.config import validate_recipe
+from stylekit.config import dump_recipe, validate_recipe
 from stylekit.errors import StylekitError
 from stylekit.models.transformer import TransformerNet
 from stylekit.runs import RunDir, RunLockedError, RunPathError, read_run
@@ -268,6 +268,17 @@ def test_resume_trusts_only_given_plugins_and_records_changes(tmp_path):
     for flag in (["--preset", "x"], [str(tmp_path / "tiny.yaml")]):
         result = runner.invoke(app, ["train", *flag, "--resume", str(run.path)])
         assert "cannot be given with it" in str(result.exception)
+
+
+def test_resuming_a_run_from_before_a_new_recipe_field_records_no_change(tmp_path):
+    """A recipe field added to stylekit since the run started, at its default, is not a change to the run."""
+    run = RunDir(tmp_path / "run")
+    current = yaml.safe_load(dump_recipe(validate_recipe(tiny_recipe(tmp_path))))
+    older = {**current, "log": {k: v for k, v in current["log"].items() if k not in ("loggers", "logger_options")}}
+    run.start(yaml.safe_dump(older), "tiny", {})
+    assert run.record_resume(3, yaml.safe_dump(current), {}) == []
+    with_tensorboard = {**current, "log": {**current["log"], "loggers": ["jsonl", "tensorboard"]}}
+    assert run.record_resume(3, yaml.safe_dump(with_tensorboard), {}) == ["log.loggers"]
 
 
 # -- module boundaries ------------------------------------------------------------------

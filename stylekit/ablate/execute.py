@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ..config import load_raw, load_recipe
-from ..runs import RunDir, read_run, run_info, run_name
+from ..runs import RunDir, read_run, run_info
 from .grid import Grid
 from .plan import Action, format_duration
 
@@ -111,8 +111,8 @@ def run_in_process(grid: Grid, actions: Sequence[Action], console: Console, show
                 overrides = grid.full_overrides(action.run)
                 recipe = load_recipe(grid.recipe_path, overrides, without=list(action.run.without),
                                      extra_plugins=grid.plugins)
-                info = run_info(grid.recipe_path, overrides, action.run.without,
-                                name=run_name(recipe.name, overrides, action.run.without), grid=str(grid.directory))
+                info = run_info(grid.recipe_path, overrides, action.run.without, name=action.run.name,
+                                grid=str(grid.directory))
             Trainer(recipe, folder, registry=get_registry(recipe.plugins), console=console,
                     resume=action.kind == "resume", run_info=info, show_progress=show_progress).fit()
             outcomes.append(Outcome(action.run.name, "finished", "", time.perf_counter() - started))

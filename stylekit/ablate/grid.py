@@ -20,7 +20,8 @@ import yaml
 
 from ..config import Recipe, apply_overrides, dump_recipe, load_raw, load_recipe, parse_override, select_terms
 from ..errors import ConfigError
-from ..runs import RunDir, atomic_write_text, run_name, safe_name
+from ..loggers import JsonlLogger
+from ..runs import RunDir, atomic_write_text, run_name, safe_name, shorten_name
 
 GRID_FILE = "grid.json"
 LOGS_DIR = "logs"
@@ -142,7 +143,7 @@ def default_grid_dir(recipe: Recipe, vary: Sequence[Vary], without_each: Sequenc
         parts.append("without-each-" + "+".join(without_each))
     if seeds > 1:
         parts.append(f"seeds{seeds}")
-    name = safe_name(f"{recipe.name}-ablate-" + "-".join(parts or ["baseline"]))
+    name = shorten_name(safe_name(f"{recipe.name}-ablate-" + "-".join(parts or ["baseline"]), limit=10_000))
     return Path(recipe.output_dir).expanduser() / name
 
 
@@ -193,12 +194,16 @@ def expand_grid(recipe_path: str | Path, vary: Iterable[str] = (), without_each:
                 if seed is not None:
                     run_overrides.append(f"schedule.seed={seed}")
                 _, config = _resolved(recipe_path, [*overrides, *run_overrides], without, plugins, registry)
+                if JsonlLogger.name not in config["log"]["loggers"]:
+                    raise ConfigError(f"log.loggers is {config['log']['loggers']}: stylekit ablate summarises runs "
+                                      f"from their metrics.jsonl, so keep {JsonlLogger.name} in it, e.g. "
+                                      f"--set log.loggers=[{JsonlLogger.name},tensorboard]")
                 label_parts = [f"{s.short}={text}" for s, (text, _) in zip(specs, combo)]
                 label_parts += [f"without {t}" for t in without]
                 if seed is not None:
                     label_parts.append(f"seed {seed}")
-                name = run_name(base.name, [f"{s.key}={text}" for s, (text, _) in zip(specs, combo)], without)
-                name += f"-seed{seed}" if seed is not None else ""
+                # named like `stylekit train` with the same --set's and --without would name it
+                name = run_name(base.name, [*overrides, *run_overrides], without, preset=base.preset)
                 run = GridRun(name=name, label="; ".join(label_parts) or "baseline",
                               values={s.key: v for s, (_, v) in zip(specs, combo)},
                               texts={s.key: t for s, (t, _) in zip(specs, combo)},
@@ -207,8 +212,8 @@ def expand_grid(recipe_path: str | Path, vary: Iterable[str] = (), without_each:
                 if canon in by_config:
                     merged.append((run.label, by_config[canon].label))
                     continue
-                if name in names:  # two different configs whose names collide (long or odd values)
-                    run.name = f"{name[:110]}-{hashlib.sha1(canon.encode()).hexdigest()[:8]}"
+                if name in names:  # different configs, one name (a varied key that names leave out, odd values)
+                    run.name = shorten_name(f"{name}-{hashlib.sha1(canon.encode()).hexdigest()[:8]}")
                 by_config[canon] = run
                 names.add(run.name)
                 runs.append(run)

@@ -1,0 +1,172 @@
+"""Model cards: what a trained network is, what it was trained on, and under which licence its style may be used.
+
+Like torchvision's ``Weights.meta`` and Hugging Face model cards. The trainer builds one for every
+checkpoint (:func:`build_card`); it is kept in the checkpoint's ``meta.json`` (``"card"``) and in the
+``model.safetensors`` metadata (``"model_card"``, JSON), so the model file alone still carries it.
+``stylekit.load(...).card`` returns it; ``stylekit export`` copies it into ONNX ``metadata_props`` or
+TorchScript extra files and writes ``MODEL_CARD.md`` (:func:`card_markdown`) beside the exported file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CARD_FORMAT = 1
+#: the key of the card (JSON) in safetensors metadata, ONNX metadata_props and TorchScript extra files
+METADATA_KEY = "model_card"
+CARD_FILE = "MODEL_CARD.md"
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def style_entries(images: list[str], licence: str | None = None, attribution: str | None = None) -> list[dict]:
+    """Each style image's file name and sha256 (none for a file that cannot be read), with the recipe's licence
+    and attribution when it gives them. Only the name: the card travels, the training machine's paths need not."""
+    entries = []
+    for image in images:
+        try:
+            digest = sha256_file(image)
+        except OSError:
+            digest = None
+        entry = {"name": Path(image).name, "sha256": digest}
+        entry.update({k: v for k, v in (("licence", licence), ("attribution", attribution)) if v})
+        entries.append(entry)
+    return entries
+
+
+def build_card(recipe: dict[str, Any], *, name: str, step: int, wall_time_s: float, metrics: dict[str, Any],
+               style: list[dict], versions: dict[str, Any]) -> dict[str, Any]:
+    """The card of a checkpoint: ``recipe`` resolved (as config.yaml holds it), ``metrics`` the last logged row
+    (``metrics.jsonl``'s format), ``style`` from :func:`style_entries`, ``versions`` from
+    :func:`stylekit.runs.environment_info`."""
+    schedule, data = recipe.get("schedule") or {}, recipe.get("data") or {}
+    return {
+        "format": CARD_FORMAT,
+        "name": name,
+        "recipe_name": recipe.get("name", ""),
+        "description": recipe.get("description", ""),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "style": style,
+        "training": {"steps": step, "iterations": schedule.get("iterations"), "wall_time_s": round(wall_time_s, 1),
+                     "batch_size": schedule.get("batch_size"), "image_size": data.get("image_size"),
+                     "backbone": (recipe.get("backbone") or {}).get("name"),
+                     "losses": {k: v.get("weight") for k, v in (recipe.get("losses") or {}).items()}},
+        "final_metrics": {k: metrics[k] for k in ("step", "loss", "terms") if k in metrics},
+        "versions": versions,
+        "recipe": recipe,
+    }
+
+
+def card_metadata(card: dict[str, Any] | None) -> dict[str, str]:
+    """The card as file metadata (safetensors, ONNX, TorchScript): ``{"model_card": JSON}``, empty without a card."""
+    return {METADATA_KEY: json.dumps(card)} if card else {}
+
+
+def card_summary(card: dict[str, Any]) -> dict[str, str]:
+    """A few plain string entries beside the JSON, for viewers (e.g. Netron) that show ONNX metadata as it is."""
+    style = card.get("style") or []
+    plain = {"name": card.get("name"), "style": ", ".join(s.get("name", "?") for s in style),
+             "style_licence": "; ".join(dict.fromkeys(s["licence"] for s in style if s.get("licence"))),
+             "style_attribution": "; ".join(dict.fromkeys(s["attribution"] for s in style if s.get("attribution"))),
+             "steps": (card.get("training") or {}).get("steps"),
+             "stylekit_version": (card.get("versions") or {}).get("stylekit")}
+    return {k: str(v) for k, v in plain.items() if v not in (None, "")}
+
+
+def parse_card(text: str | None) -> dict[str, Any]:
+    """A card from its JSON text ({} when absent or unreadable: an old checkpoint, a hand-made file)."""
+    try:
+        card = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return card if isinstance(card, dict) else {}
+
+
+def read_card(model_file: str | Path) -> dict[str, Any]:
+    """The card of a ``model.safetensors`` (from its metadata, else its checkpoint's meta.json); {} without one."""
+    from .checkpoint import read_safetensors_header
+    from .errors import StylekitError
+    from .runs import META_FILE
+
+    model_file = Path(model_file)
+    try:
+        card = parse_card(read_safetensors_header(model_file)[0].get(METADATA_KEY))
+    except StylekitError:  # not a valid safetensors file: load_model says so
+        card = {}
+    if not card:
+        try:
+            card = json.loads((model_file.parent / META_FILE).read_text()).get("card") or {}
+        except (OSError, ValueError, AttributeError):
+            card = {}
+    return card if isinstance(card, dict) else {}
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "not recorded"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ") if value not in (None, "") else "–"
+
+
+def card_markdown(card: dict[str, Any], usage: str = "") -> str:
+    """``MODEL_CARD.md``: the card for people (the same facts as the JSON; ``usage`` says how to run the file)."""
+    if not card:
+        lines = ["# stylekit style-transfer network", "",
+                 "This checkpoint was written before stylekit recorded model cards: its style image, licence, "
+                 "training and metrics are not known."]
+        return "\n".join(lines + (["", "## Use", "", usage] if usage else [])) + "\n"
+    training, metrics = card.get("training") or {}, card.get("final_metrics") or {}
+    lines = [f"# {card.get('name') or card.get('recipe_name') or 'stylekit model'}", "",
+             f"A feed-forward style-transfer network (Johnson et al. 2016) trained with stylekit from the recipe "
+             f"`{card.get('recipe_name', '?')}`." + (f" {card['description']}" if card.get("description") else ""),
+             "", "## Style", "", "| image | sha256 | licence | attribution |", "|---|---|---|---|"]
+    for entry in card.get("style") or []:
+        lines.append(f"| {_cell(entry.get('name'))} | `{entry.get('sha256') or 'unknown'}` | "
+                     f"{_cell(entry.get('licence') or 'not given')} | {_cell(entry.get('attribution'))} |")
+    if not any(entry.get("licence") for entry in card.get("style") or []):
+        lines += ["", "The recipe gives no licence for the style image (`style.licence`): check its terms before "
+                      "distributing images made with this model."]
+    losses = ", ".join(f"{k} × {v:g}" if isinstance(v, (int, float)) else k
+                       for k, v in (training.get("losses") or {}).items())
+    lines += ["", "## Training", "", "| | |", "|---|---|",
+              f"| steps | {training.get('steps', '?')} of {training.get('iterations', '?')} |",
+              f"| wall time | {_duration(training.get('wall_time_s'))} |",
+              f"| batch × image size | {training.get('batch_size', '?')} × {training.get('image_size', '?')} px |",
+              f"| perception backbone | {_cell(training.get('backbone'))} |",
+              f"| loss terms (weights) | {_cell(losses)} |",
+              f"| created | {_cell(card.get('created'))} |"]
+    terms = metrics.get("terms") or {}
+    if terms:
+        lines += ["", f"## Final metrics (means over the last logged steps, up to step {metrics.get('step', '?')})", "",
+                  "| term | unweighted | weighted |", "|---|---:|---:|"]
+        lines += [f"| {k} | {v.get('raw', float('nan')):.4g} | {v.get('weighted', float('nan')):.4g} |"
+                  for k, v in terms.items()]
+        if isinstance(metrics.get("loss"), (int, float)):
+            lines.append(f"| **total** | | {metrics['loss']:.4g} |")
+    if usage:
+        lines += ["", "## Use", "", usage]
+    versions = card.get("versions") or {}
+    if versions:
+        lines += ["", "## Versions", "", ", ".join(f"{k} {v}" for k, v in versions.items())]
+    if card.get("recipe"):
+        lines += ["", "<details><summary>The resolved recipe</summary>", "", "```yaml",
+                  yaml.safe_dump(card["recipe"], sort_keys=False, allow_unicode=True).rstrip(), "```", "",
+                  "</details>"]
+    return "\n".join(lines) + "\n"
