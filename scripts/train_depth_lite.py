@@ -4,6 +4,7 @@ EfficientNet-Lite) and ``hed_depth_lite`` (HED's VGG-16).
 Reproduce the shipped decoders (CPU is enough; bf16 autocast where the CPU has bf16 units):
 
     python scripts/train_depth_lite.py train --network effnet_depth_lite
+    python scripts/train_depth_lite.py train --network effnet_depth_lite --encoder lite2   # the judge
     python scripts/train_depth_lite.py train --network hed_depth_lite
     python scripts/train_depth_lite.py eval --network effnet_depth_lite   # any registered depth network
 
@@ -159,7 +160,14 @@ class FeatureCache:
 
 
 def train(args) -> None:
-    args.out = args.out or f"stylekit/depth/weights/{args.network}.safetensors"
+    options = network_options(args)
+    if args.out is None:
+        if args.network == "effnet_depth_lite":
+            from stylekit.depth.effnet_depth_lite import DECODER_WEIGHTS
+
+            args.out = f"stylekit/depth/weights/{DECODER_WEIGHTS[options['encoder']].filename}"
+        else:
+            args.out = f"stylekit/depth/weights/{args.network}.safetensors"
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
@@ -171,7 +179,7 @@ def train(args) -> None:
     n_train = len(stems) - args.val
     mask = valid_mask(depth)
     setup = SETUPS[args.network]
-    net = create_depth_network(args.network, weights="random", **setup["options"])
+    net = create_depth_network(args.network, weights="random", **options)
     # NHWC where it is faster (bf16 on CPU: oneDNN's bf16 convolutions want it; see stylekit.runtime)
     _, nhwc = pick_channels_last(None, device, dtype)
     memory_format = torch.channels_last if nhwc else torch.contiguous_format
@@ -244,6 +252,16 @@ def train(args) -> None:
     print(f"saved {args.out} ({Path(args.out).stat().st_size / 1e6:.2f} MB) after {time.time() - start:.0f} s")
 
 
+def network_options(args) -> dict:
+    """The trained network's options: the setup's, with ``--encoder`` for effnet_depth_lite."""
+    options = dict(SETUPS[args.network]["options"])
+    if args.encoder:
+        if "encoder" not in options:
+            raise SystemExit(f"--encoder applies to effnet_depth_lite, not {args.network}")
+        options["encoder"] = args.encoder
+    return options
+
+
 def save(head: torch.nn.Module, out: Path, args) -> None:
     from safetensors.torch import save_file
 
@@ -251,7 +269,7 @@ def save(head: torch.nn.Module, out: Path, args) -> None:
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in head.state_dict().items()}
     save_file(state, str(out), metadata={
         "trained_on": "NYU Depth v2 labeled, 795-image training split (last --val frames held out)",
-        "network": args.network, "options": json.dumps(SETUPS[args.network]["options"]), "steps": str(args.steps), "batch": str(args.batch), "seed": str(args.seed),
+        "network": args.network, "options": json.dumps(network_options(args)), "steps": str(args.steps), "batch": str(args.batch), "seed": str(args.seed),
         "script": "scripts/train_depth_lite.py"})
 
 
@@ -288,7 +306,9 @@ def main() -> None:
     t = sub.add_parser("train")
     t.add_argument("--data", default="../shared/data/depth_train/nyu_depth_v2")
     t.add_argument("--network", default="effnet_depth_lite", choices=sorted(SETUPS))
-    t.add_argument("--out", default=None, help="default: stylekit/depth/weights/NETWORK.safetensors")
+    t.add_argument("--encoder", default=None, choices=["lite0", "lite1", "lite2"],
+                   help="effnet_depth_lite's encoder (default lite0; lite2's decoder is an evaluation judge)")
+    t.add_argument("--out", default=None, help="default: the network's shipped file in stylekit/depth/weights/")
     t.add_argument("--steps", type=int, default=8000)
     t.add_argument("--batch", type=int, default=8)
     t.add_argument("--lr", type=float, default=1e-3)

@@ -36,9 +36,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import yaml
 from rich.table import Table
 
+from .config import safe_yaml_load
 from .errors import StylekitError
 from .runlock import FileLock, Holder, RunLockedError, lock_holder, process_alive
 
@@ -407,8 +407,9 @@ class RunDir:
     # -- records -----------------------------------------------------------------
     def read_config(self) -> dict[str, Any]:
         try:
-            data = yaml.safe_load(self.inside(self.config).read_text()) or {}
-        except (OSError, yaml.YAMLError):
+            # bounded like a recipe: a crafted config.yaml (alias bomb) in a run folder cannot exhaust memory
+            data = safe_yaml_load(self.inside(self.config).read_text(), str(self.config)) or {}
+        except (OSError, StylekitError):
             return {}
         return data if isinstance(data, dict) else {}
 
@@ -447,7 +448,7 @@ class RunDir:
         ``changes`` are the command line's (``overrides``, ``without``, ``only``); the dotted keys whose
         value differs are recorded as ``changed``, so ``stylekit runs`` can show them. Returns those keys.
         """
-        old, new = self.read_config(), yaml.safe_load(config_text) or {}
+        old, new = self.read_config(), safe_yaml_load(config_text, "the resumed recipe") or {}
         diff = config_diff([old, new]) if old else {}
         # a key this stylekit added to the recipe since the run started, at its default, changed nothing
         changed = [k for k, (before, after) in diff.items() if not (before is MISSING and after == _default_of(k))]

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 from rich.table import Table
@@ -235,7 +236,7 @@ class Trainer:
             for image in self.samples:
                 rows.append([image[0], self.model(image.to(self.device))[0].float().cpu()])
         self.model.train(was_training)
-        grid = image_grid(rows, column_titles=["content", "stylised"],
+        grid = image_grid(rows, column_titles=["content", "stylised"], cell=256,
                           title=f"{self.recipe.name} - step {self.step}")
         out = self.run.sample_file(self.step)
         out.parent.mkdir(exist_ok=True)
@@ -396,7 +397,7 @@ class Trainer:
             path = text.split(": ", 1)[0]
             if all(not s.startswith(path + ": ") for s in self.skipped):
                 self.skipped.append(text)
-                self.console.print(f"[yellow]warning:[/] skipped unreadable image {text}")
+                self.console.print(f"[yellow]warning:[/] skipped unreadable image {escape(text)}", highlight=False)
 
     def _log(self, sums: dict[str, torch.Tensor], count: int, weights: dict[str, float]) -> dict[str, Any]:
         """Hand the means since the last log to the loggers; returns the row ``metrics.jsonl`` holds."""

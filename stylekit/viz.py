@@ -21,13 +21,17 @@ def _font(size: int = 14):
 
 def image_grid(rows: Sequence[Sequence[torch.Tensor | Image.Image]], column_titles: Sequence[str] = (),
                row_titles: Sequence[str] = (), title: str = "", cell: int = 192, pad: int = 4) -> Image.Image:
-    """Rows of images (tensors in [0, 255] or PIL) fitted into cells, with optional labels."""
+    """Rows of images (tensors in [0, 255] or PIL), each scaled to fill a ``cell``-wide column (small
+    images are enlarged, so a 128-px training sample is as easy to look at as a large one); a row is as
+    tall as its tallest image, so landscape rows leave no empty bands."""
     font = _font(14)
     n_cols = max(len(r) for r in rows)
     label_w = 140 if row_titles else 0
     header = (22 if title else 0) + (20 if column_titles else 0)
+    images = [[_fit(_as_image(item), cell) for item in row] for row in rows]
+    heights = [max([img.height for img in row] + [cell // 4]) for row in images]
     width = label_w + n_cols * (cell + pad) + pad
-    height = header + len(rows) * (cell + pad) + pad
+    height = header + sum(h + pad for h in heights) + pad
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
     y0 = pad
@@ -36,18 +40,30 @@ def image_grid(rows: Sequence[Sequence[torch.Tensor | Image.Image]], column_titl
         y0 += 22
     for c, text in enumerate(column_titles):
         draw.text((label_w + pad + c * (cell + pad), y0), text, fill="black", font=font)
-    y0 += 20 if column_titles else 0
-    for r, row in enumerate(rows):
-        y = y0 + r * (cell + pad)
+    y = y0 + (20 if column_titles else 0)
+    for r, (row, row_h) in enumerate(zip(images, heights)):
         if r < len(row_titles):
             draw.multiline_text((pad, y + 4), _wrap(row_titles[r], 18), fill="black", font=font)
-        for c, item in enumerate(row):
-            img = to_image(item[0] if isinstance(item, torch.Tensor) and item.dim() == 4 else item) \
-                if isinstance(item, torch.Tensor) else item.convert("RGB")
-            img.thumbnail((cell, cell), Image.Resampling.LANCZOS)
+        for c, img in enumerate(row):
             x = label_w + pad + c * (cell + pad)
-            canvas.paste(img, (x + (cell - img.width) // 2, y + (cell - img.height) // 2))
+            canvas.paste(img, (x + (cell - img.width) // 2, y + (row_h - img.height) // 2))
+        y += row_h + pad
     return canvas
+
+
+def _as_image(item: torch.Tensor | Image.Image) -> Image.Image:
+    if isinstance(item, torch.Tensor):
+        return to_image(item[0] if item.dim() == 4 else item)
+    return item.convert("RGB")
+
+
+def _fit(img: Image.Image, cell: int) -> Image.Image:
+    """Scale (down or up) so the longer side is ``cell`` pixels."""
+    scale = cell / max(img.width, img.height)
+    if scale == 1:
+        return img
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    return img.resize(size, Image.Resampling.LANCZOS)
 
 
 def _wrap(text: str, width: int) -> str:

@@ -58,6 +58,27 @@ def test_style_is_squared_frobenius_of_gram_difference_summed_over_layers():
     assert torch.allclose(mean(batch) * 9, summed(batch))
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_normalized_layers_count_alike_whatever_their_activation_scale(reduction):
+    """normalize_layers: a layer whose activations are 100× larger (HED's early layers) no longer drowns the
+    others; each layer's distance is relative to its style Gram's size."""
+    torch.manual_seed(0)
+    s, o = torch.randn(1, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    options = {"layers": ["small", "big"], "normalize_layers": True, "reduction": reduction}
+    term = StyleLoss(options)
+    term.set_style([Features({Tap("small"): s, Tap("big"): 100 * s})])
+    value = term(batch_with({"small": o, "big": 100 * o}, {}))
+    one = StyleLoss({**options, "layers": ["small"]})
+    one.set_style([Features({Tap("small"): s})])
+    assert torch.allclose(value, 2 * one(batch_with({"small": o}, {})), rtol=1e-4)  # both layers count alike
+    plain = StyleLoss({"layers": ["small", "big"], "reduction": reduction})
+    plain.set_style([Features({Tap("small"): s, Tap("big"): 100 * s})])
+    gram = gram_matrix(s)
+    norm = gram.pow(2).mean() if reduction == "mean" else gram.pow(2).sum()
+    unnormalised = plain(batch_with({"small": o, "big": 100 * o}, {}))
+    assert torch.allclose(one(batch_with({"small": o}, {})) * norm * (1 + 1e8), unnormalised, rtol=1e-3)
+
+
 def test_style_target_of_several_images_is_mean_gram():
     a, b = torch.randn(1, 2, 3, 3), torch.randn(1, 2, 5, 5)
     term = StyleLoss({"layers": ["x"]})

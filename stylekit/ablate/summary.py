@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import StylekitError
@@ -110,7 +111,7 @@ def summarize(grid: Grid, console: Console, contact_source: Path | None = None, 
             contact_sheet(grid, records, images, grid.directory / CONTACT_SHEET, contact_size)
             written.append(CONTACT_SHEET)
     except StylekitError as exc:
-        console.print(f"[yellow]contact sheet skipped:[/] {exc}")
+        console.print(f"[yellow]contact sheet skipped:[/] {escape(str(exc))}", highlight=False)
     if tradeoff_plot(grid, records, grid.directory / TRADEOFF):
         written.append(TRADEOFF)
     console.print(summary_table(grid, records))

@@ -21,6 +21,10 @@ class StyleOptions(TermOptions):
                               description="Backbone layers whose Gram matrices are matched.", min_length=1)
     layer_weights: list[float] | None = Field(
         None, description="Optional per-layer multipliers, one per entry of `layers` (default: all 1).")
+    normalize_layers: bool = Field(
+        False, description="Divide each layer's Gram distance by the mean square of the style's Gram matrix "
+                           "there, so every layer counts alike whatever the backbone's activation scale (HED's "
+                           "Caffe VGG-16: relu1_2 Grams are ~10^7× relu4_3's); then a weight of 50–500 is typical.")
     reduction: Literal["sum", "mean"] = Field(
         "sum", description="'sum': squared Frobenius norm of the Gram difference (the papers' eq.); "
                            "'mean': mean over the C×C entries, as Johnson's Lua code (nn.MSECriterion) does.")
@@ -41,6 +45,7 @@ class StyleLoss(LossTerm):
     def __init__(self, options=None, *, key=None):
         super().__init__(options, key=key)
         self.targets: dict[str, torch.Tensor] = {}
+        self.scales: dict[str, float] = {}  # per-layer divisors (normalize_layers), from the style's Grams
 
     def output_taps(self) -> list[Tap]:
         return [Tap(layer) for layer in self.options.layers]
@@ -52,6 +57,10 @@ class StyleLoss(LossTerm):
         for layer in self.options.layers:
             grams = [functional.gram_matrix(f[layer]).mean(0) for f in style_features]
             self.targets[layer] = torch.stack(grams).mean(0, keepdim=True).detach()
+            target = self.targets[layer]
+            # the divisor in the reduction's own units: mean (or sum) of the squared target entries
+            norm = target.pow(2).mean() if self.options.reduction == "mean" else target.pow(2).sum((1, 2)).mean()
+            self.scales[layer] = max(float(norm), 1e-30) if self.options.normalize_layers else 1.0
 
     def forward(self, batch: LossBatch) -> torch.Tensor:
         if not self.targets:
@@ -61,5 +70,6 @@ class StyleLoss(LossTerm):
         for layer, w in zip(self.options.layers, weights):
             diff = functional.gram_matrix(batch.output_features[layer]) - self.targets[layer].to(batch.output.device)
             squared = diff.pow(2)
-            total = total + w * (squared.sum((1, 2)) if self.options.reduction == "sum" else squared.mean((1, 2)))
+            distance = squared.sum((1, 2)) if self.options.reduction == "sum" else squared.mean((1, 2))
+            total = total + (w / self.scales[layer]) * distance
         return total
