@@ -435,6 +435,14 @@ class RunDir:
                   "environment": environment_info()}
         atomic_write_text(self.info, json.dumps(record, indent=2) + "\n")
 
+    def record_timing(self, timing: dict[str, Any]) -> None:
+        """Note in ``run.json`` how long training took and how fast it ran (the latest session's speed;
+        ``wall_time_s`` counts every session of a resumed run), so time claims come from the run itself."""
+        info = self.read_info()
+        if info:
+            info["timing"] = timing
+            atomic_write_text(self.info, json.dumps(info, indent=2) + "\n")
+
     def write_status(self, state: str, step: int, iterations: int, reason: str = "", skipped_images: int = 0) -> None:
         status = {"state": state, "step": step, "iterations": iterations, "reason": reason,
                   "skipped_images": skipped_images,

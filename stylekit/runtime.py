@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 from pathlib import Path
 
@@ -59,13 +60,33 @@ def cpu_description() -> str:
     return f"{model} ({', '.join([capability, *units])})"
 
 
+#: oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) below which its bf16 kernels are unavailable
+_ISA_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
+
+
 def cpu_has_bf16() -> bool:
-    """True on CPUs with native bf16 units (AVX512-BF16 or AMX), where bf16 autocast is several × faster."""
+    """True on CPUs with native bf16 units (AVX512-BF16 or AMX), where bf16 autocast is several × faster.
+
+    An ``ONEDNN_MAX_CPU_ISA`` cap below AVX512_CORE_BF16 (e.g. ``AVX2``, to see how an AVX2-only laptop
+    runs) hides the units from oneDNN, so it counts as none."""
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")).upper() in _ISA_WITHOUT_BF16:
+        return False
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def precision_reason(name: str, device: torch.device, dtype: torch.dtype) -> str:
+    """Why :func:`pick_precision` chose ``dtype``, in a few words for the training header and ``run.json``."""
+    if name != "auto":
+        return f"set by the recipe (precision: {name})"
+    if device.type == "cuda":
+        return "this GPU supports bf16" if dtype == torch.bfloat16 else "this GPU has no bf16: fp16 with loss scaling"
+    if dtype == torch.bfloat16:
+        return "this CPU has bf16 units"
+    return "this CPU has no bf16 units (bf16 would be emulated, slower than float32)"
 
 
 def pick_precision(name: str, device: torch.device) -> torch.dtype:

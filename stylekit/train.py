@@ -36,7 +36,7 @@ from .loggers import LoggerSet, StepMetrics
 from .losses.base import LossBatch, TermContext
 from .models.transformer import TransformerNet
 from .runs import MODEL_FILE, RunDir, RunLockedError, environment_info
-from .runtime import autocast, pick_channels_last, pick_device, pick_precision
+from .runtime import autocast, cpu_description, pick_channels_last, pick_device, pick_precision, precision_reason
 from .viz import image_grid, plot_loss_curves
 
 
@@ -81,6 +81,7 @@ class Trainer:
             self.console, self.show_progress = Console(stderr=True, quiet=True), False
         self.device = distributed.device_for(self.dist, pick_device(recipe.device))
         self.dtype = pick_precision(recipe.precision, self.device)
+        self.precision_reason = precision_reason(recipe.precision, self.device, self.dtype)
         self.resume = resume
         self.run_info = run_info or {}
         self.step = 0
@@ -291,7 +292,8 @@ class Trainer:
         weights = self.composer.weights()
         self.console.print(
             f"[bold]stylekit[/] training [cyan]{r.name}[/] → {self.run_dir}\n"
-            f"  device {self.device}, precision {str(self.dtype).removeprefix('torch.')}, "
+            f"  device {self._device_name()}, precision {str(self.dtype).removeprefix('torch.')} "
+            f"({self.precision_reason}),\n  "
             f"{len(self.files)} training images, batch {r.schedule.batch_size} × {r.data.image_size}px"
             + (f" × {self.dist.world_size} processes" if self.dist.enabled else "") + ", "
             f"backbone {r.backbone.name}, terms " + ", ".join(f"{k}×{w:g}" for k, w in weights.items()))
@@ -308,6 +310,7 @@ class Trainer:
                                  TextColumn("ETA"), TimeRemainingColumn(),
                                  console=self.console, disable=not self.show_progress, transient=False)
         state, reason = "finished", ""
+        loop_start, loop_step0 = time.perf_counter(), self.step
         try:
             self.loggers.start(self.run, self.step if self.resume else None, yaml.safe_load(dump_recipe(r)))
             started = time.perf_counter() - self.elapsed  # after the loggers' start (a tracker may connect)
@@ -360,6 +363,7 @@ class Trainer:
                 self.loggers.finalize(state)
             finally:
                 self._write_status(state, reason)
+                self._record_timing(self.step - loop_step0, time.perf_counter() - loop_start)
             if self.dist.is_main:
                 plot_loss_curves(self.run.metrics, self.run.loss_curves,
                                  title=f"{r.name} ({self.run_dir.name})")
@@ -388,6 +392,19 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return {k: v.detach() for k, v in raw.items()}
+
+    def _device_name(self) -> str:
+        if self.device.type == "cuda":
+            return f"{self.device} ({torch.cuda.get_device_name(self.device)})"
+        return f"cpu: {cpu_description()}, {torch.get_num_threads()} threads"
+
+    def _record_timing(self, steps: int, seconds: float) -> None:
+        if self.dist.is_main and steps > 0:
+            self.run.record_timing({
+                "wall_time_s": round(self.elapsed, 1), "steps": self.step,
+                "steps_per_second": round(steps / max(seconds, 1e-9), 4), "session_steps": steps,
+                "precision": str(self.dtype).removeprefix("torch."), "precision_reason": self.precision_reason,
+                "device": self._device_name(), "world_size": self.dist.world_size})
 
     def _check_finite(self) -> None:
         self.finite.check(self.step, self.run.latest_checkpoint(), self.device)

@@ -53,6 +53,10 @@ def test_train_checkpoint_stylize_end_to_end(tmp_path):
     assert ckpt.name == "step_0000006"
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["losses"]["style"]["reduction"] == "sum"  # fully resolved
+    timing = json.loads((run / "run.json").read_text())["timing"]  # README time claims come from here
+    assert timing["steps"] == 6 and timing["steps_per_second"] > 0 and timing["wall_time_s"] > 0
+    assert timing["precision"] in ("float32", "bfloat16") and timing["precision_reason"]
+    assert f"({timing['precision_reason']})" in " ".join(result.output.split())  # the header says why
 
     inputs = make_images(tmp_path / "inputs", 2, size=(45, 29), seed=5)
     result = runner.invoke(app, ["stylize", str(run), str(tmp_path / "inputs"), "-o", str(tmp_path / "out")])
@@ -61,6 +65,16 @@ def test_train_checkpoint_stylize_end_to_end(tmp_path):
 
     for source in inputs:
         assert Image.open(tmp_path / "out" / f"{source.stem}.png").size == (45, 29)
+
+
+def test_precision_auto_says_why(monkeypatch):
+    from stylekit.runtime import pick_precision, precision_reason
+
+    cpu = torch.device("cpu")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # how an AVX2-only laptop looks to oneDNN
+    assert pick_precision("auto", cpu) == torch.float32
+    assert "no bf16 units" in precision_reason("auto", cpu, torch.float32)
+    assert precision_reason("fp32", cpu, torch.float32) == "set by the recipe (precision: fp32)"
 
 
 def test_resume_reaches_the_same_weights(tmp_path, monkeypatch):
