@@ -8,6 +8,9 @@ Reproduce the shipped decoders (CPU is enough; bf16 autocast where the CPU has b
     python scripts/train_depth_lite.py train --network hed_depth_lite
     python scripts/train_depth_lite.py eval --network effnet_depth_lite   # any registered depth network
 
+The saved decoder's last layer is divided by the output's spread on the training frames (``calibrate``), so
+maps are in units of a photo's typical depth variation and a raw-output depth loss keeps its weight.
+
 Data: NYU Depth v2 labeled frames at 320×240 with 8-bit relative depth (see ``scripts/nyu_depth.py``).
 The last ``--val`` frames of the 795-image training split (whole scenes: NYU stems are grouped by scene)
 are held out for the validation line printed during training; the test split is never read by ``train``.
@@ -248,7 +251,7 @@ def train(args) -> None:
             if args.val:
                 scores = evaluate_predictor(net.predict, rgb[n_train:], depth[n_train:], baselines=False)
                 print(json.dumps({"step": step + 1, "val": scores["network"]}), flush=True)
-    save(head, Path(args.out), args)
+    save(head, Path(args.out), args, net, rgb[:n_train])
     print(f"saved {args.out} ({Path(args.out).stat().st_size / 1e6:.2f} MB) after {time.time() - start:.0f} s")
 
 
@@ -262,15 +265,67 @@ def network_options(args) -> dict:
     return options
 
 
-def save(head: torch.nn.Module, out: Path, args) -> None:
+def output_spread(net, rgb: torch.Tensor) -> float:
+    """Mean over frames of the mean absolute deviation of the network's map from its median.
+
+    The scale-and-shift-invariant loss leaves the output's scale free, and it drifts during training
+    (hundreds, for effnet_depth_lite); a depth loss that compares raw maps (the paper's l_depth) would need
+    its weight retuned after every retraining. Dividing the last layer by this spread makes one unit of
+    output the typical depth variation within a training photo.
+    """
+    spreads = []
+    with torch.no_grad():
+        for i in range(0, len(rgb), 16):
+            pred = net.predict(rgb[i:i + 16]).float().flatten(1)
+            spreads.append((pred - pred.median(1, keepdim=True).values).abs().mean(1))
+    return float(torch.cat(spreads).mean())
+
+
+def calibrate(head: torch.nn.Module, spread: float) -> None:
+    """Fold ``1 / spread`` into the head's last convolution (weight and bias), so its output is divided by it."""
+    last = [m for m in head.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():
+        last.weight.div_(spread)
+        last.bias.div_(spread)
+
+
+def save(head: torch.nn.Module, out: Path, args, net=None, rgb: torch.Tensor | None = None) -> None:
+    """fp16 safetensors with the training settings as metadata; with ``net`` and training frames ``rgb``, the
+    output is calibrated first (:func:`output_spread`)."""
     from safetensors.torch import save_file
 
+    metadata = {
+        "trained_on": "NYU Depth v2 labeled, 795-image training split (last --val frames held out)",
+        "network": args.network, "options": json.dumps(network_options(args)), "steps": str(args.steps),
+        "batch": str(args.batch), "seed": str(args.seed), "script": "scripts/train_depth_lite.py"}
+    if net is not None and rgb is not None:
+        spread = output_spread(net, rgb)
+        calibrate(head, spread)
+        metadata["output_divided_by"] = f"{spread:.6g}"
     out.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in head.state_dict().items()}
-    save_file(state, str(out), metadata={
-        "trained_on": "NYU Depth v2 labeled, 795-image training split (last --val frames held out)",
-        "network": args.network, "options": json.dumps(network_options(args)), "steps": str(args.steps), "batch": str(args.batch), "seed": str(args.seed),
-        "script": "scripts/train_depth_lite.py"})
+    save_file(state, str(out), metadata=metadata)
+
+
+def calibrate_file(args) -> None:
+    """Calibrate an already trained decoder file in place (see :func:`output_spread`)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    torch.set_num_threads(args.threads)
+    with safe_open(args.weights, "pt") as f:
+        metadata = dict(f.metadata() or {})
+    if "output_divided_by" in metadata:
+        raise SystemExit(f"{args.weights} is calibrated already (output divided by {metadata['output_divided_by']})")
+    options = json.loads(metadata.get("options", "{}"))
+    net = create_depth_network(metadata.get("network", "effnet_depth_lite"), weights=args.weights, **options)
+    rgb, _, stems = load_split(Path(args.data))
+    spread = output_spread(net, rgb[: len(stems) - args.val])
+    calibrate(net.head, spread)
+    metadata["output_divided_by"] = f"{spread:.6g}"
+    state = {k: v.detach().to(torch.float16).contiguous() for k, v in net.head.state_dict().items()}
+    save_file(state, args.weights, metadata=metadata)
+    print(f"{args.weights}: output divided by {spread:.6g}")
 
 
 def evaluate(args) -> dict:
@@ -328,8 +383,14 @@ def main() -> None:
     e.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="other network options")
     e.add_argument("--limit", type=int, default=0)
     e.add_argument("--threads", type=int, default=2)
+    c = sub.add_parser("calibrate", help="divide a trained decoder's output by its spread on the training frames "
+                                         "(done by train; for files saved before it was)")
+    c.add_argument("weights")
+    c.add_argument("--data", default="../shared/data/depth_train/nyu_depth_v2")
+    c.add_argument("--val", type=int, default=60)
+    c.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    train(args) if args.stage == "train" else evaluate(args)
+    {"train": train, "eval": evaluate, "calibrate": calibrate_file}[args.stage](args)
 
 
 if __name__ == "__main__":

@@ -402,8 +402,10 @@ def bench(
 @app.command()
 def export(
     checkpoint: Path = typer.Argument(..., help="Run directory, checkpoint directory or model.safetensors."),
-    format_: str = typer.Option("onnx", "--format", "-f", help="onnx (dynamic height/width) or torchscript."),
-    output: Path = typer.Option(..., "--output", "-o", help="File to write (.onnx or .pt)."),
+    format_: str = typer.Option("onnx", "--format", "-f", help="onnx (dynamic height/width), torchscript, or "
+                                "safetensors (a stylekit model file, float16: to share, or to ship in "
+                                "stylekit/models/pretrained/)."),
+    output: Path = typer.Option(..., "--output", "-o", help="File to write (.onnx, .pt or .safetensors)."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset."),
     verify_size: int = typer.Option(512, "--verify-size", help="Side of the image ONNX is checked on."),
 ) -> None:
@@ -411,11 +413,13 @@ def export(
     it); ONNX is checked against PyTorch with onnxruntime."""
     from .card import read_card
     from .checkpoint import find_model_file, load_model
-    from .export import MAX_OPSET, MIN_OPSET, ONNX_TOLERANCE, export_onnx, export_torchscript, write_card
+    from .export import (MAX_OPSET, MIN_OPSET, ONNX_TOLERANCE, export_onnx, export_safetensors, export_torchscript,
+                         write_card)
 
-    suffixes = {"onnx": (".onnx",), "torchscript": (".pt", ".pth", ".ts", ".torchscript")}
+    suffixes = {"onnx": (".onnx",), "torchscript": (".pt", ".pth", ".ts", ".torchscript"),
+                "safetensors": (".safetensors",)}
     if format_ not in suffixes:
-        raise StylekitError(f"--format {format_!r}: choose onnx or torchscript")
+        raise StylekitError(f"--format {format_!r}: choose onnx, torchscript or safetensors")
     if output.is_dir():
         raise StylekitError(f"--output {output} is a folder; give a file name such as {output / ('model' + suffixes[format_][0])}")
     if output.suffix.lower() not in suffixes[format_]:
@@ -429,6 +433,10 @@ def export(
         diff = export_onnx(model, output, opset=opset, verify_size=verify_size, card=card)
         console.print(f"{output}: ONNX opset {opset}, dynamic batch/height/width; onnxruntime vs PyTorch on a "
                       f"{verify_size} px image: max abs difference {diff:.3g} (0–255 scale, allowed < {ONNX_TOLERANCE})")
+    elif format_ == "safetensors":
+        diff = export_safetensors(model, file, output)
+        console.print(f"{output}: stylekit model file, float16 weights ({output.stat().st_size / 1e6:.1f} MB); "
+                      f"max abs difference {diff:.3g} (0–255 scale)")
     else:
         diff = export_torchscript(model, output, card=card)
         console.print(f"{output}: TorchScript (loads with torch.jit.load, no stylekit needed); "

@@ -1,4 +1,5 @@
-"""``stylekit export``: a trained transformer as ONNX (dynamic height/width) or a standalone TorchScript file.
+"""``stylekit export``: a trained transformer as ONNX (dynamic height/width), a standalone TorchScript file, or a
+compact stylekit model file (safetensors, float16) to share or ship.
 
 The training module pads to a multiple of 4 only when needed (a Python ``if`` on the
 input size), which a tracer would freeze at the example's size. :class:`Deployable`
@@ -88,6 +89,8 @@ USAGE = {
             "shape and range. E.g. `onnxruntime.InferenceSession(PATH).run(None, {\"image\": x})[0]`.",
     "torchscript": "TorchScript: `torch.jit.load(PATH)(x)` with x an N×3×H×W float tensor, RGB in [0, 255] (any "
                    "H, W ≥ 5); returns the same shape and range. No stylekit needed.",
+    "safetensors": "stylekit: `stylekit stylize PATH photo.jpg`, or `stylekit.load(PATH).stylize(image)` in Python "
+                   "(weights stored in float16, computed in float32).",
 }
 
 
@@ -181,6 +184,32 @@ def export_torchscript(model: TransformerNet, path: str | Path, *, card: dict | 
         diff = float((loaded(x) - model(x)).abs().max())
     if not diff < ONNX_TOLERANCE:
         raise ExportError(f"{path}: TorchScript differs from PyTorch by up to {diff:.3g}")
+    return diff
+
+
+def export_safetensors(model: TransformerNet, source: str | Path, path: str | Path, *, half: bool = True) -> float:
+    """A stylekit model file to share or ship (``stylekit/models/pretrained/``): the checkpoint's weights, in
+    float16 when ``half`` (half the size; stylize loads them into float32), with the source file's metadata
+    (model options, model card). Returns max |copy − original| on a test image (0–255 scale)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from .checkpoint import load_model
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with safe_open(str(source), "pt") as f:
+        metadata = dict(f.metadata() or {})
+    dtype = torch.float16 if half else torch.float32
+    state = {k: (v.to(dtype) if v.is_floating_point() else v).detach().contiguous().cpu()
+             for k, v in model.state_dict().items()}
+    save_file(state, str(path), metadata={**metadata, "stored_dtype": str(dtype).removeprefix("torch.")})
+    x = _example(96)[:, :, :93, :70].contiguous()
+    with torch.no_grad():
+        diff = float((load_model(path)(x) - model(x)).abs().max())
+    if not diff < ONNX_TOLERANCE:
+        raise ExportError(f"{path}: the {dtype} copy differs from the checkpoint by up to {diff:.3g} (0–255 scale); "
+                          "export without --half")
     return diff
 
 

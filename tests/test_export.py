@@ -69,3 +69,24 @@ def test_torchscript_loads_without_stylekit(tmp_path, checkpoint):
     x = torch.rand(1, 3, 30, 41) * 255
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), net(x), atol=1e-3, rtol=0)
+
+
+def test_half_precision_model_file_is_half_the_size_and_stylizes_alike(tmp_path, checkpoint):
+    """--format safetensors: the file to share or ship in stylekit/models/pretrained/ (float16 weights)."""
+    from stylekit.checkpoint import load_model
+    from stylekit.models.zoo import list_models, model_file
+
+    path, net = checkpoint
+    shelf = tmp_path / "pretrained"
+    out = shelf / "tiny_wave.safetensors"
+    result = CliRunner().invoke(app, ["export", str(path), "--format", "safetensors", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size < 0.6 * path.stat().st_size
+    loaded = load_model(out)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())  # computed in float32
+    x = torch.rand(1, 3, 33, 47) * 255
+    with torch.no_grad():
+        assert (loaded(x) - net(x)).abs().max() < 1.0  # on the 0–255 scale
+    assert list_models(root=shelf) == ["tiny_wave"] and model_file("tiny_wave", root=shelf) == out
+    wrong = CliRunner().invoke(app, ["export", str(path), "--format", "safetensors", "-o", str(tmp_path / "m.pt")])
+    assert wrong.exit_code == 2 and ".safetensors" in wrong.output
