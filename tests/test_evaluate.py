@@ -241,7 +241,8 @@ def test_report_end_to_end(tmp_path, depth_file):
     assert data["unavailable"]["lpips"].startswith("not available (missing: ")
     assert data["unavailable"]["artfid"].startswith("not available (missing: ")
     assert "bsds" in data["unavailable"]
-    for key in ("depth_rmse", "depth_ordinal", "edge_f", "saliency_cc", "ssim", "content_loss", "style_loss_mean", "style_loss_sum"):
+    for key in ("depth_rmse", "depth_ordinal", "edge_f", "saliency_cc", "ssim", "content_loss", "style_loss_mean", "style_loss_sum",
+                "style_loss_normalized"):
         assert data["summary"]["base"][key]["n"] == 3, key
         assert data["summary"]["reference:reference"][key]["n"] == 2, key
     rows = {r["metric"]: r for r in data["comparison"]["rows"]}

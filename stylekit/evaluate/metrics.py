@@ -325,6 +325,10 @@ class StyleDistance(base.Metric):
                "loss backbone", "[0, ∞)", "lower"),
         Column("style_loss_sum", "style loss (sum)", "Σ_layers ‖G(φ(ŷ)) − G(φ(s))‖²_F: the `style` term's raw value "
                "with `reduction: sum` (the papers' equation, the term's default)", "loss backbone", "[0, ∞)", "lower"),
+        Column("style_loss_normalized", "style loss (layers normalized)", "Σ_layers mean_{C×C}(G(φ(ŷ)) − G(φ(s)))² / "
+               "mean_{C×C} G(φ(s))²: the `style` term's raw value with `normalize_layers: true`, `reduction: mean` "
+               "(every layer counts alike; the quickstart and paper_effect recipes)", "loss backbone", "[0, ∞)",
+               "lower"),
     )
 
     def prepare(self, context: MetricContext) -> None:
@@ -339,8 +343,10 @@ class StyleDistance(base.Metric):
     def compute(self, content, stylised, **context):
         fs = self.networks.features(stylised, tuple(self.options.layers))
         squared = [(gram_matrix(fs[layer]) - self.targets[layer]).pow(2) for layer in self.options.layers]
+        scales = [self.targets[layer].pow(2).mean().clamp_min(1e-30) for layer in self.options.layers]
         return {"style_loss_mean": sum(sq.mean((1, 2)) for sq in squared),
-                "style_loss_sum": sum(sq.sum((1, 2)) for sq in squared)}
+                "style_loss_sum": sum(sq.sum((1, 2)) for sq in squared),
+                "style_loss_normalized": sum(sq.mean((1, 2)) / scale for sq, scale in zip(squared, scales))}
 
 
 # -- learned perceptual metrics (only with their weights present) ---------------------------------------------------
