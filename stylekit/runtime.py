@@ -57,7 +57,9 @@ def cpu_description() -> str:
     flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
     units = [flag for flag in ("avx512_bf16", "amx_bf16") if flag in flags]
     capability = torch.backends.cpu.get_cpu_capability()
-    return f"{model} ({', '.join([capability, *units])})"
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", ""))
+    capped = [f"oneDNN capped at {cap}"] if cap and cap.upper() != "ALL" else []
+    return f"{model} ({', '.join([capability, *units, *capped])})"
 
 
 #: oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) below which its bf16 kernels are unavailable
@@ -86,7 +88,7 @@ def precision_reason(name: str, device: torch.device, dtype: torch.dtype) -> str
         return "this GPU supports bf16" if dtype == torch.bfloat16 else "this GPU has no bf16: fp16 with loss scaling"
     if dtype == torch.bfloat16:
         return "this CPU has bf16 units"
-    return "this CPU has no bf16 units (bf16 would be emulated, slower than float32)"
+    return "this CPU has no bf16 units: bf16 would be emulated, slower than float32"
 
 
 def pick_precision(name: str, device: torch.device) -> torch.dtype:
