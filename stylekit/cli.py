@@ -298,8 +298,11 @@ def _check_output_folder(flag: str, folder: Path) -> None:
 
 @app.command()
 def stylize(
-    checkpoint: Path = typer.Argument(..., help="Run directory, checkpoint directory or model.safetensors."),
-    inputs: List[Path] = typer.Argument(..., help="Image or video files, or folders of them."),
+    paths: List[Path] = typer.Argument(..., metavar="[MODEL] INPUTS...",
+                                       help="A run directory, checkpoint directory or model .safetensors, then image "
+                                            "or video files or folders of them (with --model: only the inputs)."),
+    shipped: Optional[str] = typer.Option(None, "--model", "-m", help="A model shipped with stylekit (`stylekit "
+                                          "models` lists them) instead of a MODEL path: no training, no download."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (one input) or folder "
                                           "(default: beside each input, as NAME_<model>.png / .mp4)."),
     max_size: Optional[int] = typer.Option(None, "--max-size", help="Shrink so the longer side is at most this."),
@@ -327,8 +330,17 @@ def stylize(
     _check_number("--batch", batch, 1, "video frames per forward pass")
     if device != "auto":
         check_device(device, "--device")
+    if shipped is not None:
+        from .models.zoo import model_file
+
+        checkpoint, inputs, label = model_file(shipped), list(paths), shipped
+    elif len(paths) < 2:
+        raise StylekitError("stylize needs a model and at least one input: `stylekit stylize RUN photo.jpg`, or "
+                            "`stylekit stylize --model NAME photo.jpg` for a shipped model (`stylekit models`)")
+    else:
+        checkpoint, inputs = paths[0], list(paths[1:])
+        label = model_label(checkpoint)
     files = expand_inputs(inputs, videos=True)
-    label = model_label(checkpoint)
     plan_outputs(files, output, label)  # clashing or unsafe outputs are refused before the model is loaded
     model = load_model(checkpoint)
     failures = []
@@ -397,6 +409,38 @@ def bench(
         wide.print(table)
     write_json(result, json_out)
     console.print(f"Results written to {json_out}")
+
+
+@app.command()
+def models(pattern: str = typer.Argument("*", help="Shell-style filter on the names, e.g. '*wave*'.")) -> None:
+    """List the style networks shipped with stylekit: try one with `stylekit stylize --model NAME photo.jpg`."""
+    from rich.table import Table
+
+    from .card import read_card
+    from .models.zoo import list_models, model_file
+
+    names = list_models(pattern)
+    if not names:
+        console.print(f"No shipped model matches {pattern!r}." if pattern != "*" else "No models ship with this "
+                      "installation.")
+        return
+    table = Table(title="Shipped models (stylekit stylize --model NAME IMAGE)")
+    for column in ("name", "style (licence)", "trained", "held-out results", "size"):
+        table.add_column(column)
+    for name in names:
+        file = model_file(name)
+        card = read_card(file)
+        style = "; ".join(f"{s.get('attribution') or s.get('name', '?')} ({s.get('licence') or 'licence not stated'})"
+                          for s in card.get("style") or []) or "not recorded"
+        training = card.get("training") or {}
+        trained = (f"{card.get('description') or card.get('recipe_name', '')}: {training.get('steps')} steps, "
+                   f"{training.get('image_size')} px" if training else "not recorded")
+        evaluation = card.get("evaluation") or {}
+        results = "; ".join(f"{k} {v:.3g}" if isinstance(v, (int, float)) else f"{k} {v}"
+                            for k, v in (evaluation.get("metrics") or {}).items()) or "—"
+        table.add_row(name, printable(style), printable(trained), printable(results),
+                      f"{file.stat().st_size / 1e6:.1f} MB")
+    console.print(table)
 
 
 @app.command()

@@ -214,7 +214,9 @@ def export_safetensors(model: TransformerNet, source: str | Path, path: str | Pa
 
 
 def write_card(card: dict, exported: str | Path, format_: str) -> Path:
-    """``MODEL_CARD.md`` beside the exported file (what it is, its style's licence, how it was trained, how to run it)."""
-    out = Path(exported).parent / CARD_FILE
+    """``MODEL_CARD.md`` beside the exported file (what it is, its style's licence, how it was trained, how to run it);
+    ``NAME.md`` for a safetensors model file, so several can share a folder (``stylekit/models/pretrained/``)."""
+    exported = Path(exported)
+    out = exported.parent / (f"{exported.stem}.md" if format_ == "safetensors" else CARD_FILE)
     out.write_text(card_markdown(card, usage(format_, exported)), encoding="utf-8")
     return out

@@ -34,7 +34,7 @@ def test_every_help_shows_flags_as_flags_and_lists_by_element():
     offline = next(line for line in train.splitlines() if "--offline" in line)
     assert offline.split()[1:3] == ["--offline", "Never"]  # no type between the flag and its help
     stylize = CliRunner().invoke(app, ["stylize", "--help"], env=ENV).output
-    assert any("inputs..." in line and "<path>" in line for line in stylize.splitlines())
+    assert any("[MODEL] INPUTS..." in line and "<path>" in line for line in stylize.splitlines())
 
 
 def test_shell_completion_is_available():

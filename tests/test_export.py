@@ -88,5 +88,28 @@ def test_half_precision_model_file_is_half_the_size_and_stylizes_alike(tmp_path,
     with torch.no_grad():
         assert (loaded(x) - net(x)).abs().max() < 1.0  # on the 0–255 scale
     assert list_models(root=shelf) == ["tiny_wave"] and model_file("tiny_wave", root=shelf) == out
+    assert (shelf / "tiny_wave.md").is_file()  # its card, named after it (several models share the folder)
     wrong = CliRunner().invoke(app, ["export", str(path), "--format", "safetensors", "-o", str(tmp_path / "m.pt")])
     assert wrong.exit_code == 2 and ".safetensors" in wrong.output
+
+
+def test_shipped_models_are_listed_and_stylize_by_name(tmp_path, checkpoint, monkeypatch):
+    """`stylekit models` lists what ships; `stylekit stylize --model NAME photo -o out` needs no training."""
+    from PIL import Image
+
+    from stylekit.models import zoo
+
+    path, _ = checkpoint
+    shelf = tmp_path / "pretrained"
+    assert CliRunner().invoke(app, ["export", str(path), "--format", "safetensors", "-o",
+                                    str(shelf / "tiny_wave.safetensors")]).exit_code == 0
+    monkeypatch.setattr(zoo, "pretrained_dir", lambda: shelf)
+    listed = CliRunner().invoke(app, ["models"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0 and "tiny_wave" in listed.output
+    Image.new("RGB", (40, 30), (200, 120, 40)).save(tmp_path / "photo.jpg")
+    result = CliRunner().invoke(app, ["stylize", "--model", "tiny_wave", str(tmp_path / "photo.jpg"), "-o",
+                                      str(tmp_path / "out.jpg")])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "out.jpg").size == (40, 30)
+    unknown = CliRunner().invoke(app, ["stylize", "--model", "nope", str(tmp_path / "photo.jpg")])
+    assert unknown.exit_code != 0 and "tiny_wave" in unknown.output  # the error lists what ships
