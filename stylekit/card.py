@@ -170,3 +170,22 @@ def card_markdown(card: dict[str, Any], usage: str = "") -> str:
                   yaml.safe_dump(card["recipe"], sort_keys=False, allow_unicode=True).rstrip(), "```", "",
                   "</details>"]
     return "\n".join(lines) + "\n"
+
+
+#: the evaluation columns a model card keeps (means over the held-out images), when present
+CARD_EVALUATION_KEYS = ("depth_ordinal", "depth_rmse", "edge_f", "bsds_f", "saliency_cc", "ssim",
+                        "style_loss_normalized")
+_GENERIC_FOLDERS = {"rgb", "images", "image", "test", "train", "val", "content"}
+
+
+def evaluation_entry(report: dict[str, Any], source: str) -> dict[str, Any]:
+    """What a card says about one evaluated model, from ``stylekit evaluate``'s ``metrics.json`` (``report``):
+    the data set (named after its folder), the image count, the depth judge, and the means of
+    :data:`CARD_EVALUATION_KEYS` for ``source``."""
+    content = Path(str((report.get("inputs") or {}).get("content") or ""))
+    dataset = next((part for part in reversed(content.parts) if part.lower() not in _GENERIC_FOLDERS), content.name)
+    summary = (report.get("summary") or {}).get(source) or {}
+    means = {key: summary[key]["mean"] for key in CARD_EVALUATION_KEYS
+             if isinstance(summary.get(key), dict) and isinstance(summary[key].get("mean"), (int, float))}
+    judges = "; ".join(j.get("text", "") for j in report.get("judges") or [])
+    return {"dataset": dataset, "images": len(report.get("images") or []), "judges": judges, "means": means}

@@ -411,6 +411,28 @@ def bench(
     console.print(f"Results written to {json_out}")
 
 
+def _evaluation_of(model_file: Path, report_file: Path) -> dict:
+    """The card entry (:func:`stylekit.card.evaluation_entry`) for ``model_file`` in an evaluation's metrics.json."""
+    import json
+
+    from .card import evaluation_entry
+    from .checkpoint import find_model_file
+
+    try:
+        report = json.loads(Path(report_file).read_text())
+        models, sources = report["inputs"]["models"], report["sources"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise StylekitError(f"--evaluation {report_file}: not a `stylekit evaluate` metrics.json") from None
+    for given, source in zip(models, sources):
+        try:
+            if find_model_file(given).resolve() == model_file.resolve():
+                return evaluation_entry(report, source)
+        except StylekitError:
+            continue
+    raise StylekitError(f"--evaluation {report_file}: it did not evaluate {model_file} (it evaluated "
+                        f"{', '.join(map(str, models)) or 'no checkpoints'}); give the evaluation of this model")
+
+
 @app.command()
 def models(pattern: str = typer.Argument("*", help="Shell-style filter on the names, e.g. '*wave*'.")) -> None:
     """List the style networks shipped with stylekit: try one with `stylekit stylize --model NAME photo.jpg`."""
@@ -435,9 +457,9 @@ def models(pattern: str = typer.Argument("*", help="Shell-style filter on the na
         training = card.get("training") or {}
         trained = (f"{card.get('description') or card.get('recipe_name', '')}: {training.get('steps')} steps, "
                    f"{training.get('image_size')} px" if training else "not recorded")
-        evaluation = card.get("evaluation") or {}
-        results = "; ".join(f"{k} {v:.3g}" if isinstance(v, (int, float)) else f"{k} {v}"
-                            for k, v in (evaluation.get("metrics") or {}).items()) or "—"
+        results = "; ".join(f"{e.get('dataset')} ({e.get('images')} images): "
+                            + ", ".join(f"{k} {v:.3g}" for k, v in (e.get("means") or {}).items())
+                            for e in card.get("evaluation") or []) or "—"
         table.add_row(name, printable(style), printable(trained), printable(results),
                       f"{file.stat().st_size / 1e6:.1f} MB")
     console.print(table)
@@ -452,6 +474,9 @@ def export(
     output: Path = typer.Option(..., "--output", "-o", help="File to write (.onnx, .pt or .safetensors)."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset."),
     verify_size: int = typer.Option(512, "--verify-size", help="Side of the image ONNX is checked on."),
+    evaluation: Optional[List[Path]] = typer.Option(None, "--evaluation", help="A `stylekit evaluate` metrics.json "
+                                                    "that evaluated this model: its held-out results go into the "
+                                                    "model card (repeatable, one per data set)."),
 ) -> None:
     """Export a trained transformer for deployment, with its model card (in the file and as MODEL_CARD.md beside
     it); ONNX is checked against PyTorch with onnxruntime."""
@@ -473,12 +498,14 @@ def export(
     _check_number("--verify-size", verify_size, 8, "the side of the test image the export is checked on", 4096)
     file = find_model_file(checkpoint)
     model, card = load_model(file), read_card(file)
+    if evaluation:
+        card = {**card, "evaluation": [_evaluation_of(file, report) for report in evaluation]}
     if format_ == "onnx":
         diff = export_onnx(model, output, opset=opset, verify_size=verify_size, card=card)
         console.print(f"{output}: ONNX opset {opset}, dynamic batch/height/width; onnxruntime vs PyTorch on a "
                       f"{verify_size} px image: max abs difference {diff:.3g} (0–255 scale, allowed < {ONNX_TOLERANCE})")
     elif format_ == "safetensors":
-        diff = export_safetensors(model, file, output)
+        diff = export_safetensors(model, file, output, card=card)
         console.print(f"{output}: stylekit model file, float16 weights ({output.stat().st_size / 1e6:.1f} MB); "
                       f"max abs difference {diff:.3g} (0–255 scale)")
     else:

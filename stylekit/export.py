@@ -187,7 +187,8 @@ def export_torchscript(model: TransformerNet, path: str | Path, *, card: dict | 
     return diff
 
 
-def export_safetensors(model: TransformerNet, source: str | Path, path: str | Path, *, half: bool = True) -> float:
+def export_safetensors(model: TransformerNet, source: str | Path, path: str | Path, *, half: bool = True,
+                       card: dict | None = None) -> float:
     """A stylekit model file to share or ship (``stylekit/models/pretrained/``): the checkpoint's weights, in
     float16 when ``half`` (half the size; stylize loads them into float32), with the source file's metadata
     (model options, model card). Returns max |copy − original| on a test image (0–255 scale)."""
@@ -203,6 +204,8 @@ def export_safetensors(model: TransformerNet, source: str | Path, path: str | Pa
     dtype = torch.float16 if half else torch.float32
     state = {k: (v.to(dtype) if v.is_floating_point() else v).detach().contiguous().cpu()
              for k, v in model.state_dict().items()}
+    if card:
+        metadata.update(card_metadata(card))  # e.g. with the held-out results `export --evaluation` added
     save_file(state, str(path), metadata={**metadata, "stored_dtype": str(dtype).removeprefix("torch.")})
     x = _example(96)[:, :, :93, :70].contiguous()
     with torch.no_grad():

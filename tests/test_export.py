@@ -99,13 +99,33 @@ def test_shipped_models_are_listed_and_stylize_by_name(tmp_path, checkpoint, mon
 
     from stylekit.models import zoo
 
+    import json
+
+    from stylekit.card import read_card
+
     path, _ = checkpoint
     shelf = tmp_path / "pretrained"
-    assert CliRunner().invoke(app, ["export", str(path), "--format", "safetensors", "-o",
-                                    str(shelf / "tiny_wave.safetensors")]).exit_code == 0
+    report = tmp_path / "eval" / "metrics.json"  # what `stylekit evaluate` writes, reduced to what cards read
+    report.parent.mkdir()
+    report.write_text(json.dumps({
+        "inputs": {"models": [str(tmp_path / "other.safetensors"), str(path)], "content": "/data/nyu_depth_v2/rgb"},
+        "sources": ["other", "tiny"], "images": ["a", "b", "c"], "judges": [{"text": "depth judged by X"}],
+        "summary": {"tiny": {"depth_ordinal": {"mean": 0.81, "n": 3}, "edge_f": {"mean": 0.42, "n": 3}}}}))
+    result = CliRunner().invoke(app, ["export", str(path), "--format", "safetensors", "-o",
+                                      str(shelf / "tiny_wave.safetensors"), "--evaluation", str(report)])
+    assert result.exit_code == 0, result.output
+    card = read_card(shelf / "tiny_wave.safetensors")
+    assert card["evaluation"] == [{"dataset": "nyu_depth_v2", "images": 3, "judges": "depth judged by X",
+                                   "means": {"depth_ordinal": 0.81, "edge_f": 0.42}}]
     monkeypatch.setattr(zoo, "pretrained_dir", lambda: shelf)
-    listed = CliRunner().invoke(app, ["models"], env={"COLUMNS": "200"})
+    listed = CliRunner().invoke(app, ["models"], env={"COLUMNS": "250"})
     assert listed.exit_code == 0 and "tiny_wave" in listed.output
+    assert "depth_ordinal 0.81" in listed.output
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text(json.dumps({"inputs": {"models": [str(tmp_path / "other.safetensors")]}, "sources": ["o"]}))
+    refused = CliRunner().invoke(app, ["export", str(path), "--format", "safetensors", "-o",
+                                       str(tmp_path / "x.safetensors"), "--evaluation", str(foreign)])
+    assert refused.exit_code == 2 and "did not evaluate" in refused.output
     Image.new("RGB", (40, 30), (200, 120, 40)).save(tmp_path / "photo.jpg")
     result = CliRunner().invoke(app, ["stylize", "--model", "tiny_wave", str(tmp_path / "photo.jpg"), "-o",
                                       str(tmp_path / "out.jpg")])
