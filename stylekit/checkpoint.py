@@ -3,7 +3,7 @@
 Layout of ``RUN/checkpoints/step_0000500/``::
 
     model.safetensors   weights; metadata holds the format version and model options,
-                        so this one file is enough to stylise
+                        so this one file is enough to stylize
     meta.json           step, recipe (resolved), the metrics at that step and the model card
                         (stylekit.card; also in the safetensors metadata, so the model file carries it)
     train_state.pt      optimizer, RNG and loop state; loaded with ``weights_only=True``

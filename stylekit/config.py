@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import copy
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError, UnknownComponentError
 from .models.transformer import TransformerOptions
@@ -39,7 +40,7 @@ class DataConfig(Section):
                                        "for scikit-image's bundled sample photographs.")
     image_size: int = Field(256, ge=16, description="Training crops are image_size × image_size (paper: 256).")
     crop: Literal["squash", "center", "random"] = Field(
-        "random", description="'squash': resize to a square (paper); 'center': resize short side, centre crop; "
+        "random", description="'squash': resize to a square (paper); 'center': resize short side, center crop; "
                               "'random': random scale (1–1.25×), crop and flip, seeded and resumable.")
     workers: int = Field(2, ge=0, description="DataLoader worker processes (0: load in the main process).")
     extensions: list[str] = Field(default_factory=lambda: [".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"],
@@ -53,12 +54,24 @@ class DataConfig(Section):
 class StyleConfig(Section):
     images: list[str] = Field(..., min_length=1, description="Style image path(s); several are averaged (Gram targets).")
     size: int = Field(256, ge=16, description="Style images are resized so their longer side is this many pixels.")
-    licence: str | None = Field(None, description="Licence of the style image(s), e.g. 'public domain' or "
+    license: str | None = Field(None, description="License of the style image(s), e.g. 'public domain' or "
                                                 "'CC BY-SA 4.0'; recorded in every checkpoint's model card and "
                                                 "in exported models. It describes `images`: change it with them.")
     attribution: str | None = Field(None, description="Who made the style image(s) and where they come from, e.g. "
                                                     "'Hokusai, The Great Wave off Kanagawa (c. 1831)'; recorded in "
-                                                    "model cards like the licence.")
+                                                    "model cards like the license.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_spelling(cls, data: Any) -> Any:
+        """``licence`` (the old spelling, in old recipes and run folders) is read as ``license``."""
+        if not isinstance(data, dict) or "licence" not in data:
+            return data
+        if "license" in data:
+            raise ValueError("give style.license only: style.licence is its old spelling")
+        warnings.warn("recipe key style.licence is now spelled style.license; the old spelling still works",
+                      FutureWarning, stacklevel=2)
+        return {("license" if k == "licence" else k): v for k, v in data.items()}
 
 
 class BackboneConfig(Section):
@@ -75,12 +88,12 @@ class OptimConfig(Section):
 class ScheduleConfig(Section):
     iterations: int = Field(40000, ge=1, description="Optimizer steps (paper: 40,000).")
     batch_size: int = Field(4, ge=1, description="Images per step (paper: 4).")
-    seed: int = Field(0, description="Seeds model initialisation, data order and augmentation.")
+    seed: int = Field(0, description="Seeds model initialization, data order and augmentation.")
 
 
 class LogConfig(Section):
     every: int = Field(10, ge=1, description="Write metrics (every term, raw and weighted) every N steps.")
-    sample_every: int = Field(200, ge=1, description="Write a sample grid (content | stylised) every N steps.")
+    sample_every: int = Field(200, ge=1, description="Write a sample grid (content | stylized) every N steps.")
     checkpoint_every: int = Field(500, ge=1, description="Write a checkpoint every N steps (and at the end).")
     keep_checkpoints: int = Field(3, ge=1, description="How many recent checkpoints to keep.")
     sample_images: list[str] = Field(default_factory=list,

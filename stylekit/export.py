@@ -214,7 +214,7 @@ def export_safetensors(model: TransformerNet, source: str | Path, path: str | Pa
 
 
 def write_card(card: dict, exported: str | Path, format_: str) -> Path:
-    """``MODEL_CARD.md`` beside the exported file (what it is, its style's licence, how it was trained, how to run it)."""
+    """``MODEL_CARD.md`` beside the exported file (what it is, its style's license, how it was trained, how to run it)."""
     out = Path(exported).parent / CARD_FILE
     out.write_text(card_markdown(card, usage(format_, exported)), encoding="utf-8")
     return out

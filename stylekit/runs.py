@@ -7,7 +7,7 @@ A run folder holds::
     status.json           running / finished / failed / interrupted, step, reason, pid and host
     metrics.jsonl         one line per logged step: every term, unweighted and weighted (logger ``jsonl``)
     tensorboard/          event files (logger ``tensorboard``); any logger's own folder is named after it
-    samples/step_N.png    content | stylised grids
+    samples/step_N.png    content | stylized grids
     loss_curves.png
     checkpoints/step_N/   model.safetensors, meta.json, train_state.pt (see stylekit.checkpoint)
     checkpoints/latest    the name of the newest complete checkpoint
@@ -128,7 +128,8 @@ def safe_name(text: str, limit: int = 120) -> str:
 #: where runs go, speed settings, which device, names and notes. Run names leave changes to them out, in
 #: ``stylekit train`` and ``stylekit ablate`` alike. (``precision`` and ``data.cache_dir`` do change results.)
 NAME_IGNORED_KEYS = ("log", "output_dir", "performance", "data.workers", "device", "name", "description",
-                     "plugins", "preset", "presets", "extends", "style.licence", "style.attribution")
+                     "plugins", "preset", "presets", "extends", "style.license", "style.attribution",
+                     "style.licence")  # the old spelling of style.license
 #: Run names longer than this end in a hash of the full name instead (``stylekit runs`` stays one line a run).
 NAME_LIMIT = 60
 #: prefixes left out of names where the rest is unambiguous: ``losses.style.weight`` → ``style.weight``

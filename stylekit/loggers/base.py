@@ -76,7 +76,7 @@ class Logger(Component):
         raise NotImplementedError
 
     def log_image(self, tag: str, image: Image.Image, step: int) -> None:
-        """A picture, e.g. the sample grid (tag ``samples``: content | stylised) every ``log.sample_every`` steps."""
+        """A picture, e.g. the sample grid (tag ``samples``: content | stylized) every ``log.sample_every`` steps."""
 
     def finalize(self, status: str) -> None:
         """Once, however training ended: ``status`` is finished, failed or interrupted. Flush and close here."""
