@@ -232,7 +232,7 @@ def environment_info() -> dict[str, Any]:
     import torch
     import torchvision
 
-    from . import __version__
+    from .version import __version__
 
     info = {"stylekit": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
             "timm": timm.__version__, "python": platform.python_version()}
