@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError, UnknownComponentError
 from .models.transformer import TransformerOptions
@@ -60,18 +60,6 @@ class StyleConfig(Section):
     attribution: str | None = Field(None, description="Who made the style image(s) and where they come from, e.g. "
                                                     "'Hokusai, The Great Wave off Kanagawa (c. 1831)'; recorded in "
                                                     "model cards like the license.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _old_spelling(cls, data: Any) -> Any:
-        """``licence`` (the old spelling, in old recipes and run folders) is read as ``license``."""
-        if not isinstance(data, dict) or "licence" not in data:
-            return data
-        if "license" in data:
-            raise ValueError("give style.license only: style.licence is its old spelling")
-        warnings.warn("recipe key style.licence is now spelled style.license; the old spelling still works",
-                      FutureWarning, stacklevel=2)
-        return {("license" if k == "licence" else k): v for k, v in data.items()}
 
 
 class BackboneConfig(Section):
@@ -152,6 +140,47 @@ class Recipe(Section):
 
 
 # -- loading ---------------------------------------------------------------
+
+#: recipe keys renamed for one spelling, old dotted key → new (same section). Recipes, presets and ``--set``
+#: with the old key work, with a FutureWarning; run folders written with it are read silently.
+RENAMED_KEYS = {"style.licence": "style.license"}
+
+
+def _spelling_warning(old: str, new: str, source: str) -> None:
+    warnings.warn(f"{source}: the key {old} is now spelled {new}; the old spelling still works",
+                  FutureWarning, stacklevel=4)
+
+
+def renamed_key(keys: list[str], source: str = "--set") -> list[str]:
+    """A dotted key (as a list) under its current name: ``style.licence`` → ``style.license``."""
+    for old, new in RENAMED_KEYS.items():
+        if keys[:len(old.split("."))] == old.split("."):
+            _spelling_warning(old, new, source)
+            return new.split(".") + keys[len(old.split(".")):]
+    return keys
+
+
+def upgrade_keys(raw: dict, source: str = "recipe", warn: bool = True) -> dict:
+    """``raw`` with every renamed key (:data:`RENAMED_KEYS`) under its new name; ``raw`` itself is unchanged."""
+    for old, new in RENAMED_KEYS.items():
+        *section, key = old.split(".")
+        node = raw
+        for part in section:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or key not in node:
+            continue
+        new_key = new.split(".")[-1]
+        if new_key in node:
+            raise ConfigError(f"{source}: give {new} only ({old} is its old spelling)")
+        if warn:
+            _spelling_warning(old, new, source)
+        raw = copy.deepcopy(raw)
+        node = raw
+        for part in section:
+            node = node[part]
+        node[new_key] = node.pop(key)
+    return raw
+
 
 PATH_KEYS: tuple[tuple[str, ...], ...] = (("data", "root"), ("data", "cache_dir"), ("style", "images"), ("plugins",), ("log", "sample_images"))
 
@@ -330,13 +359,14 @@ def parse_override(text: str, flag: str = "--set") -> tuple[list[str], Any]:
     if not match:
         raise ConfigError(f"{flag} {text!r}: expected KEY.PATH=VALUE, e.g. losses.style.weight=10")
     key, value_text = match.groups()
+    keys = renamed_key(key.split("."), flag)
     value = safe_yaml_load(value_text, f"{flag} {key}: the value {value_text!r}") if value_text.strip() else None
     if isinstance(value, str):
         try:  # YAML 1.1 reads "1e-5" as a string; users mean a number
             value = float(value) if re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", value) else value
         except ValueError:
             pass
-    return key.split("."), value
+    return keys, value
 
 
 def apply_overrides(raw: dict, overrides: Iterable[str]) -> dict:
@@ -433,6 +463,7 @@ def format_validation_error(exc: ValidationError, prefix: str = "", model: type[
 
 def validate_recipe(raw: dict, registry=None) -> Recipe:
     """Validate the recipe and every component's options; returns it with options filled with defaults."""
+    raw = upgrade_keys(raw)
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:

@@ -38,7 +38,7 @@ from typing import Any, Iterable, Sequence
 
 from rich.table import Table
 
-from .config import safe_yaml_load
+from .config import RENAMED_KEYS, safe_yaml_load, upgrade_keys
 from .errors import StylekitError
 from .runlock import FileLock, Holder, RunLockedError, lock_holder, process_alive
 
@@ -128,8 +128,7 @@ def safe_name(text: str, limit: int = 120) -> str:
 #: where runs go, speed settings, which device, names and notes. Run names leave changes to them out, in
 #: ``stylekit train`` and ``stylekit ablate`` alike. (``precision`` and ``data.cache_dir`` do change results.)
 NAME_IGNORED_KEYS = ("log", "output_dir", "performance", "data.workers", "device", "name", "description",
-                     "plugins", "preset", "presets", "extends", "style.license", "style.attribution",
-                     "style.licence")  # the old spelling of style.license
+                     "plugins", "preset", "presets", "extends", "style.license", "style.attribution")
 #: Run names longer than this end in a hash of the full name instead (``stylekit runs`` stays one line a run).
 NAME_LIMIT = 60
 #: prefixes left out of names where the rest is unambiguous: ``losses.style.weight`` → ``style.weight``
@@ -138,6 +137,7 @@ _NAME_PREFIXES = ("losses.", "schedule.")
 
 def changes_model(key: str) -> bool:
     """Whether a ``--set`` of dotted ``key`` can change the trained network (see :data:`NAME_IGNORED_KEYS`)."""
+    key = RENAMED_KEYS.get(key, key)
     return not any(key == k or key.startswith(k + ".") for k in NAME_IGNORED_KEYS)
 
 
@@ -412,7 +412,8 @@ class RunDir:
             data = safe_yaml_load(self.inside(self.config).read_text(), str(self.config)) or {}
         except (OSError, StylekitError):
             return {}
-        return data if isinstance(data, dict) else {}
+        # a run written before a key was renamed reads as if written now (no warning: nothing to change)
+        return upgrade_keys(data, str(self.config), warn=False) if isinstance(data, dict) else {}
 
     def read_info(self) -> dict[str, Any]:
         return read_json(self.inside(self.info))

@@ -14,10 +14,10 @@ import stylekit
 from stylekit.card import build_card, card_markdown, read_card, style_entries
 from stylekit.checkpoint import save_checkpoint
 from stylekit.cli import app
-from stylekit.config import validate_recipe
+from stylekit.config import apply_overrides, validate_recipe
 from stylekit.errors import ConfigError
 from stylekit.models.transformer import TransformerNet
-from stylekit.runs import RunDir
+from stylekit.runs import RunDir, changes_model
 from stylekit.testing import tiny_recipe
 from stylekit.train import Trainer
 
@@ -136,3 +136,11 @@ def test_cards_and_recipes_with_the_old_licence_spelling_still_read(tmp_path):
     assert recipe.style.license == "CC0"
     with pytest.raises(ConfigError, match="give style.license only"):
         validate_recipe(tiny_recipe(tmp_path, style={"licence": "CC0", "license": "CC0"}))
+    with pytest.warns(FutureWarning, match=r"--set: the key style\.licence"):
+        raw = apply_overrides(tiny_recipe(tmp_path, style={"license": "CC0"}), ["style.licence=CC BY 4.0"])
+    assert validate_recipe(raw).style.license == "CC BY 4.0"
+    run = RunDir(tmp_path / "old-run")
+    run.path.mkdir()
+    run.config.write_text("style:\n  images: [a.jpg]\n  licence: CC0\n")
+    assert run.read_config()["style"] == {"images": ["a.jpg"], "license": "CC0"}  # an old run folder, silently
+    assert not changes_model("style.licence")  # like style.license, left out of run names
