@@ -153,8 +153,7 @@ def model_file(path_or_name: PathOrName) -> Path:
 def load(path_or_name: PathOrName, *, device: str | torch.device = "cpu") -> Stylizer:
     """A trained style network from a run folder, a checkpoint folder, a ``model.safetensors`` file or the name of
     a shipped model (:func:`list_models`), in eval mode on ``device`` (``"auto"``: CUDA, else MPS, else CPU)."""
-    from .card import read_card
-    from .checkpoint import load_model
+    from .checkpoint import load_model, read_card
     from .runtime import pick_device
 
     file = model_file(path_or_name)

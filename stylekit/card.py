@@ -17,6 +17,11 @@ from typing import Any
 
 import yaml
 
+from .deprecation import moved
+
+# reading a checkpoint's card is the checkpoint module's job (it knows the files); the old path still works
+__getattr__ = moved(__name__, {"read_card": "stylekit.checkpoint:read_card"})
+
 #: 2: the style's license is ``license`` (format 1 spelled it ``licence``; :func:`upgrade_card` reads both)
 CARD_FORMAT = 2
 #: the key of the card (JSON) in safetensors metadata, ONNX metadata_props and TorchScript extra files
@@ -109,25 +114,6 @@ def parse_card(text: str | None) -> dict[str, Any]:
         card = json.loads(text) if text else {}
     except ValueError:
         return {}
-    return upgrade_card(card) if isinstance(card, dict) else {}
-
-
-def read_card(model_file: str | Path) -> dict[str, Any]:
-    """The card of a ``model.safetensors`` (from its metadata, else its checkpoint's meta.json); {} without one."""
-    from .checkpoint import read_safetensors_header
-    from .errors import StylekitError
-    from .runs import META_FILE
-
-    model_file = Path(model_file)
-    try:
-        card = parse_card(read_safetensors_header(model_file)[0].get(METADATA_KEY))
-    except StylekitError:  # not a valid safetensors file: load_model says so
-        card = {}
-    if not card:
-        try:
-            card = json.loads((model_file.parent / META_FILE).read_text()).get("card") or {}
-        except (OSError, ValueError, AttributeError):
-            card = {}
     return upgrade_card(card) if isinstance(card, dict) else {}
 
 

@@ -411,8 +411,7 @@ def export(
 ) -> None:
     """Export a trained transformer for deployment, with its model card (in the file and as MODEL_CARD.md beside
     it); ONNX is checked against PyTorch with onnxruntime."""
-    from .card import read_card
-    from .checkpoint import find_model_file, load_model
+    from .checkpoint import find_model_file, load_model, read_card
     from .export import (MAX_OPSET, MIN_OPSET, ONNX_TOLERANCE, export_onnx, export_safetensors, export_torchscript,
                          write_card)
 

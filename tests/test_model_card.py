@@ -11,8 +11,8 @@ from safetensors import safe_open
 from typer.testing import CliRunner
 
 import stylekit
-from stylekit.card import build_card, card_markdown, read_card, style_entries
-from stylekit.checkpoint import save_checkpoint
+from stylekit.card import build_card, card_markdown, style_entries
+from stylekit.checkpoint import read_card, save_checkpoint
 from stylekit.cli import app
 from stylekit.config import apply_overrides, validate_recipe
 from stylekit.errors import ConfigError
