@@ -15,11 +15,11 @@ Data: NYU Depth v2 labeled frames at 320×240 with 8-bit relative depth (see ``s
 The last ``--val`` frames of the 795-image training split (whole scenes: NYU stems are grouped by scene)
 are held out for the validation line printed during training; the test split is never read by ``train``.
 
-Each step: random frames, a random scale and crop (per network, below), horizontal flip, colour jitter
+Each step: random frames, a random scale and crop (per network, below), horizontal flip, color jitter
 (brightness, contrast, saturation, gamma); the encoder runs frozen under ``no_grad``. Loss (Ranftl
 et al., MiDaS, TPAMI 2020): scale-and-shift-invariant MAE on inverse depth after median/mean-absolute-
-deviation normalisation (positive scale, so the map stays ordered like inverse depth) plus 0.5 × a
-4-scale gradient-matching term on the normalised residual.
+deviation normalization (positive scale, so the map stays ordered like inverse depth) plus 0.5 × a
+4-scale gradient-matching term on the normalized residual.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ SETUPS = {
 
 def augment(rgb: torch.Tensor, depth: torch.Tensor, mask: torch.Tensor, gen: torch.Generator,
             crop: tuple[int, int], scale: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Random scale + crop + flip of each frame (RGB bilinear, depth and mask nearest), then colour jitter."""
+    """Random scale + crop + flip of each frame (RGB bilinear, depth and mask nearest), then color jitter."""
     xs, ds, ms = [], [], []
     ch, cw = crop
     for x, d, m in zip(rgb.float(), depth.float(), mask.float()):
@@ -77,13 +77,13 @@ def augment(rgb: torch.Tensor, depth: torch.Tensor, mask: torch.Tensor, gen: tor
     x = x * jitter(0.25)  # brightness
     mean = x.mean((1, 2, 3), keepdim=True)
     x = (x - mean) * jitter(0.25) + mean  # contrast
-    grey = x.mean(1, keepdim=True)
-    x = (x - grey) * jitter(0.3) + grey  # saturation
+    gray = x.mean(1, keepdim=True)
+    x = (x - gray) * jitter(0.3) + gray  # saturation
     x = 255.0 * (x.clamp(0, 255) / 255.0) ** jitter(0.2)  # gamma
     return x, d, m
 
 
-def normalise(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def normalize(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per image: subtract the median, divide by the mean absolute deviation (over ``mask``)."""
     out = torch.zeros_like(x)
     for i in range(len(x)):
@@ -107,7 +107,7 @@ def gradient_matching(residual: torch.Tensor, mask: torch.Tensor, scales: int = 
 
 
 def ssi_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, alpha: float = 0.5):
-    p, t = normalise(pred, mask), normalise(target, mask)
+    p, t = normalize(pred, mask), normalize(target, mask)
     m = mask.float()
     mae = ((p - t).abs() * m).sum((1, 2, 3)) / m.sum((1, 2, 3)).clamp_min(1)
     grad = gradient_matching(p - t, mask)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from .version import __version__
 
 from .api import Stylizer, list_components, list_models, load  # noqa: E402
 from .backbones.base import Backbone, BackboneOptions  # noqa: E402

@@ -43,7 +43,7 @@ class Stylizer(nn.Module):
         self.net = net
         #: where the weights came from (a file path), for display
         self.source = source
-        #: the model card (:mod:`stylekit.card`): style images with sha256 and licence, training, final metrics,
+        #: the model card (:mod:`stylekit.card`): style images with sha256 and license, training, final metrics,
         #: versions, the recipe; ``{}`` for a checkpoint written before stylekit recorded cards
         self.card = dict(card or {})
         self.eval()
@@ -58,17 +58,17 @@ class Stylizer(nn.Module):
     @torch.no_grad()
     def stylize(self, image: ImageLike, *, strength: float = 1.0, precision: str = "auto", tile: int | None = None,
                 overlap: int = 64) -> ImageLike:
-        """Stylise a PIL image, a numpy H×W×3 uint8 array or a float tensor (3×H×W or N×3×H×W, 0–255).
+        """Stylize a PIL image, a numpy H×W×3 uint8 array or a float tensor (3×H×W or N×3×H×W, 0–255).
 
         Returns the same kind: PIL RGB, numpy H×W×3 uint8, or a tensor of the input's shape, dtype and device.
-        ``strength`` blends with the content (0: the photo, 1: fully stylised). ``precision``: ``"auto"``
+        ``strength`` blends with the content (0: the photo, 1: fully stylized). ``precision``: ``"auto"``
         (fp16 on CUDA, bf16 on CPUs with bf16 units, else fp32), ``"fp32"``, ``"fp16"`` or ``"bf16"``.
         ``tile``: None tiles above ~4 megapixels (512 px tiles), 0 never; see ``stylekit stylize --tile``.
         """
         from .stylize import inference_dtype, stylize_tensor
 
         if not 0.0 <= strength <= 1.0:
-            raise ImageInputError(f"strength={strength}: give a value from 0 (the photo) to 1 (fully stylised)")
+            raise ImageInputError(f"strength={strength}: give a value from 0 (the photo) to 1 (fully stylized)")
         if precision not in ("auto", "fp32", "fp16", "bf16"):
             raise ImageInputError(f"precision={precision!r}: choose auto, fp32, fp16 or bf16")
         batch, restore = _as_batch(image)
@@ -79,7 +79,7 @@ class Stylizer(nn.Module):
 
 
 def blend(content: torch.Tensor, styled: torch.Tensor, strength: float) -> torch.Tensor:
-    """``content + strength·(styled − content)``, clamped to [0, 255]: 0 gives the photo, 1 the stylised image."""
+    """``content + strength·(styled − content)``, clamped to [0, 255]: 0 gives the photo, 1 the stylized image."""
     return (content + strength * (styled - content)).clamp(0, 255) if strength < 1.0 else styled.clamp(0, 255)
 
 
@@ -103,7 +103,7 @@ def _as_batch(image):
         return _from_hwc(image), _to_hwc
     if isinstance(image, torch.Tensor):
         return _tensor_batch(image)
-    raise ImageInputError(f"cannot stylise a {type(image).__module__}.{type(image).__name__}: give a PIL image, "
+    raise ImageInputError(f"cannot stylize a {type(image).__module__}.{type(image).__name__}: give a PIL image, "
                           "a numpy H×W×3 uint8 array or a torch tensor (3×H×W or N×3×H×W, values 0–255)")
 
 
@@ -153,8 +153,7 @@ def model_file(path_or_name: PathOrName) -> Path:
 def load(path_or_name: PathOrName, *, device: str | torch.device = "cpu") -> Stylizer:
     """A trained style network from a run folder, a checkpoint folder, a ``model.safetensors`` file or the name of
     a shipped model (:func:`list_models`), in eval mode on ``device`` (``"auto"``: CUDA, else MPS, else CPU)."""
-    from .card import read_card
-    from .checkpoint import load_model
+    from .checkpoint import load_model, read_card
     from .runtime import pick_device
 
     file = model_file(path_or_name)

@@ -154,7 +154,7 @@ def reference_gram(y: torch.Tensor) -> torch.Tensor:
 
 
 def reference_normalize(batch: torch.Tensor) -> torch.Tensor:
-    """ImageNet normalisation of a 0–255 batch, as the example's ``normalize_batch``."""
+    """ImageNet normalization of a 0–255 batch, as the example's ``normalize_batch``."""
     mean = batch.new_tensor(IMAGENET_MEAN).view(-1, 1, 1)
     std = batch.new_tensor(IMAGENET_STD).view(-1, 1, 1)
     return (batch / 255.0 - mean) / std
@@ -329,8 +329,8 @@ def run_training_bench(raw: dict, *, steps: int = 10, rounds: int = 3, warmup: i
         ref = results["reference"].tflops() or 0.0
         low = trainer.dtype != torch.float32
         out["peak_tflops"] = {"low_precision": peak_low, "fp32": peak_fp32}
-        out["utilisation"] = {"stylekit": sk / (peak_low if low else peak_fp32), "reference": ref / peak_fp32}
-    out["_model"] = trainer.model  # for the stylisation benchmark; dropped before writing JSON
+        out["utilization"] = {"stylekit": sk / (peak_low if low else peak_fp32), "reference": ref / peak_fp32}
+    out["_model"] = trainer.model  # for the stylization benchmark; dropped before writing JSON
     out["_dtype"] = trainer.dtype
     return out
 

@@ -1,4 +1,4 @@
-"""Model cards: what a trained network is, what it was trained on, and under which licence its style may be used.
+"""Model cards: what a trained network is, what it was trained on, and under which license its style may be used.
 
 Like torchvision's ``Weights.meta`` and Hugging Face model cards. The trainer builds one for every
 checkpoint (:func:`build_card`); it is kept in the checkpoint's ``meta.json`` (``"card"``) and in the
@@ -17,7 +17,13 @@ from typing import Any
 
 import yaml
 
-CARD_FORMAT = 1
+from .deprecation import moved
+
+# reading a checkpoint's card is the checkpoint module's job (it knows the files); the old path still works
+__getattr__ = moved(__name__, {"read_card": "stylekit.checkpoint:read_card"})
+
+#: 2: the style's license is ``license`` (format 1 spelled it ``licence``; :func:`upgrade_card` reads both)
+CARD_FORMAT = 2
 #: the key of the card (JSON) in safetensors metadata, ONNX metadata_props and TorchScript extra files
 METADATA_KEY = "model_card"
 CARD_FILE = "MODEL_CARD.md"
@@ -31,8 +37,8 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def style_entries(images: list[str], licence: str | None = None, attribution: str | None = None) -> list[dict]:
-    """Each style image's file name and sha256 (none for a file that cannot be read), with the recipe's licence
+def style_entries(images: list[str], license: str | None = None, attribution: str | None = None) -> list[dict]:
+    """Each style image's file name and sha256 (none for a file that cannot be read), with the recipe's license
     and attribution when it gives them. Only the name: the card travels, the training machine's paths need not."""
     entries = []
     for image in images:
@@ -41,7 +47,7 @@ def style_entries(images: list[str], licence: str | None = None, attribution: st
         except OSError:
             digest = None
         entry = {"name": Path(image).name, "sha256": digest}
-        entry.update({k: v for k, v in (("licence", licence), ("attribution", attribution)) if v})
+        entry.update({k: v for k, v in (("license", license), ("attribution", attribution)) if v})
         entries.append(entry)
     return entries
 
@@ -78,11 +84,28 @@ def card_summary(card: dict[str, Any]) -> dict[str, str]:
     """A few plain string entries beside the JSON, for viewers (e.g. Netron) that show ONNX metadata as it is."""
     style = card.get("style") or []
     plain = {"name": card.get("name"), "style": ", ".join(s.get("name", "?") for s in style),
-             "style_licence": "; ".join(dict.fromkeys(s["licence"] for s in style if s.get("licence"))),
+             "style_license": "; ".join(dict.fromkeys(s["license"] for s in style if s.get("license"))),
              "style_attribution": "; ".join(dict.fromkeys(s["attribution"] for s in style if s.get("attribution"))),
              "steps": (card.get("training") or {}).get("steps"),
              "stylekit_version": (card.get("versions") or {}).get("stylekit")}
     return {k: str(v) for k, v in plain.items() if v not in (None, "")}
+
+
+def upgrade_card(card: dict[str, Any]) -> dict[str, Any]:
+    """A card of any format in the current one: a format-1 card's ``licence`` (style entries and the recipe's
+    ``style``) becomes ``license``, so readers look up one key whatever wrote the file."""
+    card = dict(card)
+    if isinstance(card.get("style"), list):
+        card["style"] = [_renamed(entry, "licence", "license") for entry in card["style"]]
+    if isinstance(card.get("recipe"), dict) and isinstance(card["recipe"].get("style"), dict):
+        card["recipe"] = {**card["recipe"], "style": _renamed(card["recipe"]["style"], "licence", "license")}
+    return card
+
+
+def _renamed(entry: Any, old: str, new: str) -> Any:
+    if not isinstance(entry, dict) or old not in entry:
+        return entry
+    return {(new if k == old else k): v for k, v in entry.items() if not (k == old and new in entry)}
 
 
 def parse_card(text: str | None) -> dict[str, Any]:
@@ -91,26 +114,7 @@ def parse_card(text: str | None) -> dict[str, Any]:
         card = json.loads(text) if text else {}
     except ValueError:
         return {}
-    return card if isinstance(card, dict) else {}
-
-
-def read_card(model_file: str | Path) -> dict[str, Any]:
-    """The card of a ``model.safetensors`` (from its metadata, else its checkpoint's meta.json); {} without one."""
-    from .checkpoint import read_safetensors_header
-    from .errors import StylekitError
-    from .runs import META_FILE
-
-    model_file = Path(model_file)
-    try:
-        card = parse_card(read_safetensors_header(model_file)[0].get(METADATA_KEY))
-    except StylekitError:  # not a valid safetensors file: load_model says so
-        card = {}
-    if not card:
-        try:
-            card = json.loads((model_file.parent / META_FILE).read_text()).get("card") or {}
-        except (OSError, ValueError, AttributeError):
-            card = {}
-    return card if isinstance(card, dict) else {}
+    return upgrade_card(card) if isinstance(card, dict) else {}
 
 
 def _duration(seconds: float | None) -> str:
@@ -129,19 +133,20 @@ def card_markdown(card: dict[str, Any], usage: str = "") -> str:
     """``MODEL_CARD.md``: the card for people (the same facts as the JSON; ``usage`` says how to run the file)."""
     if not card:
         lines = ["# stylekit style-transfer network", "",
-                 "This checkpoint was written before stylekit recorded model cards: its style image, licence, "
+                 "This checkpoint was written before stylekit recorded model cards: its style image, license, "
                  "training and metrics are not known."]
         return "\n".join(lines + (["", "## Use", "", usage] if usage else [])) + "\n"
+    card = upgrade_card(card)
     training, metrics = card.get("training") or {}, card.get("final_metrics") or {}
     lines = [f"# {card.get('name') or card.get('recipe_name') or 'stylekit model'}", "",
              f"A feed-forward style-transfer network (Johnson et al. 2016) trained with stylekit from the recipe "
              f"`{card.get('recipe_name', '?')}`." + (f" {card['description']}" if card.get("description") else ""),
-             "", "## Style", "", "| image | sha256 | licence | attribution |", "|---|---|---|---|"]
+             "", "## Style", "", "| image | sha256 | license | attribution |", "|---|---|---|---|"]
     for entry in card.get("style") or []:
         lines.append(f"| {_cell(entry.get('name'))} | `{entry.get('sha256') or 'unknown'}` | "
-                     f"{_cell(entry.get('licence') or 'not given')} | {_cell(entry.get('attribution'))} |")
-    if not any(entry.get("licence") for entry in card.get("style") or []):
-        lines += ["", "The recipe gives no licence for the style image (`style.licence`): check its terms before "
+                     f"{_cell(entry.get('license') or 'not given')} | {_cell(entry.get('attribution'))} |")
+    if not any(entry.get("license") for entry in card.get("style") or []):
+        lines += ["", "The recipe gives no license for the style image (`style.license`): check its terms before "
                       "distributing images made with this model."]
     losses = ", ".join(f"{k} × {v:g}" if isinstance(v, (int, float)) else k
                        for k, v in (training.get("losses") or {}).items())

@@ -3,7 +3,7 @@
 Layout of ``RUN/checkpoints/step_0000500/``::
 
     model.safetensors   weights; metadata holds the format version and model options,
-                        so this one file is enough to stylise
+                        so this one file is enough to stylize
     meta.json           step, recipe (resolved), the metrics at that step and the model card
                         (stylekit.card; also in the safetensors metadata, so the model file carries it)
     train_state.pt      optimizer, RNG and loop state; loaded with ``weights_only=True``
@@ -38,8 +38,8 @@ import torch
 from pydantic import ValidationError
 from safetensors.torch import load_file, save_file
 
-from .card import card_metadata
-from .errors import CheckpointError
+from .card import METADATA_KEY, card_metadata, parse_card, upgrade_card
+from .errors import CheckpointError, StylekitError
 from .models.transformer import TransformerNet, TransformerOptions
 from .runs import META_FILE, MODEL_FILE, STATE_FILE, RunDir, atomic_write_text  # noqa: F401 (re-exported)
 
@@ -174,6 +174,21 @@ def read_safetensors_header(file: Path) -> tuple[dict[str, str], dict[str, tuple
     if position != data_size:
         raise bad(f"the tensors cover {position:,} of the {data_size:,} data bytes")
     return metadata, tensors
+
+
+def read_card(model_file: str | Path) -> dict[str, Any]:
+    """The card of a ``model.safetensors`` (from its metadata, else its checkpoint's meta.json); {} without one."""
+    model_file = Path(model_file)
+    try:
+        card = parse_card(read_safetensors_header(model_file)[0].get(METADATA_KEY))
+    except StylekitError:  # not a valid safetensors file: load_model says so
+        card = {}
+    if not card:
+        try:
+            card = json.loads((model_file.parent / META_FILE).read_text()).get("card") or {}
+        except (OSError, ValueError, AttributeError):
+            card = {}
+    return upgrade_card(card) if isinstance(card, dict) else {}
 
 
 def _model_options(file: Path, metadata: dict[str, str]) -> TransformerOptions:

@@ -281,7 +281,7 @@ def _train(recipe, set_, plugin, without, only, preset, resume, run_dir, no_prog
         return
     console.print(summary_table(result, title=f"{recipe_obj.name}: {result.run_dir}"))
     console.print(f"Run directory: [bold]{result.run_dir}[/] ({RUN_CONTENTS})")
-    console.print(f"Stylise with: stylekit stylize {result.run_dir} IMAGE -o OUT.png")
+    console.print(f"Stylize with: stylekit stylize {result.run_dir} IMAGE -o OUT.png")
 
 
 def _check_number(flag: str, value: int | None, minimum: int, meaning: str, maximum: int | None = None) -> None:
@@ -311,10 +311,10 @@ def stylize(
                                   help="auto (fp16 on CUDA, bf16 on CPUs with bf16 units, else fp32), fp32, fp16, bf16."),
     tile: Optional[int] = typer.Option(None, "--tile", help="Tile size for large images (default: 512 above "
                                        "~4 megapixels; 0: never tile; else at least 64)."),
-    overlap: int = typer.Option(64, "--overlap", help="Overlap of neighbouring tiles, blended with feathering."),
+    overlap: int = typer.Option(64, "--overlap", help="Overlap of neighboring tiles, blended with feathering."),
     batch: int = typer.Option(4, "--batch", help="Video frames per forward pass."),
 ) -> None:
-    """Stylise images of any size, and videos (audio kept), with a trained checkpoint."""
+    """Stylize images of any size, and videos (audio kept), with a trained checkpoint."""
     from .checkpoint import load_model, model_label
     from .runtime import check_device
     from .stylize import MIN_TILE, expand_inputs, plan_outputs, stylize_files
@@ -324,7 +324,7 @@ def stylize(
     _check_number("--max-size", max_size, 1, "the longer side in pixels after shrinking")
     if tile is not None and tile != 0:
         _check_number("--tile", tile, MIN_TILE, "the tile side in pixels (0 switches tiling off)")
-    _check_number("--overlap", overlap, 0, "pixels shared by neighbouring tiles")
+    _check_number("--overlap", overlap, 0, "pixels shared by neighboring tiles")
     if tile and overlap * 2 >= tile:
         raise StylekitError(f"--overlap {overlap}: must be less than half of --tile {tile}")
     _check_number("--batch", batch, 1, "video frames per forward pass")
@@ -352,16 +352,16 @@ def stylize(
         err_console.print(f"[yellow]skipped[/] {printable(describe_unreadable(path, exc))}", highlight=False,
                           soft_wrap=True)
 
-    with console.status("stylising…") as status:
+    with console.status("stylizing…") as status:
         written = stylize_files(
             model, files, output, max_size=max_size, device=device, precision=precision, tile=tile,
             overlap=overlap, batch=batch, label=label, on_error=on_error,
             on_done=lambda src, dst: console.print(printable(f"{src} → {dst}"), highlight=False),
             on_warning=lambda text: err_console.print(f"[yellow]warning:[/] {printable(text)}"),
-            on_frames=lambda done, total: status.update(f"stylising… frame {done}" + (f"/{total}" if total else "")))
+            on_frames=lambda done, total: status.update(f"stylizing… frame {done}" + (f"/{total}" if total else "")))
     console.print(f"{len(written)} file(s) written, {len(failures)} skipped")
     if failures and not written:
-        raise StylekitError(f"none of the {len(failures)} input(s) could be stylised (see the messages above); "
+        raise StylekitError(f"none of the {len(failures)} input(s) could be stylized (see the messages above); "
                             "give readable images or videos")
 
 
@@ -379,10 +379,10 @@ def bench(
     channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
                                                  help="Force NHWC on or off (default: the recipe's rule)."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile stylekit's networks."),
-    stylize_bench: bool = typer.Option(True, "--stylize/--no-stylize", help="Also time stylisation (512 px, 1080p)."),
+    stylize_bench: bool = typer.Option(True, "--stylize/--no-stylize", help="Also time stylization (512 px, 1080p)."),
     json_out: Path = typer.Option(Path("bench.json"), "--json", help="Where to write the results."),
 ) -> None:
-    """Time stylekit's training step against a plain fp32 pytorch/examples-style step, and stylisation."""
+    """Time stylekit's training step against a plain fp32 pytorch/examples-style step, and stylization."""
     import tempfile
 
     from .bench import bench_recipe, run_stylize_bench, run_training_bench, write_json
@@ -401,7 +401,7 @@ def bench(
             result = run_training_bench(raw, steps=steps, rounds=rounds, warmup=warmup,
                                         progress=lambda text: status.update(f"benchmarking: {text}"))
             if stylize_bench:
-                status.update("benchmarking: stylisation")
+                status.update("benchmarking: stylization")
                 result["stylize"] = run_stylize_bench(result["_model"], next(result["_model"].parameters()).device,
                                                       result["_dtype"])
     wide = Console(width=max(console.width, 120))  # the table has 9 columns; never squeeze them in a pipe
@@ -480,8 +480,7 @@ def export(
 ) -> None:
     """Export a trained transformer for deployment, with its model card (in the file and as MODEL_CARD.md beside
     it); ONNX is checked against PyTorch with onnxruntime."""
-    from .card import read_card
-    from .checkpoint import find_model_file, load_model
+    from .checkpoint import find_model_file, load_model, read_card
     from .export import (MAX_OPSET, MIN_OPSET, ONNX_TOLERANCE, export_onnx, export_safetensors, export_torchscript,
                          write_card)
 
@@ -530,7 +529,7 @@ def demo(
                                  "this first (0: full size)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps…"),
 ) -> None:
-    """Try models in the browser: a photo or webcam picture in, the stylised picture out (needs stylekit[demo])."""
+    """Try models in the browser: a photo or webcam picture in, the stylized picture out (needs stylekit[demo])."""
     from .demo import DemoEngine, build_app, model_choices, no_models_message, serve
 
     choices = model_choices(run, model)
@@ -574,7 +573,7 @@ def depth(
     weights_dir: Optional[Path] = WeightsDirOption,
     offline: bool = OfflineOption,
 ) -> None:
-    """Write what a depth network sees: a 16-bit PNG (nearer = brighter) and a colour preview per image."""
+    """Write what a depth network sees: a 16-bit PNG (nearer = brighter) and a color preview per image."""
     from pydantic import ValidationError
 
     from .config import format_validation_error, parse_override
@@ -643,7 +642,7 @@ def ablate(
     weights_dir: Optional[Path] = WeightsDirOption,
     offline: bool = OfflineOption,
 ) -> None:
-    """Run a grid of ablations (vary × without-each × seeds) and summarise it: table, contact sheet, trade-off plot.
+    """Run a grid of ablations (vary × without-each × seeds) and summarize it: table, contact sheet, trade-off plot.
 
     Re-running the same command skips finished runs and resumes interrupted ones.
     """
@@ -733,7 +732,7 @@ def plugins_new(
 @app.command()
 def evaluate(
     models: Optional[List[Path]] = typer.Argument(None, help="Checkpoints (run dir, checkpoint dir, model.safetensors) "
-                                                  "or folders of stylised images. Two: BASELINE CANDIDATE."),
+                                                  "or folders of stylized images. Two: BASELINE CANDIDATE."),
     content: Path = typer.Option(..., "--content", help="Folder of content images."),
     output: Path = typer.Option(Path("evaluation"), "--output", "-o", help="Output folder for metrics and report."),
     reference_dir: Optional[List[Path]] = typer.Option(None, "--reference-dir", help="Folder of images from another "
@@ -756,7 +755,7 @@ def evaluate(
     hed_option: Optional[List[str]] = typer.Option(None, "--hed-option", help="hed_vgg16 option KEY=VALUE (edges)."),
     bsds_gt: Optional[Path] = typer.Option(None, "--bsds-gt", help="BSDS500 groundTruth folder (*.mat)."),
     edge_threshold: float = typer.Option(0.5, "--edge-threshold", help="HED probability counted as an edge."),
-    thin: bool = typer.Option(False, "--thin", help="Thin binarised edges to one pixel before matching."),
+    thin: bool = typer.Option(False, "--thin", help="Thin binarized edges to one pixel before matching."),
     compare: Optional[bool] = typer.Option(None, "--compare/--no-compare", help="Report candidate − baseline with "
                                            "bootstrap CIs (default: on when exactly two sources)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=10, help="Bootstrap resamples."),

@@ -26,8 +26,8 @@ def bench_tables(result: dict[str, Any]) -> list[Table]:
                       _num(m["peak_memory_mb"], "{:.0f}"))
     table.add_section()
     table.add_row("stylekit / reference", "", "", f"{result['ratio']:.2f}×", "", "", "", "", "")
-    if "utilisation" in result:
-        u = result["utilisation"]
+    if "utilization" in result:
+        u = result["utilization"]
         table.add_row("of device peak", "", "", "", "", "", "",
                       f"{100 * u['stylekit']:.1f}% / {100 * u['reference']:.1f}%", "")
     if result.get("max_rss_mb"):
@@ -35,7 +35,7 @@ def bench_tables(result: dict[str, Any]) -> list[Table]:
                          f"{result['rounds']} interleaved rounds × {result['steps_per_round']} steps each")
     tables = [table]
     if "stylize" in result:
-        st = Table(title="Stylisation (one image at a time)")
+        st = Table(title="Stylization (one image at a time)")
         for column in ("size", "s/image", "megapixels/s", "peak MiB"):
             st.add_column(column, justify="right")
         for label, row in result["stylize"].items():

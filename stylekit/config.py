@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
@@ -39,7 +40,7 @@ class DataConfig(Section):
                                        "for scikit-image's bundled sample photographs.")
     image_size: int = Field(256, ge=16, description="Training crops are image_size × image_size (paper: 256).")
     crop: Literal["squash", "center", "random"] = Field(
-        "random", description="'squash': resize to a square (paper); 'center': resize short side, centre crop; "
+        "random", description="'squash': resize to a square (paper); 'center': resize short side, center crop; "
                               "'random': random scale (1–1.25×), crop and flip, seeded and resumable.")
     workers: int = Field(2, ge=0, description="DataLoader worker processes (0: load in the main process).")
     extensions: list[str] = Field(default_factory=lambda: [".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"],
@@ -53,12 +54,12 @@ class DataConfig(Section):
 class StyleConfig(Section):
     images: list[str] = Field(..., min_length=1, description="Style image path(s); several are averaged (Gram targets).")
     size: int = Field(256, ge=16, description="Style images are resized so their longer side is this many pixels.")
-    licence: str | None = Field(None, description="Licence of the style image(s), e.g. 'public domain' or "
+    license: str | None = Field(None, description="License of the style image(s), e.g. 'public domain' or "
                                                 "'CC BY-SA 4.0'; recorded in every checkpoint's model card and "
                                                 "in exported models. It describes `images`: change it with them.")
     attribution: str | None = Field(None, description="Who made the style image(s) and where they come from, e.g. "
                                                     "'Hokusai, The Great Wave off Kanagawa (c. 1831)'; recorded in "
-                                                    "model cards like the licence.")
+                                                    "model cards like the license.")
 
 
 class BackboneConfig(Section):
@@ -75,12 +76,12 @@ class OptimConfig(Section):
 class ScheduleConfig(Section):
     iterations: int = Field(40000, ge=1, description="Optimizer steps (paper: 40,000).")
     batch_size: int = Field(4, ge=1, description="Images per step (paper: 4).")
-    seed: int = Field(0, description="Seeds model initialisation, data order and augmentation.")
+    seed: int = Field(0, description="Seeds model initialization, data order and augmentation.")
 
 
 class LogConfig(Section):
     every: int = Field(10, ge=1, description="Write metrics (every term, raw and weighted) every N steps.")
-    sample_every: int = Field(200, ge=1, description="Write a sample grid (content | stylised) every N steps.")
+    sample_every: int = Field(200, ge=1, description="Write a sample grid (content | stylized) every N steps.")
     checkpoint_every: int = Field(500, ge=1, description="Write a checkpoint every N steps (and at the end).")
     keep_checkpoints: int = Field(3, ge=1, description="How many recent checkpoints to keep.")
     sample_images: list[str] = Field(default_factory=list,
@@ -139,6 +140,47 @@ class Recipe(Section):
 
 
 # -- loading ---------------------------------------------------------------
+
+#: recipe keys renamed for one spelling, old dotted key → new (same section). Recipes, presets and ``--set``
+#: with the old key work, with a FutureWarning; run folders written with it are read silently.
+RENAMED_KEYS = {"style.licence": "style.license"}
+
+
+def _spelling_warning(old: str, new: str, source: str) -> None:
+    warnings.warn(f"{source}: the key {old} is now spelled {new}; the old spelling still works",
+                  FutureWarning, stacklevel=4)
+
+
+def renamed_key(keys: list[str], source: str = "--set") -> list[str]:
+    """A dotted key (as a list) under its current name: ``style.licence`` → ``style.license``."""
+    for old, new in RENAMED_KEYS.items():
+        if keys[:len(old.split("."))] == old.split("."):
+            _spelling_warning(old, new, source)
+            return new.split(".") + keys[len(old.split(".")):]
+    return keys
+
+
+def upgrade_keys(raw: dict, source: str = "recipe", warn: bool = True) -> dict:
+    """``raw`` with every renamed key (:data:`RENAMED_KEYS`) under its new name; ``raw`` itself is unchanged."""
+    for old, new in RENAMED_KEYS.items():
+        *section, key = old.split(".")
+        node = raw
+        for part in section:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or key not in node:
+            continue
+        new_key = new.split(".")[-1]
+        if new_key in node:
+            raise ConfigError(f"{source}: give {new} only ({old} is its old spelling)")
+        if warn:
+            _spelling_warning(old, new, source)
+        raw = copy.deepcopy(raw)
+        node = raw
+        for part in section:
+            node = node[part]
+        node[new_key] = node.pop(key)
+    return raw
+
 
 PATH_KEYS: tuple[tuple[str, ...], ...] = (("data", "root"), ("data", "cache_dir"), ("style", "images"), ("plugins",), ("log", "sample_images"))
 
@@ -317,13 +359,14 @@ def parse_override(text: str, flag: str = "--set") -> tuple[list[str], Any]:
     if not match:
         raise ConfigError(f"{flag} {text!r}: expected KEY.PATH=VALUE, e.g. losses.style.weight=10")
     key, value_text = match.groups()
+    keys = renamed_key(key.split("."), flag)
     value = safe_yaml_load(value_text, f"{flag} {key}: the value {value_text!r}") if value_text.strip() else None
     if isinstance(value, str):
         try:  # YAML 1.1 reads "1e-5" as a string; users mean a number
             value = float(value) if re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", value) else value
         except ValueError:
             pass
-    return key.split("."), value
+    return keys, value
 
 
 def apply_overrides(raw: dict, overrides: Iterable[str]) -> dict:
@@ -420,6 +463,7 @@ def format_validation_error(exc: ValidationError, prefix: str = "", model: type[
 
 def validate_recipe(raw: dict, registry=None) -> Recipe:
     """Validate the recipe and every component's options; returns it with options filled with defaults."""
+    raw = upgrade_keys(raw)
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:

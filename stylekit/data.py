@@ -19,7 +19,7 @@ from torch.utils.data import Dataset, Sampler
 from .config import BUILTIN_PREFIX
 from .errors import ConfigError, ImageError
 
-#: scikit-image's bundled colour/grey photographs (shipped in its wheel: no download)
+#: scikit-image's bundled color/gray photographs (shipped in its wheel: no download)
 SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
                   "hubble_deep_field.jpg", "camera.png", "brick.png", "grass.png", "gravel.png")
 
@@ -60,7 +60,7 @@ def list_images(root: str | Path, extensions: Sequence[str] = (".jpg", ".jpeg", 
 
 
 def load_rgb(path: str | Path, max_side: int | None = None) -> Image.Image:
-    """Open any image as 8-bit RGB: EXIF rotation applied; grey, palette, CMYK converted; alpha over white.
+    """Open any image as 8-bit RGB: EXIF rotation applied; gray, palette, CMYK converted; alpha over white.
 
     ``max_side`` shrinks (never enlarges) so the longer side is at most that. An RGB file costs one decoded
     copy (4 bytes per pixel in Pillow), no more, so huge images stay affordable. Pillow's decompression-bomb
@@ -79,7 +79,7 @@ def load_rgb(path: str | Path, max_side: int | None = None) -> Image.Image:
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
-    """Any PIL image as 8-bit RGB: grey, palette, CMYK and 16-bit converted; alpha composited over white."""
+    """Any PIL image as 8-bit RGB: gray, palette, CMYK and 16-bit converted; alpha composited over white."""
     if img.mode == "RGB":
         return img
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
@@ -288,7 +288,7 @@ class ResumableSampler(Sampler):
 # -- synthetic images (benchmarks, tests, examples: no data set needed) ----------------
 
 def synthetic_array(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """An H×W×3 float array in [0, 255]: colour gradients plus a few discs, so images have edges and texture."""
+    """An H×W×3 float array in [0, 255]: color gradients plus a few discs, so images have edges and texture."""
     yy, xx = np.mgrid[0:height, 0:width]
     base = np.stack([xx / width, yy / height, (xx + yy) / (width + height)], -1) * rng.uniform(80, 255, 3)
     for _ in range(3):

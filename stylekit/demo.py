@@ -1,6 +1,6 @@
 """``stylekit demo``: try trained models in the browser (a Gradio app; ``pip install "stylekit[demo]"``).
 
-A photo (upload, webcam or clipboard) → the stylised picture, with a model picker over the runs in a folder
+A photo (upload, webcam or clipboard) → the stylized picture, with a model picker over the runs in a folder
 and the models shipped with stylekit, a strength slider that blends with the photo, and a PNG download.
 The app is for a trusted local network: it binds to 127.0.0.1 unless told otherwise, never opens a share
 link and sends no analytics (Gradio's telemetry and version check are off).
@@ -84,7 +84,7 @@ def no_models_message(folder: str | os.PathLike | None = None) -> str:
 
 
 class DemoEngine:
-    """Loads models on first use and stylises photos; the last few full-strength results are kept, so the
+    """Loads models on first use and stylizes photos; the last few full-strength results are kept, so the
     strength slider only re-blends."""
 
     def __init__(self, *, device: str = "auto", max_size: int | None = 1024, output_dir: Path | None = None):
@@ -104,7 +104,7 @@ class DemoEngine:
         return self._models[file]
 
     def stylize(self, photo: str | os.PathLike, source: str, strength: float) -> tuple[np.ndarray, Path]:
-        """The photo file (as the browser sent it) → (stylised H×W×3 uint8, a PNG of it to download)."""
+        """The photo file (as the browser sent it) → (stylized H×W×3 uint8, a PNG of it to download)."""
         with self._lock:
             return self._stylize(photo, source, strength)
 
@@ -147,7 +147,7 @@ class DemoEngine:
 def _short_name(source: str) -> str:
     """``runs/quickstart/checkpoints/step_0000400/model.safetensors`` → ``quickstart``; ``wave`` → ``wave``."""
     parts = [p for p in Path(source).parts if p not in ("checkpoints", "model.safetensors") and not p.startswith("step_")]
-    return parts[-1].removesuffix(zoo.SUFFIX) if parts else "stylised"
+    return parts[-1].removesuffix(zoo.SUFFIX) if parts else "stylized"
 
 
 def _gradio():
@@ -161,7 +161,7 @@ def _gradio():
 
 def build_app(choices: list[Choice], engine: DemoEngine, *, refresh: Callable[[], list[Choice]] | None = None):
     """The Gradio Blocks app. Its API endpoint ``/stylize`` takes (photo file, model source, strength) and
-    returns (stylised image, PNG file), which is what the tests call through ``gradio_client``."""
+    returns (stylized image, PNG file), which is what the tests call through ``gradio_client``."""
     gr = _gradio()
 
     def run(photo: str | None, source: str | None, strength: float) -> tuple[Any, Any]:
@@ -183,7 +183,7 @@ def build_app(choices: list[Choice], engine: DemoEngine, *, refresh: Callable[[]
         return gr.Dropdown(choices=[(c.label, c.source) for c in fresh])
 
     size_note = (f"Photos larger than {engine.max_size} px on the longer side are scaled down first "
-                 "(`stylekit demo --max-size`)." if engine.max_size else "Photos are stylised at full size.")
+                 "(`stylekit demo --max-size`)." if engine.max_size else "Photos are stylized at full size.")
     with gr.Blocks(title="stylekit demo", analytics_enabled=False) as app:
         gr.Markdown("## stylekit demo\nPick a model, give a photo, and download the result. " + size_note)
         with gr.Row(equal_height=True):
@@ -192,14 +192,14 @@ def build_app(choices: list[Choice], engine: DemoEngine, *, refresh: Callable[[]
                                 info="Runs with a checkpoint, and the models shipped with stylekit")
             rescan_button = gr.Button("Rescan runs", scale=1, size="sm")
             strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Strength", scale=3,
-                                 info="0: the photo, 1: fully stylised")
+                                 info="0: the photo, 1: fully stylized")
         with gr.Row():
             photo = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], label="Photo",
                              elem_id="photo")
-            result = gr.Image(type="numpy", format="png", label="Stylised", interactive=False,
+            result = gr.Image(type="numpy", format="png", label="Stylized", interactive=False,
                               buttons=["download", "fullscreen"], elem_id="result")
         with gr.Row():
-            button = gr.Button("Stylise", variant="primary", elem_id="stylize")
+            button = gr.Button("Stylize", variant="primary", elem_id="stylize")
             download = gr.DownloadButton("Download PNG", elem_id="download")
         inputs, outputs = [photo, model, strength], [result, download]
         button.click(run, inputs, outputs, api_name="stylize")

@@ -217,7 +217,7 @@ def export_safetensors(model: TransformerNet, source: str | Path, path: str | Pa
 
 
 def write_card(card: dict, exported: str | Path, format_: str) -> Path:
-    """``MODEL_CARD.md`` beside the exported file (what it is, its style's licence, how it was trained, how to run it);
+    """``MODEL_CARD.md`` beside the exported file (what it is, its style's license, how it was trained, how to run it);
     ``NAME.md`` for a safetensors model file, so several can share a folder (``stylekit/models/pretrained/``)."""
     exported = Path(exported)
     out = exported.parent / (f"{exported.stem}.md" if format_ == "safetensors" else CARD_FILE)

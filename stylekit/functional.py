@@ -161,16 +161,16 @@ def align_scale_shift(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tens
     count = m.sum(dims, keepdim=True).clamp_min(1)
     mean_p = (pred * m).sum(dims, keepdim=True) / count
     mean_t = (target * m).sum(dims, keepdim=True) / count
-    centred = pred - mean_p
-    cov = (centred * (target - mean_t) * m).sum(dims, keepdim=True)
-    var = (centred ** 2 * m).sum(dims, keepdim=True)
+    centered = pred - mean_p
+    cov = (centered * (target - mean_t) * m).sum(dims, keepdim=True)
+    var = (centered ** 2 * m).sum(dims, keepdim=True)
     flat = var <= 1e-12 * (pred ** 2 * m).sum(dims, keepdim=True)  # constant up to rounding
     scale = torch.where(flat, torch.zeros_like(var), cov / torch.where(flat, torch.ones_like(var), var))
     return scale * pred + (mean_t - scale * mean_p)
 
 
 def normalize_min_max(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    r"""Min–max normalisation of each item to [0, 1]: :math:`(x - \min x) / \max(\max x - \min x, \epsilon)`.
+    r"""Min–max normalization of each item to [0, 1]: :math:`(x - \min x) / \max(\max x - \min x, \epsilon)`.
 
     A flat map (range below ``eps``) becomes 0.
 
@@ -179,7 +179,7 @@ def normalize_min_max(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
         eps: the smallest range divided by.
 
     Returns:
-        the normalised maps, same dtype.
+        the normalized maps, same dtype.
 
     Shape:
         - x: :math:`(N, *)`

@@ -37,7 +37,7 @@ def stylekit_depth_networks() -> list[type]:
 def stylekit_metrics() -> list[type]:
     """Return evaluation-metric classes (subclasses of :class:`stylekit.Metric`).
 
-    A metric scores stylised images against their content images, one value per image;
+    A metric scores stylized images against their content images, one value per image;
     ``stylekit evaluate`` reports every registered metric.
     """
 

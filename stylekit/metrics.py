@@ -1,10 +1,10 @@
 """Evaluation metrics as a plugin kind (hook ``stylekit_metrics``): one base class for the built-in metrics and
 for plugins' alike.
 
-A metric compares stylised images with the content images they came from and returns one value per image,
+A metric compares stylized images with the content images they came from and returns one value per image,
 for each of its :attr:`Metric.columns`; ``stylekit evaluate`` computes every registered metric (or those
-named with ``--metrics``), summarises each column over images and compares models. A simple metric sets
-``name`` and implements ``forward(content, stylised) -> (N,)``: it reports one column named after itself,
+named with ``--metrics``), summarizes each column over images and compares models. A simple metric sets
+``name`` and implements ``forward(content, stylized) -> (N,)``: it reports one column named after itself,
 lower is better unless it sets ``better = "higher"``. A metric with several columns declares them and
 implements :meth:`Metric.compute`. Metrics that look through pretrained networks get them from the
 evaluation's shared cache in :meth:`Metric.prepare` (``self.networks``, see
@@ -60,7 +60,7 @@ class Metric(Component, nn.Module):
     """Base class: set ``name`` (and ``Options``, a :class:`MetricOptions` subclass) and implement ``forward`` or,
     for several columns, declare ``columns`` and implement :meth:`compute`.
 
-    ``metric(content, stylised)`` takes two N×3×H×W RGB batches in [0, 255] of the same size and returns a
+    ``metric(content, stylized)`` takes two N×3×H×W RGB batches in [0, 255] of the same size and returns a
     float tensor of shape (N,): its first column.
     """
 
@@ -111,12 +111,12 @@ class Metric(Component, nn.Module):
             return set()
         return set().union(*(self.networks.identities(role) for role in self.uses))
 
-    def forward(self, content: torch.Tensor, stylised: torch.Tensor) -> torch.Tensor:
+    def forward(self, content: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
         """The first column, one value per image: shape (N,)."""
         if type(self).compute is Metric.compute:
             raise NotImplementedError(f"{type(self).__name__} implements neither forward() nor compute()")
-        return self.compute(content, stylised)[self.columns[0].key]
+        return self.compute(content, stylized)[self.columns[0].key]
 
-    def compute(self, content: torch.Tensor, stylised: torch.Tensor, **context: Any) -> dict[str, torch.Tensor]:
+    def compute(self, content: torch.Tensor, stylized: torch.Tensor, **context: Any) -> dict[str, torch.Tensor]:
         """Every column, ``{key: (N,)}``; ``context`` holds extras such as BSDS ``boundaries`` (ignored by default)."""
-        return {self.columns[0].key: self(content, stylised)}
+        return {self.columns[0].key: self(content, stylized)}

@@ -7,7 +7,7 @@ A run folder holds::
     status.json           running / finished / failed / interrupted, step, reason, pid and host
     metrics.jsonl         one line per logged step: every term, unweighted and weighted (logger ``jsonl``)
     tensorboard/          event files (logger ``tensorboard``); any logger's own folder is named after it
-    samples/step_N.png    content | stylised grids
+    samples/step_N.png    content | stylized grids
     loss_curves.png
     checkpoints/step_N/   model.safetensors, meta.json, train_state.pt (see stylekit.checkpoint)
     checkpoints/latest    the name of the newest complete checkpoint
@@ -38,7 +38,7 @@ from typing import Any, Iterable, Sequence
 
 from rich.table import Table
 
-from .config import safe_yaml_load
+from .config import RENAMED_KEYS, safe_yaml_load, upgrade_keys
 from .errors import StylekitError
 from .runlock import FileLock, Holder, RunLockedError, lock_holder, process_alive
 
@@ -128,7 +128,7 @@ def safe_name(text: str, limit: int = 120) -> str:
 #: where runs go, speed settings, which device, names and notes. Run names leave changes to them out, in
 #: ``stylekit train`` and ``stylekit ablate`` alike. (``precision`` and ``data.cache_dir`` do change results.)
 NAME_IGNORED_KEYS = ("log", "output_dir", "performance", "data.workers", "device", "name", "description",
-                     "plugins", "preset", "presets", "extends", "style.licence", "style.attribution")
+                     "plugins", "preset", "presets", "extends", "style.license", "style.attribution")
 #: Run names longer than this end in a hash of the full name instead (``stylekit runs`` stays one line a run).
 NAME_LIMIT = 60
 #: prefixes left out of names where the rest is unambiguous: ``losses.style.weight`` → ``style.weight``
@@ -137,6 +137,7 @@ _NAME_PREFIXES = ("losses.", "schedule.")
 
 def changes_model(key: str) -> bool:
     """Whether a ``--set`` of dotted ``key`` can change the trained network (see :data:`NAME_IGNORED_KEYS`)."""
+    key = RENAMED_KEYS.get(key, key)
     return not any(key == k or key.startswith(k + ".") for k in NAME_IGNORED_KEYS)
 
 
@@ -231,7 +232,7 @@ def environment_info() -> dict[str, Any]:
     import torch
     import torchvision
 
-    from . import __version__
+    from .version import __version__
 
     info = {"stylekit": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
             "timm": timm.__version__, "python": platform.python_version()}
@@ -411,7 +412,8 @@ class RunDir:
             data = safe_yaml_load(self.inside(self.config).read_text(), str(self.config)) or {}
         except (OSError, StylekitError):
             return {}
-        return data if isinstance(data, dict) else {}
+        # a run written before a key was renamed reads as if written now (no warning: nothing to change)
+        return upgrade_keys(data, str(self.config), warn=False) if isinstance(data, dict) else {}
 
     def read_info(self) -> dict[str, Any]:
         return read_json(self.inside(self.info))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from . import __version__
+from .version import __version__
 from .errors import StylekitError
 
 KINDS = ("loss", "backbone", "depth")

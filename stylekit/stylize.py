@@ -137,7 +137,7 @@ def _tile_for(h: int, w: int, tile: int | None) -> int:
 @torch.no_grad()
 def stylize_tensor(model: TransformerNet, image: torch.Tensor, *, dtype: torch.dtype = torch.float32,
                    tile: int | None = None, overlap: int = 64) -> torch.Tensor:
-    """1×3×H×W in [0, 255] (any H, W ≥ 1) → same shape, stylised, on the CPU.
+    """1×3×H×W in [0, 255] (any H, W ≥ 1) → same shape, stylized, on the CPU.
 
     ``tile``: None tiles automatically above ~4 megapixels (512 px tiles); 0 never tiles.
     """
@@ -151,7 +151,7 @@ def stylize_tensor(model: TransformerNet, image: torch.Tensor, *, dtype: torch.d
 
 def stylize_image(model: TransformerNet, image: Image.Image, *, dtype: torch.dtype = torch.float32,
                   tile: int | None = None, overlap: int = 64) -> Image.Image:
-    """A PIL RGB image → the stylised PIL image. Tiled, the result is assembled from finished rows of tiles
+    """A PIL RGB image → the stylized PIL image. Tiled, the result is assembled from finished rows of tiles
     straight into the 8-bit output, so beyond the network's memory a huge image costs its input and output
     images (4 bytes per pixel each in Pillow) and one row of tiles."""
     w, h = image.size
@@ -172,7 +172,7 @@ def stylize_files(model: TransformerNet, files: list[Path], out: Path | None, *,
                   device: str = "auto", precision: str = "auto", tile: int | None = None, overlap: int = 64,
                   batch: int = 4, label: str = "stylized", on_error=None, on_done=None, on_warning=None,
                   on_frames=None) -> list[Path]:
-    """Stylise each image or video into ``out`` (see :func:`plan_outputs`). Bad files are reported."""
+    """Stylize each image or video into ``out`` (see :func:`plan_outputs`). Bad files are reported."""
     targets = plan_outputs(files, out, label)
     dev = pick_device(device, "--device")
     model = model.to(dev).eval()

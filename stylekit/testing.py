@@ -52,7 +52,7 @@ def random_images(count: int = 2, size: tuple[int, int] = (32, 32), seed: int = 
 
 
 def tiny_recipe(root: str | Path, **overrides: Any) -> dict:
-    """A complete raw recipe for a seconds-long CPU run with a randomly initialised VGG-16.
+    """A complete raw recipe for a seconds-long CPU run with a randomly initialized VGG-16.
 
     ``root`` gets a ``content/`` folder and a ``style.jpg``; keyword arguments deep-merge
     onto the recipe (e.g. ``losses={"tv": {"weight": 0.0}}``).
@@ -83,9 +83,9 @@ def tiny_recipe(root: str | Path, **overrides: Any) -> dict:
 # -- tiny networks ------------------------------------------------------------
 
 class TinyVGGOptions(BackboneOptions):
-    weights: str = Field("random", description="Only 'random': seeded random initialisation.")
+    weights: str = Field("random", description="Only 'random': seeded random initialization.")
     width: int = Field(4, ge=1, description="Channels of the first block; later blocks use 2× (capped at 4×).")
-    seed: int = Field(0, description="Seed of the random initialisation.")
+    seed: int = Field(0, description="Seed of the random initialization.")
 
 
 class TinyVGG(Backbone):
@@ -122,8 +122,8 @@ class TinyVGG(Backbone):
 
 
 class TinyDepthOptions(DepthOptions):
-    weights: str = Field("random", description="Only 'random': seeded random initialisation.")
-    seed: int = Field(0, description="Seed of the random initialisation.")
+    weights: str = Field("random", description="Only 'random': seeded random initialization.")
+    seed: int = Field(0, description="Seed of the random initialization.")
 
 
 class TinyDepth(DepthNetwork):
@@ -341,10 +341,10 @@ def check_metric(metric_cls, options: dict | None = None, *, zero_for_identical:
     assert metric_cls.name, f"{metric_cls.__name__} has no `name`"
     check_options(metric_cls.Options, options)
     metric = metric_cls(options)
-    content, stylised = random_images(2, seed=1), random_images(2, seed=2)
+    content, stylized = random_images(2, seed=1), random_images(2, seed=2)
     with torch.no_grad():
-        value = _finite_per_image(metric(content, stylised), 2, f"{metric_cls.__name__}")
-        single = torch.cat([metric(content[i:i + 1], stylised[i:i + 1]) for i in range(2)])
+        value = _finite_per_image(metric(content, stylized), 2, f"{metric_cls.__name__}")
+        single = torch.cat([metric(content[i:i + 1], stylized[i:i + 1]) for i in range(2)])
         assert torch.allclose(single, value, rtol=1e-4, atol=atol), (
             f"{metric_cls.__name__}: values depend on the rest of the batch ({value.tolist()} vs {single.tolist()})")
         if zero_for_identical:
@@ -384,7 +384,7 @@ def check_logger(logger_cls, options: dict | None = None, *, root: str | Path | 
     run.logger_dir(logger_cls.name)  # raises for a name that cannot be a folder
     recipe = tiny_recipe(root)
     images = random_images(2, seed=3)
-    grid = image_grid([[image, image.flip(-1)] for image in images], column_titles=["content", "stylised"])
+    grid = image_grid([[image, image.flip(-1)] for image in images], column_titles=["content", "stylized"])
     logged, loggers = [], []
     for resumed_at, steps, status in ((None, (1, 2, 3), "finished"), (2, (3,), "interrupted")):
         logger = logger_cls(options)

@@ -1,4 +1,4 @@
-"""Stylise very large images tile by tile, with overlapping, feathered tiles, so memory stays bounded.
+"""Stylize very large images tile by tile, with overlapping, feathered tiles, so memory stays bounded.
 
 Each tile is run through the network on its own and written into a float accumulator
 with a weight that ramps linearly from ~0 to 1 across the overlap on every side that
@@ -8,9 +8,9 @@ rows stream out (:func:`tiled_bands`), so a huge image never exists in float.
 
 With a batch-norm (eval) network the result equals the untiled one wherever a pixel is
 farther from every tile edge than the network's receptive field. With instance norm
-(the default) each tile is normalised with its own statistics, so colours and contrast
+(the default) each tile is normalized with its own statistics, so colors and contrast
 can shift slightly from tile to tile; feathering blends those shifts over the overlap
-(no hard seam), but tiled and untiled outputs differ by a few grey levels overall. Use
+(no hard seam), but tiled and untiled outputs differ by a few gray levels overall. Use
 larger tiles to reduce the difference.
 """
 
@@ -42,7 +42,7 @@ def tile_spans(length: int, tile: int, overlap: int, align: int = 4) -> list[tup
 
 
 def feather(size: int, start: int, total: int, overlap: int) -> torch.Tensor:
-    """1-D weights of one tile: a linear ramp over the overlap on sides that have a neighbour."""
+    """1-D weights of one tile: a linear ramp over the overlap on sides that have a neighbor."""
     weight = torch.ones(size)
     ramp = (torch.arange(overlap, dtype=torch.float32) + 0.5) / overlap if overlap > 0 else torch.ones(0)
     n = min(overlap, size)

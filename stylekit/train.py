@@ -101,7 +101,7 @@ class Trainer:
         if self.dist.is_main:  # first: a logger that cannot work (a missing package) stops the run before any work
             self.loggers = LoggerSet.build(r.log.loggers, r.log.logger_options, self.registry)
             # what every checkpoint's model card says about the style and the software (read once)
-            self.card_style = style_entries(r.style.images, r.style.licence, r.style.attribution)
+            self.card_style = style_entries(r.style.images, r.style.license, r.style.attribution)
             self.versions = environment_info()
         self.model = TransformerNet(r.model).to(self.device)
         perf = r.performance
@@ -237,7 +237,7 @@ class Trainer:
             for image in self.samples:
                 rows.append([image[0], self.model(image.to(self.device))[0].float().cpu()])
         self.model.train(was_training)
-        grid = image_grid(rows, column_titles=["content", "stylised"], cell=256,
+        grid = image_grid(rows, column_titles=["content", "stylized"], cell=256,
                           title=f"{self.recipe.name} - step {self.step}")
         out = self.run.sample_file(self.step)
         out.parent.mkdir(exist_ok=True)

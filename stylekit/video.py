@@ -1,6 +1,6 @@
-"""Stylise videos frame by frame with imageio-ffmpeg's bundled ffmpeg; the original audio is kept.
+"""Stylize videos frame by frame with imageio-ffmpeg's bundled ffmpeg; the original audio is kept.
 
-Frames are decoded as RGB, stylised in small batches, encoded as H.264 (yuv420p), and the
+Frames are decoded as RGB, stylized in small batches, encoded as H.264 (yuv420p), and the
 source's first audio track is muxed back in (copied; re-encoded to AAC when the container
 needs it; left out with a warning when neither works).
 """

@@ -1,4 +1,4 @@
-"""Pictures people look at: labelled image grids and loss curves."""
+"""Pictures people look at: labeled image grids and loss curves."""
 
 from __future__ import annotations
 

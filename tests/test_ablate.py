@@ -146,7 +146,7 @@ def test_dry_run_shows_plan_with_estimate_and_runs_nothing(recipe_file, tmp_path
 
 # -- running grids -------------------------------------------------------------
 
-def test_interrupted_grid_resumes_and_summarises(recipe_file, tmp_path, monkeypatch):
+def test_interrupted_grid_resumes_and_summarizes(recipe_file, tmp_path, monkeypatch):
     """Phase 1 runs part of the grid and is interrupted; phase 2 (the full grid) runs only what is missing."""
     out = tmp_path / "grid"
     original = Trainer.train_step
@@ -270,5 +270,5 @@ def test_train_and_ablate_name_a_run_alike(recipe_file, tmp_path):
 
 
 def test_ablate_needs_the_jsonl_logger(recipe_file):
-    with pytest.raises(ConfigError, match=r"summarises runs from their metrics.jsonl, so keep jsonl"):
+    with pytest.raises(ConfigError, match=r"summarizes runs from their metrics.jsonl, so keep jsonl"):
         expand_grid(recipe_file, ["losses.style.weight=10"], overrides=["log.loggers=[tensorboard]"])

@@ -76,10 +76,10 @@ def test_each_kind_comes_back_as_it_went_in(run_dir, net):
     assert out.dtype == torch.uint8 and out.shape == (3, 13, 21)
 
 
-def test_grey_and_transparent_inputs_are_made_rgb(run_dir):
+def test_gray_and_transparent_inputs_are_made_rgb(run_dir):
     model = stylekit.load(run_dir)
-    grey = np.full((10, 12), 90, np.uint8)
-    assert model.stylize(grey).shape == (10, 12, 3)
+    gray = np.full((10, 12), 90, np.uint8)
+    assert model.stylize(gray).shape == (10, 12, 3)
     rgba = Image.new("RGBA", (12, 10), (255, 0, 0, 0))  # fully transparent: composited over white
     np.testing.assert_array_equal(np.asarray(model.stylize(rgba, strength=0.0)), np.full((10, 12, 3), 255))
 
@@ -99,7 +99,7 @@ def test_strength_blends_with_the_content(run_dir):
     (np.zeros((3, 8, 8), np.uint8), r"got shape \(3, 8, 8\)"),
     (torch.zeros(1, 1, 8, 8), r"got shape \(1, 1, 8, 8\)"),
     (torch.zeros(3, 8, 8, dtype=torch.int64), "torch.int64"),
-    ([[0, 0, 0]], "cannot stylise a builtins.list"),
+    ([[0, 0, 0]], "cannot stylize a builtins.list"),
 ])
 def test_bad_images_get_a_specific_error(run_dir, bad, message):
     with pytest.raises(ImageInputError, match=message):

@@ -99,7 +99,7 @@ def test_run_names_leave_out_what_cannot_change_the_model():
 
     cadence = ["log.every=1", "log.checkpoint_every=50", "log.loggers=[jsonl,tensorboard]", "output_dir=/tmp/x",
                "performance.compile=true", "performance.channels_last=false", "data.workers=8", "device=cuda:1",
-               "description=try", "style.licence=CC0"]
+               "description=try", "style.license=CC0"]
     assert run_name("quickstart", cadence) == "quickstart"
     assert run_name("quickstart", [*cadence, "losses.depth.weight=10", "precision=bf16", "data.image_size=64"]) \
         == "quickstart-data.image_size=64-depth.weight=10-precision=bf16"

@@ -12,11 +12,11 @@ from stylekit.testing import make_images
 
 
 def test_modes_are_converted_to_rgb(tmp_path):
-    Image.new("L", (10, 8), 77).save(tmp_path / "grey.png")
+    Image.new("L", (10, 8), 77).save(tmp_path / "gray.png")
     Image.new("RGBA", (10, 8), (255, 0, 0, 0)).save(tmp_path / "clear.png")
     Image.new("CMYK", (10, 8), (0, 255, 0, 0)).save(tmp_path / "cmyk.jpg")
     Image.new("P", (10, 8), 3).save(tmp_path / "palette.gif")
-    assert np.asarray(load_rgb(tmp_path / "grey.png"))[0, 0].tolist() == [77, 77, 77]
+    assert np.asarray(load_rgb(tmp_path / "gray.png"))[0, 0].tolist() == [77, 77, 77]
     assert np.asarray(load_rgb(tmp_path / "clear.png"))[0, 0].tolist() == [255, 255, 255]  # alpha over white
     cmyk = np.asarray(load_rgb(tmp_path / "cmyk.jpg"))[0, 0]
     assert cmyk[1] < 40 and cmyk[0] > 200  # magenta

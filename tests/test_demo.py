@@ -1,7 +1,7 @@
 """`stylekit demo`: the model picker, the app through Gradio's Python client, and once in a real headless browser.
 
 The servers run on 127.0.0.1 inside the test (marker `loopback`: any other address still fails the test), with
-a tiny randomly initialised checkpoint; the browser test drives Debian's Chromium through Selenium and skips
+a tiny randomly initialized checkpoint; the browser test drives Debian's Chromium through Selenium and skips
 with a reason where either is missing.
 """
 
@@ -118,7 +118,7 @@ def expected(photo: Path, strength: float) -> np.ndarray:
 
 @pytest.mark.loopback
 @GRADIO_WARNINGS
-def test_client_gets_the_stylised_photo_at_each_strength(server, tmp_path):
+def test_client_gets_the_stylized_photo_at_each_strength(server, tmp_path):
     from gradio_client import Client, handle_file
 
     url, photo = server
@@ -144,8 +144,8 @@ def skip_unless(condition, reason: str) -> None:
 
 @pytest.mark.loopback
 @GRADIO_WARNINGS
-def test_browser_upload_shows_and_downloads_the_stylised_photo(server, tmp_path):
-    """A real headless Chromium: upload the photo, see the stylised picture, click Download PNG."""
+def test_browser_upload_shows_and_downloads_the_stylized_photo(server, tmp_path):
+    """A real headless Chromium: upload the photo, see the stylized picture, click Download PNG."""
     skip_unless(CHROMIUM and CHROMEDRIVER, "needs Chromium and its driver: apt-get install chromium chromium-driver")
     skip_unless(importlib.util.find_spec("selenium"), "needs Selenium: pip install selenium")
     from selenium import webdriver

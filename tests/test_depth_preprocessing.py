@@ -107,7 +107,7 @@ def test_the_network_is_fed_the_authors_size_and_the_map_comes_back(name, monkey
         assert image.grad.abs().sum() > 0  # differentiable, as training needs
 
 
-def test_pad_option_keeps_the_previous_behaviour(monkeypatch):
+def test_pad_option_keeps_the_previous_behavior(monkeypatch):
     net = MidasSmall({"weights": "random", "resize": "pad"})
     fed = []
     monkeypatch.setattr(net, "infer", lambda x: fed.append(tuple(x.shape[-2:])) or x.mean(1, keepdim=True))
@@ -122,7 +122,7 @@ def test_input_size_scales_the_target():
 
 
 def _cv2_inter_cubic(image: np.ndarray, h: int, w: int) -> np.ndarray:
-    """OpenCV's INTER_CUBIC on a float image, written from its definition: half-pixel centres, Keys
+    """OpenCV's INTER_CUBIC on a float image, written from its definition: half-pixel centers, Keys
     kernel with a = −0.75, 4×4 taps, coordinates clamped at the border (no antialiasing)."""
     def weights(t):
         a = -0.75

@@ -58,7 +58,7 @@ def depth_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def shared_networks(depth_file) -> EvalNetworks:
-    """Built once per module: random VGGs are slow to initialise on 2 cores."""
+    """Built once per module: random VGGs are slow to initialize on 2 cores."""
     registry = get_registry()
     return EvalNetworks(registry, depth=NetworkSpec.of("depth", "torchscript", {"weights": str(depth_file),
                                                                                 "input_size": None}),
@@ -321,6 +321,6 @@ def test_shrinking_bsds_boundaries_keeps_thin_lines():
     from stylekit.evaluate.runner import resize_boundaries
 
     b = torch.zeros(321, 481, dtype=torch.bool)
-    b[100, :] = True  # one-pixel line: nearest-neighbour shrinking would drop it in places
+    b[100, :] = True  # one-pixel line: nearest-neighbor shrinking would drop it in places
     small = resize_boundaries(b, (214, 320))
     assert small.shape == (214, 320) and bool(small.any(0).all())

@@ -75,8 +75,8 @@ def test_normalized_layers_count_alike_whatever_their_activation_scale(reduction
     plain.set_style([Features({Tap("small"): s, Tap("big"): 100 * s})])
     gram = gram_matrix(s)
     norm = gram.pow(2).mean() if reduction == "mean" else gram.pow(2).sum()
-    unnormalised = plain(batch_with({"small": o, "big": 100 * o}, {}))
-    assert torch.allclose(one(batch_with({"small": o}, {})) * norm * (1 + 1e8), unnormalised, rtol=1e-3)
+    unnormalized = plain(batch_with({"small": o, "big": 100 * o}, {}))
+    assert torch.allclose(one(batch_with({"small": o}, {})) * norm * (1 + 1e8), unnormalized, rtol=1e-3)
 
 
 def test_style_target_of_several_images_is_mean_gram():

@@ -25,12 +25,12 @@ INTRINSIC = Path(__file__).resolve().parents[1] / "plugins" / "stylekit-intrinsi
 
 
 class MeanShift(stylekit.Metric):
-    """Distance between mean colours."""
+    """Distance between mean colors."""
 
     name = "mean_shift"
 
-    def forward(self, content, stylised):
-        return (content.mean((2, 3)) - stylised.mean((2, 3))).norm(dim=1)
+    def forward(self, content, stylized):
+        return (content.mean((2, 3)) - stylized.mean((2, 3))).norm(dim=1)
 
 
 def test_one_base_class_and_the_old_path_warns():
@@ -45,7 +45,7 @@ def test_one_base_class_and_the_old_path_warns():
 
 
 def test_a_forward_only_metric_reports_one_column_named_after_it():
-    assert MeanShift.columns == (Column("mean_shift", "mean_shift", "Distance between mean colours.", "", "", "lower"),)
+    assert MeanShift.columns == (Column("mean_shift", "mean_shift", "Distance between mean colors.", "", "", "lower"),)
     images = torch.zeros(2, 3, 8, 8), torch.full((2, 3, 8, 8), 3.0)
     assert torch.equal(MeanShift().compute(*images)["mean_shift"], MeanShift()(*images))
 
@@ -106,7 +106,7 @@ def test_a_broken_plugin_metric_is_reported_not_fatal(tmp_path):
 
     plugin = tmp_path / "broken_metric.py"
     plugin.write_text("import stylekit\n\n\nclass Broken(stylekit.Metric):\n    \"\"\"Always fails.\"\"\"\n\n"
-                      "    name = 'broken'\n\n    def forward(self, content, stylised):\n"
+                      "    name = 'broken'\n\n    def forward(self, content, stylized):\n"
                       "        raise RuntimeError('no luck')\n\n\n@stylekit.hookimpl\ndef stylekit_metrics():\n"
                       "    return [Broken]\n")
     make_images(tmp_path / "content", count=1, size=(24, 24))

@@ -94,8 +94,8 @@ METRIC_PLUGIN = textwrap.dedent('''
         """Mean absolute pixel difference."""
         name = "mean_abs"
 
-        def forward(self, content, stylised):
-            return (content - stylised).abs().flatten(1).mean(1)
+        def forward(self, content, stylized):
+            return (content - stylized).abs().flatten(1).mean(1)
 
     @stylekit.hookimpl
     def stylekit_metrics():
@@ -120,41 +120,41 @@ DERIVED_PLUGIN = textwrap.dedent('''
     import torch
     import stylekit
 
-    class GreyStyle(stylekit.LossTerm):
-        """Gram loss on the greyscale of ŷ: features of a derived image, through the run's Perception."""
-        name = "grey_style"
+    class GrayStyle(stylekit.LossTerm):
+        """Gram loss on the grayscale of ŷ: features of a derived image, through the run's Perception."""
+        name = "gray_style"
 
         def prepare(self, context):
             super().prepare(context)
             with torch.no_grad():
-                grey = context.style_images[0].mean(1, keepdim=True).expand(-1, 3, -1, -1)
-                f = self.perception.extract(grey, [stylekit.Tap("relu1_2")])["relu1_2"]
+                gray = context.style_images[0].mean(1, keepdim=True).expand(-1, 3, -1, -1)
+                f = self.perception.extract(gray, [stylekit.Tap("relu1_2")])["relu1_2"]
             self.target = stylekit.functional.gram_matrix(f)
 
         def forward(self, batch):
-            grey = batch.output.mean(1, keepdim=True).expand(-1, 3, -1, -1)
-            f = self.perception.extract(grey, [stylekit.Tap("relu1_2")])["relu1_2"]
+            gray = batch.output.mean(1, keepdim=True).expand(-1, 3, -1, -1)
+            f = self.perception.extract(gray, [stylekit.Tap("relu1_2")])["relu1_2"]
             return (stylekit.functional.gram_matrix(f) - self.target).pow(2).sum((1, 2))
 
     @stylekit.hookimpl
     def stylekit_loss_terms():
-        return [GreyStyle]
+        return [GrayStyle]
 ''')
 
 
 def test_terms_reach_the_runs_perception_through_prepare(tmp_path):
-    path = tmp_path / "grey.py"
+    path = tmp_path / "gray.py"
     path.write_text(DERIVED_PLUGIN)
     registry = PluginManager([path], entry_points=False).registry
-    check_term(registry.get("loss", "grey_style"))
+    check_term(registry.get("loss", "gray_style"))
     registry = PluginManager([path, "stylekit.testing"], entry_points=False).registry
     raw = tiny_recipe(tmp_path, plugins=[str(path), "stylekit.testing"], backbone={"name": "tiny_vgg"},
-                      losses={"grey_style": {"weight": 1.0}},
+                      losses={"gray_style": {"weight": 1.0}},
                       schedule={"iterations": 2}, log={"sample_every": 2, "checkpoint_every": 2})
     trainer = Trainer(validate_recipe(raw, registry), tmp_path / "run", registry=registry, show_progress=False)
     result = trainer.fit()
-    assert "grey_style" in result.final
-    term = next(t for t in trainer.composer.terms if t.key == "grey_style")
+    assert "gray_style" in result.final
+    term = next(t for t in trainer.composer.terms if t.key == "gray_style")
     assert term.perception is trainer.perception
     assert not any("perception" in name for name, _ in term.named_modules())  # not a submodule of the term
 

@@ -1,4 +1,4 @@
-"""Tiled stylisation of large images (feathered overlaps) and video stylisation with audio kept."""
+"""Tiled stylization of large images (feathered overlaps) and video stylization with audio kept."""
 
 import subprocess
 
@@ -34,7 +34,7 @@ def _texture(h: int, w: int, gradient: float = 0.0) -> torch.Tensor:
 
 
 def _profile_jump(diff: torch.Tensor) -> float:
-    """Largest step between neighbouring columns/rows of the mean difference: a seam shows up as a step."""
+    """Largest step between neighboring columns/rows of the mean difference: a seam shows up as a step."""
     cols = diff.mean(dim=(0, 1, 2)).diff().abs().max()
     rows = diff.mean(dim=(0, 1, 3)).diff().abs().max()
     return float(max(cols, rows))
@@ -72,7 +72,7 @@ def test_tiling_is_exact_away_from_tile_edges_with_batch_norm():
 
 
 def test_tiling_with_instance_norm_has_no_seam():
-    # Instance norm normalises each tile with its own statistics, so tiled ≠ untiled; feathering must keep
+    # Instance norm normalizes each tile with its own statistics, so tiled ≠ untiled; feathering must keep
     # the difference smooth (no step at tile borders, unlike hard-edged tiles) and small on a texture.
     net, img = _net("instance"), _texture(250, 330)
     with torch.no_grad():
@@ -122,7 +122,7 @@ def _has_audio(path) -> bool:
     return "Audio:" in proc.stderr
 
 
-def test_video_is_stylised_frame_by_frame_with_audio(tmp_path):
+def test_video_is_stylized_frame_by_frame_with_audio(tmp_path):
     pytest.importorskip("imageio_ffmpeg")
     from stylekit.video import frame_count
 

@@ -1,4 +1,4 @@
-"""Ablation grids: expand ``--vary`` × ``--without-each`` × seeds into runs, run them, summarise.
+"""Ablation grids: expand ``--vary`` × ``--without-each`` × seeds into runs, run them, summarize.
 
 - :mod:`.grid`: the grid (parsing ``--vary``, expansion, validation, de-duplication, names);
 - :mod:`.plan`: what each run needs given its folder (start, skip, resume…) and the time estimate;

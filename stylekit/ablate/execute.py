@@ -27,7 +27,7 @@ from .grid import Grid
 from .plan import Action, format_duration
 
 def visible_gpus() -> list[str]:
-    """CUDA device ids a child may be given (honouring an existing CUDA_VISIBLE_DEVICES)."""
+    """CUDA device ids a child may be given (honoring an existing CUDA_VISIBLE_DEVICES)."""
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     if env is not None:
         return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
@@ -184,8 +184,8 @@ def run_parallel(grid: Grid, actions: Sequence[Action], jobs: int, console: Cons
                     outcomes.append(outcome)
                     progress.remove_task(task)
                     progress.advance(overall)
-                    colour = "green" if outcome.state == "finished" else "red"
-                    progress.console.print(f"[{colour}]{outcome.state}[/] {action.run.name} "
+                    color = "green" if outcome.state == "finished" else "red"
+                    progress.console.print(f"[{color}]{outcome.state}[/] {action.run.name} "
                                            f"({format_duration(outcome.seconds)})"
                                            + (f": {outcome.reason.splitlines()[0]}" if outcome.reason else ""))
     except KeyboardInterrupt:

@@ -195,7 +195,7 @@ def expand_grid(recipe_path: str | Path, vary: Iterable[str] = (), without_each:
                     run_overrides.append(f"schedule.seed={seed}")
                 _, config = _resolved(recipe_path, [*overrides, *run_overrides], without, plugins, registry)
                 if JsonlLogger.name not in config["log"]["loggers"]:
-                    raise ConfigError(f"log.loggers is {config['log']['loggers']}: stylekit ablate summarises runs "
+                    raise ConfigError(f"log.loggers is {config['log']['loggers']}: stylekit ablate summarizes runs "
                                       f"from their metrics.jsonl, so keep {JsonlLogger.name} in it, e.g. "
                                       f"--set log.loggers=[{JsonlLogger.name},tensorboard]")
                 label_parts = [f"{s.short}={text}" for s, (text, _) in zip(specs, combo)]

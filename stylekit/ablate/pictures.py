@@ -1,4 +1,4 @@
-"""The grid's pictures: a contact sheet (rows = runs, columns = the same images stylised) and the
+"""The grid's pictures: a contact sheet (rows = runs, columns = the same images stylized) and the
 trade-off plot (each final loss or eval metric against each varied parameter, mean ± std over seeds)."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def contact_images(grid: Grid, source: Path | None, count: int) -> list[Path]:
 
 def contact_sheet(grid: Grid, records: Sequence[RunRecord], images: Sequence[Path], out: Path,
                   size: int = 256, device: str = "cpu") -> Path:
-    """Rows = runs (labelled with what varies), columns = the same images stylised by each run."""
+    """Rows = runs (labeled with what varies), columns = the same images stylized by each run."""
     from PIL import Image
 
     from ..checkpoint import load_model
@@ -112,16 +112,16 @@ def tradeoff_plot(grid: Grid, records: Sequence[RunRecord], out: Path) -> Path |
                 means = [sum(by_x[x]) / len(by_x[x]) for x in xs]
                 stds = [(sum((v - m) ** 2 for v in by_x[x]) / max(1, len(by_x[x]) - 1)) ** 0.5 if len(by_x[x]) > 1
                         else 0.0 for x, m in zip(xs, means)]
-                colour = f"C{g_index % 10}"  # one colour per group in every panel
+                color = f"C{g_index % 10}"  # one color per group in every panel
                 line = ax.errorbar(xs, means, yerr=stds if any(stds) else None, marker="o", ms=4, capsize=3,
-                                   lw=1.5, color=colour)
+                                   lw=1.5, color=color)
                 legend.setdefault(group_label(others, group_key), line)
                 if any(stds) and numeric and len(xs) > 1:
                     lo = [m - s for m, s in zip(means, stds)]
                     hi = [m + s for m, s in zip(means, stds)]
-                    ax.fill_between(xs, lo, hi, alpha=0.15, color=colour)
+                    ax.fill_between(xs, lo, hi, alpha=0.15, color=color)
             if not any_point:
-                ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes, color="grey")
+                ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes, color="gray")
             if numeric:
                 xs_all = sorted({float(r.values[param]) for r in grid.runs})
                 positive = [x for x in xs_all if x > 0]

@@ -1,7 +1,7 @@
 """Perception backbones: frozen feature extractors tapped by layer name.
 
 Every image tensor in stylekit is RGB, float, in [0, 255], shaped N×3×H×W.
-A backbone does its own input normalisation, so callers never need to know
+A backbone does its own input normalization, so callers never need to know
 which convention the pretrained weights expect.
 """
 

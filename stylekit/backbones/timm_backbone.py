@@ -36,7 +36,7 @@ class TimmOptions(BackboneOptions):
 
 
 class TimmBackbone(Backbone):
-    """Any timm model (features_only); normalisation from its pretrained config."""
+    """Any timm model (features_only); normalization from its pretrained config."""
 
     name = "timm"
     Options = TimmOptions

@@ -57,7 +57,7 @@ def tap_sequential(stack: nn.Sequential, names: list[str], x: torch.Tensor,
 
 
 class VGGBackbone(Backbone):
-    """Shared machinery for VGG-style stacks; subclasses build ``features`` and normalise input."""
+    """Shared machinery for VGG-style stacks; subclasses build ``features`` and normalize input."""
 
     arch: ClassVar[str] = "vgg16"
 
@@ -65,7 +65,7 @@ class VGGBackbone(Backbone):
         super().__init__(options)
         import torchvision
 
-        # Built on the meta device: torchvision would otherwise randomly initialise the 100M-parameter classifier
+        # Built on the meta device: torchvision would otherwise randomly initialize the 100M-parameter classifier
         # we never use (seconds per run). The convolutions get torchvision's own init, then load_weights().
         with torch.device("meta"):
             features = getattr(torchvision.models, self.arch)(weights=None).features

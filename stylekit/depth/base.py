@@ -78,7 +78,7 @@ class DepthNetwork(FrozenNetwork):
     @classmethod
     def shared_encoder(cls, options: ComponentOptions | dict[str, Any] | None = None) -> NetworkSpec | None:
         """The backbone whose instance can be this network's encoder when built with ``options`` (same
-        architecture, same weights, same input normalisation), or None (the default): the network has its own.
+        architecture, same weights, same input normalization), or None (the default): the network has its own.
 
         A network that names one accepts ``encoder=<that backbone>`` in its constructor and implements
         :meth:`encoder_layers` and :meth:`decode`.
@@ -121,7 +121,7 @@ class DepthNetwork(FrozenNetwork):
                 known[size] = False
         return known[size]
 
-    # -- shared behaviour -----------------------------------------------------
+    # -- shared behavior -----------------------------------------------------
     @property
     def layer_names(self) -> list[str]:
         return [OUTPUT_LAYER, *self.intermediate_layers()]

@@ -139,7 +139,7 @@ class DepthAnythingV2(DepthNetwork):
                 f"put the model folder at <DIR>/{source.rsplit('/', 1)[-1]} with --weights-dir DIR, or pass a "
                 "local model folder as `weights`."
             ) from exc
-        # transformers only warns (and initialises randomly) where the files lack weights; stylekit refuses
+        # transformers only warns (and initializes randomly) where the files lack weights; stylekit refuses
         bad = {k: list(info.get(k) or ()) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
         if any(bad.values()):
             raise WeightsMismatchError(

@@ -19,10 +19,10 @@ and ``_4channels``). The port's May 2017 code (``blockH``/``_4channels``/``final
 32-wide middle in ``Channels4``'s second branch) does not load: stylekit names the mismatching keys.
 
 Preprocessing (``test_on_one_image.py`` of the port): ``Image.resize((320, 240))`` — the image is squashed
-to 320×240 whatever its aspect — then ``ToTensor`` ([0, 1], no normalisation); the map goes back to the
+to 320×240 whatever its aspect — then ``ToTensor`` ([0, 1], no normalization); the map goes back to the
 image size with another ``Image.resize``. PIL's default filter for ``resize`` is BICUBIC since Pillow 7
 (2020; NEAREST before, when the script was written); stylekit uses that bicubic filter (torch's antialiased
-bicubic equals PIL's) on both ways, without the script's 8-bit quantisation of the map.
+bicubic equals PIL's) on both ways, without the script's 8-bit quantization of the map.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ HOURGLASS_WEIGHTS = WeightsFile(
     url=f"https://raw.githubusercontent.com/{REPOSITORY}/{RELEASE_COMMIT}/src/results/Best_model_period1.pt",
     no_checksum="no sha256 is published for this file; it is checked against the git blob id that the "
                 "repository's tree records for src/results/Best_model_period1.pt",
-    license=f"no licence file in {REPOSITORY}; research code after Chen et al. 2016 (NIPS)",
+    license=f"no license file in {REPOSITORY}; research code after Chen et al. 2016 (NIPS)",
     how_to_get=f"The PyTorch port's released model, in the GitHub repository {REPOSITORY} at "
                "src/results/Best_model_period1.pt (a whole pickled Model of its models/hourglass.py: 5.37 M "
                "float32 weights and statistics, about 22 MB; stylekit reads it without running pickled code).",
@@ -190,7 +190,7 @@ class HourglassDepth(DepthNetwork):
     """Chen et al. 2016 (NIPS) hourglass, relative depth: the PyTorch port's released model, read safely.
 
     Preprocessing as the port's ``src/experiment/test_on_one_image.py``: squash to 320×240 (PIL bicubic),
-    RGB in [0, 1], no normalisation; the map is resized back with PIL's bicubic filter.
+    RGB in [0, 1], no normalization; the map is resized back with PIL's bicubic filter.
     """
 
     name = "hourglass"

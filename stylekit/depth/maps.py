@@ -1,4 +1,4 @@
-"""Pictures of relative depth maps (their alignment and normalisation are in :mod:`stylekit.functional`)."""
+"""Pictures of relative depth maps (their alignment and normalization are in :mod:`stylekit.functional`)."""
 
 from __future__ import annotations
 
@@ -19,17 +19,17 @@ def nearness(depth_map: torch.Tensor, output_kind: str) -> torch.Tensor:
 
 
 def to_png16(near01: torch.Tensor) -> Image.Image:
-    """H×W map in [0, 1] (nearer = brighter) → 16-bit greyscale PNG image."""
+    """H×W map in [0, 1] (nearer = brighter) → 16-bit grayscale PNG image."""
     array = (near01.detach().float().clamp(0, 1).cpu().numpy() * 65535).round().astype(np.uint16)
     return Image.fromarray(array)
 
 
 def colorize(near01: torch.Tensor, cmap: str = "magma") -> Image.Image:
-    """H×W map in [0, 1] → RGB preview with a perceptual colour map (bright = near)."""
+    """H×W map in [0, 1] → RGB preview with a perceptual color map (bright = near)."""
     import matplotlib
 
-    colours = matplotlib.colormaps[cmap](near01.detach().float().clamp(0, 1).cpu().numpy())[..., :3]
-    return Image.fromarray((colours * 255).round().astype(np.uint8))
+    colors = matplotlib.colormaps[cmap](near01.detach().float().clamp(0, 1).cpu().numpy())[..., :3]
+    return Image.fromarray((colors * 255).round().astype(np.uint8))
 
 
 def save_depth_maps(network, image: torch.Tensor, out_dir, stem: str) -> tuple:

@@ -2,7 +2,7 @@
 
 :func:`run_evaluation` is the whole pipeline (the CLI is a thin wrapper): open the sources, read what each
 model was trained through, choose a depth judge independent of that (:mod:`.judges`), build the networks,
-compute every registered metric (or those asked for) per (source, image), summarise with BCa bootstrap CIs,
+compute every registered metric (or those asked for) per (source, image), summarize with BCa bootstrap CIs,
 optionally compare a candidate with a baseline, and write metrics.json/.csv, report.md/.html and the figures.
 """
 
@@ -22,15 +22,16 @@ from .judges import (DEPTH_JUDGES, DepthJudge, Trained, choose_depth_judge, head
                      trained_through, weights_of)
 from .metrics import BUILTIN_METRICS, NOT_IMPLEMENTED, EvalNetworks, all_columns, metrics_markdown
 from .runner import (MIN_RELIABLE_N, EvalResult, EvalSettings, EvaluationError, Source, compare, evaluate,
-                     open_source, summarise)
+                     open_source, summarize)
 
 __all__ = ["BUILTIN_METRICS", "Column", "DEPTH_JUDGES", "DepthJudge", "EvalNetworks", "EvalResult", "EvalSettings",
            "EvaluationError", "MIN_RELIABLE_N", "MetricUnavailable", "Source", "all_columns", "compare",
            "depth_judge", "evaluate", "metrics_markdown", "open_source", "parse_options", "run_evaluation",
-           "select_metrics", "summarise"]
+           "select_metrics", "summarize"]
 
-# stylekit.Metric is the one metric base class; the old path still works, with a DeprecationWarning.
-__getattr__ = moved(__name__, {"Metric": "stylekit.metrics:Metric"})
+# stylekit.Metric is the one metric base class, and summarise is spelled summarize; the old names still work,
+# with a DeprecationWarning.
+__getattr__ = moved(__name__, {"Metric": "stylekit.metrics:Metric", "summarise": "stylekit.evaluate:summarize"})
 
 
 def parse_options(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
@@ -108,7 +109,7 @@ def run_evaluation(models: Sequence[str | Path], content: str | Path, out: str |
     settings = settings or EvalSettings()
     registry = get_registry(plugins)
     if not models and not reference_dirs:
-        raise EvaluationError("nothing to evaluate: give checkpoints or folders of stylised images "
+        raise EvaluationError("nothing to evaluate: give checkpoints or folders of stylized images "
                               "(and/or --reference-dir)")
     content = Path(content).expanduser()
     if not content.exists():
@@ -142,7 +143,7 @@ def run_evaluation(models: Sequence[str | Path], content: str | Path, out: str |
                       settings=settings, progress=progress, warn=warn, metric_classes=metric_classes,
                       not_implemented=not_implemented)
     result.header = header_lines(judge, trained, result.metrics, loss_backbone, registry)
-    summary = summarise(result, settings)
+    summary = summarize(result, settings)
     comparison = None
     if compare_models or (compare_models is None and len(sources) == 2):
         if len(sources) < 2:

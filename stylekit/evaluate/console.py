@@ -51,8 +51,8 @@ def print_results(console: Console, output) -> None:
         for column in COMPARISON_HEADER:
             ctable.add_column(column)
         for row in comparison_rows(c["rows"]):
-            colour = {"better": "green", "worse": "red"}.get(row[-1].split(" ")[0])
-            ctable.add_row(*row[:-1], f"[{colour}]{row[-1]}[/]" if colour else row[-1])
+            color = {"better": "green", "worse": "red"}.get(row[-1].split(" ")[0])
+            ctable.add_row(*row[:-1], f"[{color}]{row[-1]}[/]" if color else row[-1])
         console.print(ctable)
         warning = small_sample_warning(c["rows"])
         if warning:

@@ -1,7 +1,7 @@
 """Pure tensor functions behind the evaluation metrics: no networks, so each has a known answer to test.
 
 Images are stylekit images (N×3×H×W, RGB, [0, 255]); maps are N×1×H×W. The maths shared with training
-(scale-and-shift alignment, min–max normalisation) is in :mod:`stylekit.functional`.
+(scale-and-shift alignment, min–max normalization) is in :mod:`stylekit.functional`.
 """
 
 from __future__ import annotations
@@ -15,20 +15,21 @@ import torch.nn.functional as F
 from .. import functional as common
 from ..deprecation import moved
 
-__getattr__ = moved(__name__, {"align_scale_shift": "stylekit.functional:align_scale_shift"})
+__getattr__ = moved(__name__, {"align_scale_shift": "stylekit.functional:align_scale_shift",
+                               "binarise_edges": "stylekit.evaluate.functional:binarize_edges"})
 
 EPS = 1e-8
 
 
 # -- depth ------------------------------------------------------------------------------------------------
-def depth_rmse(content_inv: torch.Tensor, stylised_inv: torch.Tensor) -> torch.Tensor:
-    """RMSE between content inverse depth normalised to [0, 1] and the aligned stylised inverse depth (N,)."""
+def depth_rmse(content_inv: torch.Tensor, stylized_inv: torch.Tensor) -> torch.Tensor:
+    """RMSE between content inverse depth normalized to [0, 1] and the aligned stylized inverse depth (N,)."""
     target = common.normalize_min_max(content_inv.double(), EPS)
-    aligned = common.align_scale_shift(stylised_inv.double(), target)
+    aligned = common.align_scale_shift(stylized_inv.double(), target)
     return (aligned - target).pow(2).flatten(1).mean(1).sqrt().float()
 
 
-def ordinal_agreement(content_inv: torch.Tensor, stylised_inv: torch.Tensor, pairs: int = 5000, seed: int = 0,
+def ordinal_agreement(content_inv: torch.Tensor, stylized_inv: torch.Tensor, pairs: int = 5000, seed: int = 0,
                       tie: float = 0.01) -> torch.Tensor:
     """Fraction of random pixel pairs whose depth order is the same in both maps (N,); 1 = all kept.
 
@@ -37,7 +38,7 @@ def ordinal_agreement(content_inv: torch.Tensor, stylised_inv: torch.Tensor, pai
     """
     n = content_inv.shape[0]
     c = common.normalize_min_max(content_inv.double(), EPS)
-    c, s = c.reshape(n, -1), stylised_inv.double().reshape(n, -1)
+    c, s = c.reshape(n, -1), stylized_inv.double().reshape(n, -1)
     gen = torch.Generator().manual_seed(seed)
     i = torch.randint(0, c.shape[1], (pairs,), generator=gen)
     j = torch.randint(0, c.shape[1], (pairs,), generator=gen)
@@ -61,7 +62,7 @@ def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
     return F.max_pool2d(mask.float(), 2 * radius + 1, stride=1, padding=radius) > 0.5
 
 
-def binarise_edges(prob: torch.Tensor, threshold: float = 0.5, thin: bool = False) -> torch.Tensor:
+def binarize_edges(prob: torch.Tensor, threshold: float = 0.5, thin: bool = False) -> torch.Tensor:
     """Edge probability → boolean map; ``thin`` reduces each edge to one pixel wide (skimage ``thin``)."""
     edges = prob >= threshold
     if thin:
@@ -117,7 +118,7 @@ def spectral_residual_saliency(images: torch.Tensor, width: int = 64, sigma: flo
     """Spectral-residual saliency (Hou & Zhang, CVPR 2007), in [0, 1] per image, at the input size: N×1×H×W.
 
     Luma downscaled to ``width`` px wide; residual R = log|FFT| − 3×3 mean of log|FFT|; saliency =
-    Gaussian-blurred |IFFT(exp(R + i·phase))|², min–max normalised. Classical, no weights.
+    Gaussian-blurred |IFFT(exp(R + i·phase))|², min–max normalized. Classical, no weights.
     """
     h, w = images.shape[-2:]
     small_h = max(8, round(h * width / w))

@@ -1,12 +1,12 @@
 """stylekit's built-in evaluation metrics, registered through the public ``stylekit_metrics`` hook like a plugin's.
 
 Each is a :class:`stylekit.Metric`; one that yields several columns (precision/recall/F…) returns them all
-from ``compute`` and ``metric(content, stylised)`` returns its headline column. Each column is described by
+from ``compute`` and ``metric(content, stylized)`` returns its headline column. Each column is described by
 a :class:`~stylekit.metrics.Column` (formula, network, range, direction), the single source of
 docs/metrics.md and the report's glossary.
 
 Metrics reach their networks through :class:`EvalNetworks`, which gets each from the same cache as
-training (:class:`~stylekit.features.Perception`) and memoises their last outputs, so the content
+training (:class:`~stylekit.features.Perception`) and memoizes their last outputs, so the content
 image's depth and edges are computed once however many models are compared.
 """
 
@@ -55,7 +55,7 @@ class _Memo:
 
 
 class EvalNetworks:
-    """The frozen networks metrics share, by role: a depth network, HED, a loss backbone (built lazily, memoised).
+    """The frozen networks metrics share, by role: a depth network, HED, a loss backbone (built lazily, memoized).
 
     Instances come from a :class:`~stylekit.features.Perception`, the cache training uses too: each
     distinct spec is built once (``--backbone hed_vgg16`` gives edges and losses one HED), and an
@@ -132,12 +132,12 @@ class EvalNetworks:
 # -- depth ------------------------------------------------------------------------------------------------------
 class DepthOptions(MetricOptions):
     pairs: int = Field(5000, ge=1, description="Random pixel pairs for ordinal agreement.")
-    tie: float = Field(0.01, ge=0, description="Skip pairs whose normalised content inverse depths differ by less.")
+    tie: float = Field(0.01, ge=0, description="Skip pairs whose normalized content inverse depths differ by less.")
     seed: int = Field(0, description="Seed of the pixel pairs (the same pairs for every model).")
 
 
 class DepthPreservation(base.Metric):
-    """Does the stylised image still read as the same 3-D layout to a depth network?"""
+    """Does the stylized image still read as the same 3-D layout to a depth network?"""
 
     name = "depth"
     title = "Depth preservation"
@@ -145,7 +145,7 @@ class DepthPreservation(base.Metric):
     uses = ("depth",)
     columns = (
         Column("depth_rmse", "depth RMSE",
-               "d = content inverse depth min–max normalised to [0, 1]; d̂ = s·D(ŷ)+t with (s, t) the per-image "
+               "d = content inverse depth min–max normalized to [0, 1]; d̂ = s·D(ŷ)+t with (s, t) the per-image "
                "least-squares fit to d; RMSE = sqrt(mean((d̂ − d)²))", "depth network", "[0, 1] (0 = same depth)",
                "lower"),
         Column("depth_ordinal", "depth ordinal agreement",
@@ -153,8 +153,8 @@ class DepthPreservation(base.Metric):
                "order in D(ŷ) equals that in D(x)", "depth network", "[0, 1] (0.5 = chance)", "higher"),
     )
 
-    def compute(self, content, stylised, **context):
-        dc, ds = self.networks.depth(content), self.networks.depth(stylised)
+    def compute(self, content, stylized, **context):
+        dc, ds = self.networks.depth(content), self.networks.depth(stylized)
         o = self.options
         return {"depth_rmse": Fm.depth_rmse(dc, ds),
                 "depth_ordinal": Fm.ordinal_agreement(dc, ds, o.pairs, o.seed, o.tie)}
@@ -163,13 +163,13 @@ class DepthPreservation(base.Metric):
 # -- edges ------------------------------------------------------------------------------------------------------
 class EdgeOptions(MetricOptions):
     threshold: float = Field(0.5, ge=0, le=1, description="HED probability at or above which a pixel is an edge.")
-    thin: bool = Field(False, description="Thin binarised edges to one pixel before matching.")
+    thin: bool = Field(False, description="Thin binarized edges to one pixel before matching.")
     tolerance: float = Field(0.0075, gt=0, description="Matching radius as a fraction of the image diagonal (BSDS).")
     spurious_factor: float = Field(3.0, ge=1, description="Spurious edges: no content edge within this × the radius.")
 
 
 def _edge_maps(networks: EvalNetworks, images: torch.Tensor, o: EdgeOptions) -> torch.Tensor:
-    return Fm.binarise_edges(networks.edges(images), o.threshold, o.thin)
+    return Fm.binarize_edges(networks.edges(images), o.threshold, o.thin)
 
 
 class EdgePreservation(base.Metric):
@@ -187,13 +187,13 @@ class EdgePreservation(base.Metric):
         Column("edge_recall", "edge recall", "R = |E(x) ∧ dilate_r(E(ŷ))| / |E(x)| (1 if E(x) is empty)",
                "HED (hed_vgg16)", "[0, 1]", "higher"),
         Column("edge_spurious", "spurious-edge ratio",
-               "|E(ŷ) ∧ ¬dilate_3r(E(x))| / |E(ŷ)|: stylised edge pixels with no content edge within 3r",
+               "|E(ŷ) ∧ ¬dilate_3r(E(x))| / |E(ŷ)|: stylized edge pixels with no content edge within 3r",
                "HED (hed_vgg16)", "[0, 1]", "lower"),
     )
 
-    def compute(self, content, stylised, **context):
+    def compute(self, content, stylized, **context):
         o = self.options
-        ec, es = _edge_maps(self.networks, content, o), _edge_maps(self.networks, stylised, o)
+        ec, es = _edge_maps(self.networks, content, o), _edge_maps(self.networks, stylized, o)
         r = Fm.tolerance_radius(*content.shape[-2:], o.tolerance)
         prf = Fm.edge_prf(es, ec, r)
         return {"edge_f": prf["f"], "edge_precision": prf["precision"], "edge_recall": prf["recall"],
@@ -201,7 +201,7 @@ class EdgePreservation(base.Metric):
 
 
 class BoundaryAgreement(base.Metric):
-    """HED edges of the stylised image against BSDS500 human boundaries (union of annotators)."""
+    """HED edges of the stylized image against BSDS500 human boundaries (union of annotators)."""
 
     name = "bsds"
     title = "BSDS500 boundaries"
@@ -216,13 +216,13 @@ class BoundaryAgreement(base.Metric):
         Column("bsds_recall", "BSDS recall", "|GT ∧ dilate_r(E(ŷ))| / |GT|", "HED (hed_vgg16)", "[0, 1]", "higher"),
     )
 
-    def compute(self, content, stylised, *, boundaries: torch.Tensor | None = None, **context):
-        n = stylised.shape[0]
+    def compute(self, content, stylized, *, boundaries: torch.Tensor | None = None, **context):
+        n = stylized.shape[0]
         if boundaries is None:
             nan = torch.full((n,), float("nan"))
             return {c.key: nan for c in self.columns}
         o = self.options
-        es = _edge_maps(self.networks, stylised, o)
+        es = _edge_maps(self.networks, stylized, o)
         gt = boundaries.bool().reshape(n, 1, *boundaries.shape[-2:])
         if gt.shape[-2:] != es.shape[-2:]:
             gt = F.interpolate(gt.float(), size=es.shape[-2:], mode="nearest") > 0.5
@@ -252,7 +252,7 @@ class SaliencyOptions(MetricOptions):
 
 
 class SaliencyPreservation(base.Metric):
-    """Does the stylised image draw the eye to the same places (Liu et al. 2017 §4.5)?"""
+    """Does the stylized image draw the eye to the same places (Liu et al. 2017 §4.5)?"""
 
     name = "saliency"
     title = "Saliency preservation (spectral residual)"
@@ -260,14 +260,14 @@ class SaliencyPreservation(base.Metric):
     columns = (
         Column("saliency_cc", "saliency correlation",
                "Pearson correlation of S(x) and S(ŷ); S = spectral-residual saliency (Hou & Zhang 2007) of the luma, "
-               "64 px wide, blurred σ = 2.5, min–max normalised", "none (classical)", "[−1, 1]", "higher"),
+               "64 px wide, blurred σ = 2.5, min–max normalized", "none (classical)", "[−1, 1]", "higher"),
         Column("saliency_mae", "saliency MAE", "mean |S(ŷ) − S(x)|", "none (classical)", "[0, 1]", "lower"),
     )
 
-    def compute(self, content, stylised, **context):
+    def compute(self, content, stylized, **context):
         o = self.options
         sc = Fm.spectral_residual_saliency(content, o.width, o.sigma)
-        ss = Fm.spectral_residual_saliency(stylised, o.width, o.sigma)
+        ss = Fm.spectral_residual_saliency(stylized, o.width, o.sigma)
         return {"saliency_cc": Fm.pearson(sc, ss), "saliency_mae": (ss - sc).abs().flatten(1).mean(1)}
 
 
@@ -280,8 +280,8 @@ class SSIM(base.Metric):
     columns = (Column("ssim", "SSIM (luma)", "mean SSIM of Y = 0.299R+0.587G+0.114B (Gaussian σ = 1.5, K1 = 0.01, "
                       "K2 = 0.03, range 255; scikit-image)", "none", "[−1, 1] (1 = identical)", "higher"),)
 
-    def compute(self, content, stylised, **context):
-        return {"ssim": Fm.ssim_luminance(content, stylised)}
+    def compute(self, content, stylized, **context):
+        return {"ssim": Fm.ssim_luminance(content, stylized)}
 
 
 class ContentOptions(MetricOptions):
@@ -289,7 +289,7 @@ class ContentOptions(MetricOptions):
 
 
 class ContentDistance(base.Metric):
-    """stylekit's content loss between the stylised and the content image."""
+    """stylekit's content loss between the stylized and the content image."""
 
     name = "content"
     title = "Content loss"
@@ -299,10 +299,10 @@ class ContentDistance(base.Metric):
     columns = (Column("content_loss", "content loss", "‖φ(ŷ) − φ(x)‖² / (C·H·W) at relu2_2 (stylekit's `content` "
                       "term, Johnson eq. 2)", "loss backbone", "[0, ∞)", "lower"),)
 
-    def compute(self, content, stylised, **context):
+    def compute(self, content, stylized, **context):
         layer = self.options.layer
         fc = self.networks.features(content, (layer,))[layer]
-        fs = self.networks.features(stylised, (layer,))[layer]
+        fs = self.networks.features(stylized, (layer,))[layer]
         return {"content_loss": feature_reconstruction(fs, fc)}
 
 
@@ -312,7 +312,7 @@ class StyleOptions(MetricOptions):
 
 
 class StyleDistance(base.Metric):
-    """stylekit's style loss (Gram distance) between the stylised image and the style image, in both reductions."""
+    """stylekit's style loss (Gram distance) between the stylized image and the style image, in both reductions."""
 
     name = "style"
     title = "Style loss"
@@ -340,8 +340,8 @@ class StyleDistance(base.Metric):
         feats = self.networks.get("backbone")(context.style.to(self.networks.device), layers)
         self.targets = {k: gram_matrix(v.float().cpu()) for k, v in feats.items()}
 
-    def compute(self, content, stylised, **context):
-        fs = self.networks.features(stylised, tuple(self.options.layers))
+    def compute(self, content, stylized, **context):
+        fs = self.networks.features(stylized, tuple(self.options.layers))
         squared = [(gram_matrix(fs[layer]) - self.targets[layer]).pow(2) for layer in self.options.layers]
         scales = [self.targets[layer].pow(2).mean().clamp_min(1e-30) for layer in self.options.layers]
         return {"style_loss_mean": sum(sq.mean((1, 2)) for sq in squared),
@@ -441,7 +441,7 @@ class LPIPS(base.Metric):
 
     name = "lpips"
     title = "LPIPS"
-    columns = (Column("lpips", "LPIPS (VGG, v0.1)", "Σ_l mean_hw w_lᵀ(f̂_l(ŷ) − f̂_l(x))², f̂ = channel-unit-normalised "
+    columns = (Column("lpips", "LPIPS (VGG, v0.1)", "Σ_l mean_hw w_lᵀ(f̂_l(ŷ) − f̂_l(x))², f̂ = channel-unit-normalized "
                       "VGG-16 taps (Zhang et al. 2018)", "VGG-16 ImageNet + LPIPS linear layers", "[0, ~1]", "lower"),)
 
     def prepare(self, context: MetricContext) -> None:
@@ -453,9 +453,9 @@ class LPIPS(base.Metric):
     def weights_used(self) -> set[str]:
         return {"torchvision VGG16_Weights.IMAGENET1K_V1", "lpips v0.1 vgg linear layers"}
 
-    def compute(self, content, stylised, **context):
+    def compute(self, content, stylized, **context):
         device = self.context.device
-        return {"lpips": self.net(stylised.to(device), content.to(device)).float().cpu()}
+        return {"lpips": self.net(stylized.to(device), content.to(device)).float().cpu()}
 
 
 #: Built-in metrics in report order.

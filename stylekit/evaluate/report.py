@@ -165,7 +165,7 @@ def comparison_figure(result: EvalResult, out: Path, cell: float = 1.9) -> Path 
                 if img is not None:
                     ax.imshow(np.asarray(to_image(img[0])))
                 else:
-                    ax.text(0.5, 0.5, "no image\n(skipped)", ha="center", va="center", fontsize=7, color="grey",
+                    ax.text(0.5, 0.5, "no image\n(skipped)", ha="center", va="center", fontsize=7, color="gray",
                             transform=ax.transAxes)
             elif kind == "depth" and name in row.get("depth", {}):
                 ax.imshow(row["depth"][name].numpy(), cmap="magma", vmin=0, vmax=1)
@@ -177,7 +177,7 @@ def comparison_figure(result: EvalResult, out: Path, cell: float = 1.9) -> Path 
                 ax.set_title(title, fontsize=8)
             if j == 0:
                 ax.set_ylabel(_short(row["image"], 16), fontsize=7)
-    fig.suptitle("content | outputs | inverse depth (content-normalised; outputs scale-and-shift aligned, "
+    fig.suptitle("content | outputs | inverse depth (content-normalized; outputs scale-and-shift aligned, "
                  "bright = near) | HED edge probability", fontsize=9)
     key = legend_text(names, [labels[n] for n in names])
     bottom = 0.0
@@ -239,7 +239,7 @@ def bar_charts(result: EvalResult, summary: dict, out: Path) -> Path | None:
     ncols = min(4, len(columns))
     nrows = math.ceil(len(columns) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.6 * nrows), squeeze=False)
-    colours = plt.get_cmap("tab10").colors
+    colors = plt.get_cmap("tab10").colors
     labels = distinct_labels(result.sources, 16)
     for ax, column in zip(axes.ravel(), columns):
         means = [summary[s][column.key]["mean"] for s in result.sources]
@@ -248,7 +248,7 @@ def bar_charts(result: EvalResult, summary: dict, out: Path) -> Path | None:
         err = np.array([[max(0.0, m - a) if np.isfinite(a) else 0 for m, a in zip(means, lo)],
                         [max(0.0, b - m) if np.isfinite(b) else 0 for m, b in zip(means, hi)]])
         x = np.arange(len(result.sources))
-        ax.bar(x, np.nan_to_num(means), yerr=err, capsize=3, color=[colours[k % 10] for k in x])
+        ax.bar(x, np.nan_to_num(means), yerr=err, capsize=3, color=[colors[k % 10] for k in x])
         ax.set_xticks(x, labels, rotation=20, fontsize=7, ha="right")
         ax.set_title(f"{column.key} ({column.better} is better)", fontsize=8)
         ax.tick_params(axis="y", labelsize=7)
@@ -258,7 +258,7 @@ def bar_charts(result: EvalResult, summary: dict, out: Path) -> Path | None:
     from matplotlib.patches import Patch
 
     # a legend with every full name: the tick labels keep only the part of the names that differs
-    handles = [Patch(color=colours[k % 10], label=f"{label} = {name}" if label != name else name)
+    handles = [Patch(color=colors[k % 10], label=f"{label} = {name}" if label != name else name)
                for k, (label, name) in enumerate(zip(labels, result.sources))]
     legend_rows = len(handles) if len(handles) > 2 else 1
     fig.legend(handles=handles, loc="lower left", ncol=1 if legend_rows > 1 else len(handles), fontsize=7,
@@ -320,7 +320,7 @@ def write_reports(result: EvalResult, summary: dict, comparison: dict | None, ou
                          _html_table(["metric", "status"], mrows)))
     if figure is not None:
         cap = ("Per content image: content | outputs | inverse depth of content and outputs (each output's depth "
-               "scale-and-shift aligned to the content's, which is normalised to [0, 1]) | HED edge probability.")
+               "scale-and-shift aligned to the content's, which is normalized to [0, 1]) | HED edge probability.")
         sections.append(("Comparison figure", f"{cap}\n\n![comparison]({figure.name})",
                          f"<p>{html.escape(cap)}</p><img src='{figure.name}' alt='comparison figure'>"))
     if bars is not None:

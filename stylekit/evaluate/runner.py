@@ -1,6 +1,6 @@
-"""Runs the metrics over content images × sources (checkpoints, folders of stylised images).
+"""Runs the metrics over content images × sources (checkpoints, folders of stylized images).
 
-A *source* yields a stylised image for a content image: a checkpoint stylises it, a folder supplies the
+A *source* yields a stylized image for a content image: a checkpoint stylizes it, a folder supplies the
 file with the same stem. Everything is evaluated at the content image's size (a folder's image of another
 size is resized to it). Unreadable images are reported and skipped, never fatal.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -18,11 +19,14 @@ import torch
 import torch.nn.functional as F
 
 from ..data import describe_unreadable, list_images, load_image
+from ..deprecation import moved
 from ..errors import StylekitError
 from ..functional import align_scale_shift, normalize_min_max
 from ..metrics import Column, Metric, MetricContext, MetricUnavailable
 from . import functional as Fm
 from .metrics import BUILTIN_METRICS, NOT_IMPLEMENTED, EvalNetworks, load_bsds_boundaries, not_implemented_reason
+
+__getattr__ = moved(__name__, {"summarise": "stylekit.evaluate.runner:summarize"})  # the old spelling
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 #: below this many images the comparison's verdicts are reported as unreliable
@@ -35,7 +39,7 @@ class EvaluationError(StylekitError):
 
 @dataclass
 class Source:
-    """A model or a folder of already-stylised images."""
+    """A model or a folder of already-stylized images."""
 
     name: str
     kind: str  # "checkpoint" or "folder"
@@ -49,6 +53,12 @@ class Source:
     recipe: dict | None = None
 
     def stylise(self, stem: str, content: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """The old spelling of :meth:`stylize`."""
+        warnings.warn("Source.stylise is now spelled Source.stylize (the old name will be removed)",
+                      DeprecationWarning, stacklevel=2)
+        return self.stylize(stem, content, device)
+
+    def stylize(self, stem: str, content: torch.Tensor, device: torch.device) -> torch.Tensor:
         if self.kind == "checkpoint":
             with torch.no_grad():
                 return self.model(content.to(device)).float().cpu().clamp(0, 255)
@@ -86,7 +96,7 @@ def _recipe_style(recipe: dict | None) -> Path | None:
 
 def open_source(path: str | Path, name: str | None = None, device: torch.device | str = "cpu",
                 pattern: str = "{stem}") -> Source:
-    """A checkpoint (run dir / checkpoint dir / model.safetensors) or a folder of stylised images."""
+    """A checkpoint (run dir / checkpoint dir / model.safetensors) or a folder of stylized images."""
     from ..checkpoint import find_model_file, load_model
     from ..runs import RunDir
 
@@ -249,7 +259,7 @@ def evaluate(sources: list[Source], content_dir: Path, networks: EvalNetworks, *
             fig_row["gt"] = context["boundaries"][0].float()
         for source in sources:
             try:
-                stylised = source.stylise(stem, content, networks.device)
+                stylized = source.stylize(stem, content, networks.device)
             except Exception as exc:
                 skipped.append(f"{source.name}/{stem}: {type(exc).__name__}: {exc}")
                 warn(f"skipped {source.name} on {stem}: {type(exc).__name__}: {exc}")
@@ -259,14 +269,14 @@ def evaluate(sources: list[Source], content_dir: Path, networks: EvalNetworks, *
                 continue
             row: dict[str, Any] = {"source": source.name, "image": stem}
             for metric in runnable:
-                for key, value in metric.compute(content, stylised, **context).items():
+                for key, value in metric.compute(content, stylized, **context).items():
                     row[key] = float(value[0])
             if "boundaries" in context and any(m.name == "bsds" for m in runnable):
                 bsds = next(m for m in runnable if m.name == "bsds")
                 row["bsds_f_content"] = float(bsds.compute(content, content, **context)["bsds_f"][0])
             per_image.append(row)
             if keep_for_figure:
-                fig_row["outputs"][source.name] = stylised
+                fig_row["outputs"][source.name] = stylized
             done += 1
             if progress:
                 progress(stem, done, total)
@@ -291,7 +301,7 @@ def resize_boundaries(boundaries: torch.Tensor, size: tuple[int, int]) -> torch.
 
 
 def _figure_maps(row: dict[str, Any], networks: EvalNetworks, settings: EvalSettings) -> None:
-    """Depth (content-normalised, stylised aligned to it) and edge maps for the comparison figure."""
+    """Depth (content-normalized, stylized aligned to it) and edge maps for the comparison figure."""
     content = row["content"]
     row["depth"], row["edges"] = {}, {}
     try:
@@ -311,7 +321,7 @@ def _figure_maps(row: dict[str, Any], networks: EvalNetworks, settings: EvalSett
 
 
 # -- summaries and comparisons ---------------------------------------------------------------------------------------
-def summarise(result: EvalResult, settings: EvalSettings) -> dict[str, dict[str, dict[str, float]]]:
+def summarize(result: EvalResult, settings: EvalSettings) -> dict[str, dict[str, dict[str, float]]]:
     """Per source and metric: mean, std, n and a BCa bootstrap 95% CI of the mean over images."""
     summary: dict[str, dict[str, dict[str, float]]] = {}
     for source in result.sources:

@@ -10,14 +10,34 @@ grid, and :meth:`Logger.finalize` once, however training ends.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Iterable, Protocol, Sequence
 
 from ..components import Component, ComponentOptions
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from ..runs import RunDir
+
+class RunFolder(Protocol):
+    """What a logger uses of the run folder it is handed: the trainer passes a :class:`stylekit.runs.RunDir`.
+
+    Declared here so loggers (components) do not import the runtime layer that owns run folders.
+    """
+
+    path: Path
+
+    @property
+    def name(self) -> str: ...
+
+    def logger_dir(self, logger: str) -> Path:
+        """This logger's own folder in the run (``RUN/<logger name>/``), created on first use."""
+
+    def open_metrics(self) -> IO[str]:
+        """``metrics.jsonl`` opened for appending (the caller closes it)."""
+
+    def drop_metrics_after(self, step: int) -> None:
+        """Forget lines logged after ``step``: a resumed run logs them again."""
 
 
 class LoggerOptions(ComponentOptions):
@@ -63,7 +83,7 @@ class Logger(Component):
     def __init__(self, options: ComponentOptions | dict | None = None):
         self.options = self.parse_options(options)
 
-    def start(self, run: RunDir, resumed_at: int | None) -> None:
+    def start(self, run: RunFolder, resumed_at: int | None) -> None:
         """Before the first logged step. ``run`` is the run folder (``run.logger_dir(self.name)`` is this logger's
         own folder in it); ``resumed_at`` is the checkpoint step a resumed run continues from (None: a new run),
         after which anything logged earlier will be logged again."""
@@ -76,7 +96,7 @@ class Logger(Component):
         raise NotImplementedError
 
     def log_image(self, tag: str, image: Image.Image, step: int) -> None:
-        """A picture, e.g. the sample grid (tag ``samples``: content | stylised) every ``log.sample_every`` steps."""
+        """A picture, e.g. the sample grid (tag ``samples``: content | stylized) every ``log.sample_every`` steps."""
 
     def finalize(self, status: str) -> None:
         """Once, however training ended: ``status`` is finished, failed or interrupted. Flush and close here."""
@@ -97,7 +117,7 @@ class LoggerSet:
     def __iter__(self):
         return iter(self.loggers)
 
-    def start(self, run: RunDir, resumed_at: int | None, recipe: dict[str, Any]) -> None:
+    def start(self, run: RunFolder, resumed_at: int | None, recipe: dict[str, Any]) -> None:
         for logger in self.loggers:
             logger.start(run, resumed_at)
             self.started.append(logger)

@@ -37,7 +37,7 @@ class StyleOptions(TermOptions):
 
 
 class StyleLoss(LossTerm):
-    """Squared Frobenius distance of Gram matrices (normalised by C·H·W), summed over layers."""
+    """Squared Frobenius distance of Gram matrices (normalized by C·H·W), summed over layers."""
 
     name = "style"
     Options = StyleOptions

@@ -1,4 +1,4 @@
-"""Total-variation regulariser (Johnson et al. 2016 §3; Mahendran & Vedaldi 2015)."""
+"""Total-variation regularizer (Johnson et al. 2016 §3; Mahendran & Vedaldi 2015)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class TVOptions(TermOptions):
 
 
 class TotalVariation(LossTerm):
-    """Total variation of ŷ (sum of squared neighbour differences, 0–255 scale) for smoothness."""
+    """Total variation of ŷ (sum of squared neighbor differences, 0–255 scale) for smoothness."""
 
     name = "tv"
     Options = TVOptions

@@ -75,7 +75,7 @@ class UpsampleLayer(nn.Sequential):
 
 
 class TransformerNet(nn.Module):
-    """Feed-forward stylisation network. Input and output: RGB in [0, 255], N×3×H×W.
+    """Feed-forward stylization network. Input and output: RGB in [0, 255], N×3×H×W.
 
     ``fast=False`` keeps the plain modules (for TorchScript, or to read the network as listed);
     the default swaps in the equal-but-faster forms once, here (:mod:`stylekit.models.fast_layers`).

@@ -197,7 +197,7 @@ def load_pretrained(target: nn.Module, source: WeightsChoice | Path | None, spec
     """Resolve ``source`` (a choice, or a file already resolved with :func:`resolve_choice`), read it,
     ``convert`` it to ``target``'s names and load it strictly (:func:`load_state`).
 
-    Returns the file used, or None for 'random' (``target`` keeps its initialisation).
+    Returns the file used, or None for 'random' (``target`` keeps its initialization).
     """
     path = resolve_choice(source, spec, component=component) if isinstance(source, WeightsChoice) else source
     if path is None:

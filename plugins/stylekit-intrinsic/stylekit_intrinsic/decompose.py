@@ -5,16 +5,16 @@ Method (Land & McCann's Retinex assumption, single-scale, in the log domain):
 1. luminance ``L = 0.299 R + 0.587 G + 0.114 B`` (0–255) and ``log(L + eps)``;
 2. log-shading = a wide Gaussian blur of the log-luminance: illumination varies slowly,
    reflectance changes are sharp, so the low-pass part is taken as shading
-   (``S = exp(blur(log L))``, the local geometric mean of the luminance, a grey 0–255 map);
+   (``S = exp(blur(log L))``, the local geometric mean of the luminance, a gray 0–255 map);
 3. albedo = image / shading, scaled so that a surface at the local mean brightness sits at
-   ``gain`` (128) and clamped to [0, 255], i.e. a colour image the backbones can read.
+   ``gain`` (128) and clamped to [0, 255], i.e. a color image the backbones can read.
 
 Everything is a fixed convolution plus pointwise ops, so gradients flow to the image.
 
-Limits: this is not a learned intrinsic-image network. Shading is grey (one coloured light is
+Limits: this is not a learned intrinsic-image network. Shading is gray (one colored light is
 folded into the albedo); large uniform albedo regions are attributed to shading and shadow
 edges sharper than ``sigma`` to albedo; the blur's width is a fraction of the image size, so
-the split depends on scale. It is a cheap, dependency-free stand-in whose behaviour is easy to
+the split depends on scale. It is a cheap, dependency-free stand-in whose behavior is easy to
 reason about; a learned decomposition can replace :func:`decompose` behind the same terms.
 """
 
@@ -76,7 +76,7 @@ def log_shading(images: torch.Tensor, options: IntrinsicOptions | None = None) -
 
 
 def shading(images: torch.Tensor, options: IntrinsicOptions | None = None) -> torch.Tensor:
-    """N×1×H×W grey shading on the 0–255 luminance scale."""
+    """N×1×H×W gray shading on the 0–255 luminance scale."""
     options = options or IntrinsicOptions()
     return torch.exp(log_shading(images, options)) - options.eps
 

@@ -97,11 +97,11 @@ class ShadingErrorOptions(IntrinsicOptions, stylekit.MetricOptions):
 
 
 class ShadingError(stylekit.Metric):
-    """RMS difference of log-shading between content and stylised image (0: shading kept)."""
+    """RMS difference of log-shading between content and stylized image (0: shading kept)."""
 
     name = "shading_error"
     Options = ShadingErrorOptions
 
-    def forward(self, content: torch.Tensor, stylised: torch.Tensor) -> torch.Tensor:
-        diff = log_shading(stylised, self.options) - log_shading(content, self.options)
+    def forward(self, content: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
+        diff = log_shading(stylized, self.options) - log_shading(content, self.options)
         return diff.pow(2).flatten(1).mean(1).sqrt()
