@@ -438,7 +438,7 @@ def models(pattern: str = typer.Argument("*", help="Shell-style filter on the na
     """List the style networks shipped with stylekit: try one with `stylekit stylize --model NAME photo.jpg`."""
     from rich.table import Table
 
-    from .card import read_card
+    from .checkpoint import read_card
     from .models.zoo import list_models, model_file
 
     names = list_models(pattern)
@@ -447,12 +447,12 @@ def models(pattern: str = typer.Argument("*", help="Shell-style filter on the na
                       "installation.")
         return
     table = Table(title="Shipped models (stylekit stylize --model NAME IMAGE)")
-    for column in ("name", "style (licence)", "trained", "held-out results", "size"):
+    for column in ("name", "style (license)", "trained", "held-out results", "size"):
         table.add_column(column)
     for name in names:
         file = model_file(name)
         card = read_card(file)
-        style = "; ".join(f"{s.get('attribution') or s.get('name', '?')} ({s.get('licence') or 'licence not stated'})"
+        style = "; ".join(f"{s.get('attribution') or s.get('name', '?')} ({s.get('license') or 'license not stated'})"
                           for s in card.get("style") or []) or "not recorded"
         training = card.get("training") or {}
         trained = (f"{card.get('description') or card.get('recipe_name', '')}: {training.get('steps')} steps, "
@@ -566,7 +566,7 @@ def config(
 def depth(
     inputs: List[Path] = typer.Argument(..., help="Image files or folders."),
     output: Path = typer.Option(..., "--output", "-o", help="Output folder."),
-    network: str = typer.Option("hed_depth_lite", "--network", "-n", help="Registered depth network."),
+    network: str = typer.Option("effnet_depth_lite", "--network", "-n", help="Registered depth network."),
     option: Optional[List[str]] = typer.Option(None, "--option", help="Depth-network option KEY=VALUE (repeatable)."),
     plugin: Optional[List[str]] = PluginOption,
     max_size: Optional[int] = typer.Option(None, "--max-size", help="Resize so the longer side is at most this."),

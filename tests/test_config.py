@@ -50,7 +50,7 @@ def test_override_errors_name_key_and_allowed_values(recipe_file):
 def test_unknown_key_lists_allowed_keys(recipe_file):
     with pytest.raises(ConfigError, match=r"schedule.iteratons: unknown key; allowed keys: batch_size, iterations, seed"):
         load_recipe(recipe_file, ["schedule.iteratons=5"])
-    with pytest.raises(ConfigError, match=r"losses.style.layrs: unknown key; allowed keys: layer_weights, layers, "
+    with pytest.raises(ConfigError, match=r"losses.style.layrs: unknown key; allowed keys: layer_weights, layers, normalize_layers, "
                                           r"reduction, weight"):
         load_recipe(recipe_file, ["losses.style.layrs=[relu1_2]"])
 

@@ -20,7 +20,7 @@ from .base import NetworkLayerLoss, TermOptions
 
 class DepthLossOptions(TermOptions):
     weight: float = Field(5.0, ge=0.0, description="Multiplier of this term in the total loss (paper: 5).")
-    network: str = Field("hed_depth_lite", description="Registered depth network φ1 (see `stylekit plugins`).")
+    network: str = Field("effnet_depth_lite", description="Registered depth network φ1 (see `stylekit plugins`).")
     network_options: dict[str, Any] = Field(default_factory=dict, description="Options of that depth network.")
     layer: str = Field(OUTPUT_LAYER, description="'output' (the depth map, as in the paper) or one of the "
                                                  "network's intermediate layers.")
