@@ -37,7 +37,12 @@ def test_every_help_shows_flags_as_flags_and_lists_by_element():
     assert any("[MODEL] INPUTS..." in line and "<path>" in line for line in stylize.splitlines())
 
 
-def test_shell_completion_is_available():
+def test_shell_completion_is_available(monkeypatch):
+    import typer.completion
+
+    # typer asks shellingham which shell runs it (the process tree, not $SHELL): pin it, so the test does not
+    # depend on how pytest was started
+    monkeypatch.setattr(typer.completion, "_get_shell_name", lambda: "bash")
     shown = CliRunner().invoke(app, ["--show-completion"], prog_name="stylekit", env={**ENV, "SHELL": "/bin/bash"})
     assert shown.exit_code == 0 and "_STYLEKIT_COMPLETE=complete_bash" in shown.output
     assert "--install-completion" in CliRunner().invoke(app, ["--help"], env=ENV).output

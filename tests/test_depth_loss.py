@@ -87,7 +87,7 @@ def test_a_depth_term_whose_network_options_name_a_file_gets_its_network(tmp_pat
     """The spec's key then holds a '.', which torch module names may not: the Perception holds the network anyway."""
     net = get_registry().get("depth", "hed_depth_lite")(RANDOM_LITE)
     save_file(net.head.state_dict(), str(tmp_path / "head.safetensors"))
-    term = DepthLoss({"network_options": {**RANDOM_LITE, "weights": str(tmp_path / "head.safetensors")}})
+    term = DepthLoss({"network": "hed_depth_lite", "network_options": {**RANDOM_LITE, "weights": str(tmp_path / "head.safetensors")}})
     perception = Perception(get_registry())
     built = perception.require(term.network_spec())
     assert perception.network(term.network_spec().key) is built
