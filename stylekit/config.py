@@ -483,16 +483,10 @@ def validate_recipe(raw: dict, registry=None) -> Recipe:
     for key in sorted(recipe.losses):
         spec = dict(recipe.losses[key] or {})
         term = str(spec.pop("term", key))
-        try:
-            cls = registry.get("loss", term)
-        except UnknownComponentError as exc:
-            errors.append(f"  losses.{key}: {exc}")
+        found = _component_options(registry, "loss", term, spec, f"losses.{key}", f"losses.{key}", errors)
+        if found is None:
             continue
-        try:
-            options = cls.Options.model_validate(spec)
-        except ValidationError as exc:
-            errors.append(format_validation_error(exc, f"losses.{key}", cls.Options))
-            continue
+        _, options = found
         resolved[key] = ({"term": term} if term != key else {}) | options.model_dump(mode="json")
     try:
         backbone_cls = registry.get("backbone", recipe.backbone.name)
@@ -510,6 +504,22 @@ def validate_recipe(raw: dict, registry=None) -> Recipe:
     return recipe
 
 
+def _component_options(registry, kind: str, name: str, options: dict, name_key: str, options_key: str,
+                       errors: list[str]):
+    """(class, validated options) of a registered component, or None with the problem added to ``errors``
+    (an unknown name under ``name_key``, invalid options under ``options_key``)."""
+    try:
+        cls = registry.get(kind, name)
+    except UnknownComponentError as exc:
+        errors.append(f"  {name_key}: {exc}")
+        return None
+    try:
+        return cls, cls.Options.model_validate(options)
+    except ValidationError as exc:
+        errors.append(format_validation_error(exc, options_key, cls.Options))
+        return None
+
+
 def _check_loggers(log: LogConfig, registry) -> list[str]:
     """Every name in ``log.loggers`` registered, each logger's options valid (filled with defaults)."""
     errors = []
@@ -517,16 +527,11 @@ def _check_loggers(log: LogConfig, registry) -> list[str]:
         if name not in log.loggers:
             errors.append(f"  log.logger_options.{name}: {name!r} is not in log.loggers ({', '.join(log.loggers)})")
     for name in log.loggers:
-        try:
-            cls = registry.get("logger", name)
-        except UnknownComponentError as exc:
-            errors.append(f"  log.loggers: {exc}")
+        found = _component_options(registry, "logger", name, log.logger_options.get(name) or {}, "log.loggers",
+                                   f"log.logger_options.{name}", errors)
+        if found is None:
             continue
-        try:
-            options = cls.Options.model_validate(log.logger_options.get(name) or {})
-        except ValidationError as exc:
-            errors.append(format_validation_error(exc, f"log.logger_options.{name}", cls.Options))
-            continue
+        cls, options = found
         if cls.Options.model_fields:
             log.logger_options[name] = options.model_dump(mode="json")
     return errors
