@@ -126,3 +126,19 @@ def test_list_components_filters_like_timm():
     assert "tiny_vgg" in stylekit.list_components("backbone", "tiny*", plugins=["stylekit.testing"])
     with pytest.raises(StylekitError, match="kinds: loss, backbone, depth, metric"):
         stylekit.list_components("losses")
+
+
+def test_the_shipped_wave_models_load_and_stylize():
+    """The experiment's two models ship inside the package: listed, carded, and they change a photo."""
+    from stylekit.checkpoint import read_card
+
+    assert stylekit.list_models("wave_*") == ["wave_depth_aware", "wave_johnson"]
+    photo = random_images(1, (48, 64), seed=3)[0]
+    outputs = {}
+    for name in ("wave_depth_aware", "wave_johnson"):
+        card = read_card(zoo.model_file(name))
+        assert card["style"][0]["license"] == "public domain" and card["training"]["steps"] == 2000
+        assert {entry["dataset"] for entry in card.get("evaluation", [])} == {"nyu_depth_v2", "bsds500"}
+        outputs[name] = stylekit.load(name).stylize(photo, precision="fp32")
+        assert outputs[name].shape == photo.shape and (outputs[name] - photo).abs().mean() > 5
+    assert (outputs["wave_depth_aware"] - outputs["wave_johnson"]).abs().mean() > 1  # two different networks
