@@ -281,36 +281,42 @@ def output_spread(net, rgb: torch.Tensor) -> float:
     return float(torch.cat(spreads).mean())
 
 
-def calibrate(head: torch.nn.Module, spread: float) -> None:
-    """Fold ``1 / spread`` into the head's last convolution (weight and bias), so its output is divided by it."""
-    last = [m for m in head.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+def calibrate(net, rgb: torch.Tensor, metadata: dict[str, str]) -> float:
+    """Divide ``net``'s output by its spread on the training frames ``rgb`` (:func:`output_spread`), folded into
+    the head's last convolution (weight and bias), and note the divisor in ``metadata``."""
+    spread = output_spread(net, rgb)
+    last = [m for m in net.head.modules() if isinstance(m, torch.nn.Conv2d)][-1]
     with torch.no_grad():
         last.weight.div_(spread)
         last.bias.div_(spread)
+    metadata["output_divided_by"] = f"{spread:.6g}"
+    return spread
+
+
+def write_decoder(head: torch.nn.Module, out: Path | str, metadata: dict[str, str]) -> None:
+    """The head's weights as fp16 safetensors, with ``metadata``."""
+    from safetensors.torch import save_file
+
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to(torch.float16).contiguous() for k, v in head.state_dict().items()}
+    save_file(state, str(out), metadata=metadata)
 
 
 def save(head: torch.nn.Module, out: Path, args, net=None, rgb: torch.Tensor | None = None) -> None:
     """fp16 safetensors with the training settings as metadata; with ``net`` and training frames ``rgb``, the
-    output is calibrated first (:func:`output_spread`)."""
-    from safetensors.torch import save_file
-
+    output is calibrated first (:func:`calibrate`)."""
     metadata = {
         "trained_on": "NYU Depth v2 labeled, 795-image training split (last --val frames held out)",
         "network": args.network, "options": json.dumps(network_options(args)), "steps": str(args.steps),
         "batch": str(args.batch), "seed": str(args.seed), "script": "scripts/train_depth_lite.py"}
     if net is not None and rgb is not None:
-        spread = output_spread(net, rgb)
-        calibrate(head, spread)
-        metadata["output_divided_by"] = f"{spread:.6g}"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to(torch.float16).contiguous() for k, v in head.state_dict().items()}
-    save_file(state, str(out), metadata=metadata)
+        calibrate(net, rgb, metadata)
+    write_decoder(head, out, metadata)
 
 
 def calibrate_file(args) -> None:
     """Calibrate an already trained decoder file in place (see :func:`output_spread`)."""
     from safetensors import safe_open
-    from safetensors.torch import save_file
 
     torch.set_num_threads(args.threads)
     with safe_open(args.weights, "pt") as f:
@@ -320,11 +326,8 @@ def calibrate_file(args) -> None:
     options = json.loads(metadata.get("options", "{}"))
     net = create_depth_network(metadata.get("network", "effnet_depth_lite"), weights=args.weights, **options)
     rgb, _, stems = load_split(Path(args.data))
-    spread = output_spread(net, rgb[: len(stems) - args.val])
-    calibrate(net.head, spread)
-    metadata["output_divided_by"] = f"{spread:.6g}"
-    state = {k: v.detach().to(torch.float16).contiguous() for k, v in net.head.state_dict().items()}
-    save_file(state, args.weights, metadata=metadata)
+    spread = calibrate(net, rgb[: len(stems) - args.val], metadata)
+    write_decoder(net.head, args.weights, metadata)
     print(f"{args.weights}: output divided by {spread:.6g}")
 
 

@@ -265,6 +265,9 @@ def _train(recipe, set_, plugin, without, only, preset, resume, run_dir, no_prog
                                  preset=preset)
         name = run_name(recipe_obj.name, overrides, without_, only_, preset=recipe_obj.preset)
         if run_dir is None and ctx.is_main:  # a fresh folder, locked from now on (see RunDir.create)
+            from .preflight import check_writable_folder
+
+            check_writable_folder(recipe_obj.output_dir, "output_dir")  # before any folder is made in it
             created = RunDir.create(recipe_obj.output_dir, name)
         path = distributed.broadcast_object(ctx, str(run_dir) if run_dir is not None else
                                             str(created.path) if created is not None else None)

@@ -588,10 +588,6 @@ class RunDir:
         nor an empty one another process has just claimed.
         """
         base = Path(output_dir).expanduser()
-        blocking = next((p for p in (base, *base.parents) if p.exists() and not p.is_dir()), None)
-        if blocking is not None:
-            raise StylekitError(f"output_dir {base}: {blocking} is a file, not a folder; set output_dir (or "
-                                "--run-dir) to a folder where run folders can be created")
         for n in range(1, 100000):
             run = cls(base / (name if n == 1 else f"{name}-{n}"))
             if not run.is_empty():

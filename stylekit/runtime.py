@@ -57,9 +57,14 @@ def cpu_description() -> str:
     flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
     units = [flag for flag in ("avx512_bf16", "amx_bf16") if flag in flags]
     capability = torch.backends.cpu.get_cpu_capability()
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", ""))
+    cap = _onednn_isa_cap()
     capped = [f"oneDNN capped at {cap}"] if cap and cap.upper() != "ALL" else []
     return f"{model} ({', '.join([capability, *units, *capped])})"
+
+
+def _onednn_isa_cap() -> str:
+    """The instruction-set cap the user gave oneDNN (``ONEDNN_MAX_CPU_ISA``, older name ``DNNL_…``), or ''."""
+    return os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", ""))
 
 
 #: oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) below which its bf16 kernels are unavailable
@@ -71,7 +76,7 @@ def cpu_has_bf16() -> bool:
 
     An ``ONEDNN_MAX_CPU_ISA`` cap below AVX512_CORE_BF16 (e.g. ``AVX2``, to see how an AVX2-only laptop
     runs) hides the units from oneDNN, so it counts as none."""
-    if os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")).upper() in _ISA_WITHOUT_BF16:
+    if _onednn_isa_cap().upper() in _ISA_WITHOUT_BF16:
         return False
     try:
         flags = Path("/proc/cpuinfo").read_text()

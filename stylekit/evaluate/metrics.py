@@ -339,11 +339,13 @@ class StyleDistance(base.Metric):
         layers = list(self.options.layers)
         feats = self.networks.get("backbone")(context.style.to(self.networks.device), layers)
         self.targets = {k: gram_matrix(v.float().cpu()) for k, v in feats.items()}
+        # divisors of the normalized column: the style Gram's mean square per layer, once per evaluation
+        self.scales = {k: g.pow(2).mean().clamp_min(1e-30) for k, g in self.targets.items()}
 
     def compute(self, content, stylized, **context):
         fs = self.networks.features(stylized, tuple(self.options.layers))
         squared = [(gram_matrix(fs[layer]) - self.targets[layer]).pow(2) for layer in self.options.layers]
-        scales = [self.targets[layer].pow(2).mean().clamp_min(1e-30) for layer in self.options.layers]
+        scales = [self.scales[layer] for layer in self.options.layers]
         return {"style_loss_mean": sum(sq.mean((1, 2)) for sq in squared),
                 "style_loss_sum": sum(sq.sum((1, 2)) for sq in squared),
                 "style_loss_normalized": sum(sq.mean((1, 2)) / scale for sq, scale in zip(squared, scales))}
