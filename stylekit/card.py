@@ -165,6 +165,7 @@ def card_markdown(card: dict[str, Any], usage: str = "") -> str:
                   for k, v in terms.items()]
         if isinstance(metrics.get("loss"), (int, float)):
             lines.append(f"| **total** | | {metrics['loss']:.4g} |")
+    lines += _evaluation_lines(card.get("evaluation") or [])
     if usage:
         lines += ["", "## Use", "", usage]
     versions = card.get("versions") or {}
@@ -175,6 +176,22 @@ def card_markdown(card: dict[str, Any], usage: str = "") -> str:
                   yaml.safe_dump(card["recipe"], sort_keys=False, allow_unicode=True).rstrip(), "```", "",
                   "</details>"]
     return "\n".join(lines) + "\n"
+
+
+def _evaluation_lines(entries: list[dict[str, Any]]) -> list[str]:
+    """The card's held-out results (``export --evaluation``) as a table: one row per data set."""
+    keys = [key for key in CARD_EVALUATION_KEYS if any(key in (e.get("means") or {}) for e in entries)]
+    if not keys:
+        return []
+    lines = ["", "## Results on held-out images (`stylekit evaluate`)", "",
+             "| data set | images | " + " | ".join(f"`{key}`" for key in keys) + " |",
+             "|---|---:|" + "---:|" * len(keys)]
+    for entry in entries:
+        means = entry.get("means") or {}
+        lines.append(f"| {_cell(entry.get('dataset'))} | {_cell(entry.get('images'))} | "
+                     + " | ".join(f"{means[key]:.4g}" if key in means else "–" for key in keys) + " |")
+    judges = sorted({entry["judges"] for entry in entries if entry.get("judges")})
+    return lines + ([""] + [f"Judges: {text}" for text in judges] if judges else [])
 
 
 #: the evaluation columns a model card keeps (means over the held-out images), when present

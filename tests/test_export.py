@@ -117,6 +117,8 @@ def test_shipped_models_are_listed_and_stylize_by_name(tmp_path, checkpoint, mon
     card = read_card(shelf / "tiny_wave.safetensors")
     assert card["evaluation"] == [{"dataset": "nyu_depth_v2", "images": 3, "judges": "depth judged by X",
                                    "means": {"depth_ordinal": 0.81, "edge_f": 0.42}}]
+    card_text = (shelf / "tiny_wave.md").read_text()  # the card for people shows the held-out results too
+    assert "| nyu_depth_v2 | 3 | 0.81 | 0.42 |" in card_text and "depth judged by X" in card_text
     monkeypatch.setattr(zoo, "pretrained_dir", lambda: shelf)
     listed = CliRunner().invoke(app, ["models"], env={"COLUMNS": "250"})
     assert listed.exit_code == 0 and "tiny_wave" in listed.output
