@@ -209,5 +209,5 @@ def evaluation_entry(report: dict[str, Any], source: str) -> dict[str, Any]:
     summary = (report.get("summary") or {}).get(source) or {}
     means = {key: summary[key]["mean"] for key in CARD_EVALUATION_KEYS
              if isinstance(summary.get(key), dict) and isinstance(summary[key].get("mean"), (int, float))}
-    judges = "; ".join(j.get("text", "") for j in report.get("judges") or [])
+    judges = " ".join(j.get("text", "") for j in report.get("judges") or [])
     return {"dataset": dataset, "images": len(report.get("images") or []), "judges": judges, "means": means}

@@ -207,7 +207,7 @@ def _tiny_checkpoint(path: Path, seed: int) -> Path:
     return path
 
 
-def test_report_end_to_end(tmp_path, depth_file):
+def test_report_end_to_end(tmp_path, depth_file, monkeypatch):
     from stylekit.data import load_image, to_image
     from stylekit.testing import make_images
 
@@ -225,7 +225,8 @@ def test_report_end_to_end(tmp_path, depth_file):
     to_image(scene(40, 40)[0]).save(style)
     out = tmp_path / "eval"
     messages: list[str] = []
-    result = run_evaluation([base, cand], content, out, reference_dirs=[ref], reference_pattern="{stem}_ref",
+    monkeypatch.chdir(tmp_path)  # models given relative to the working folder, as users type them
+    result = run_evaluation([base.relative_to(tmp_path), cand.relative_to(tmp_path)], content, out, reference_dirs=[ref], reference_pattern="{stem}_ref",
                             style=style,
                             depth_options={"weights": str(depth_file), "input_size": None},
                             backbone_options={"weights": "random"}, hed_options={"weights": "random"},
@@ -235,6 +236,7 @@ def test_report_end_to_end(tmp_path, depth_file):
         assert files[key].is_file(), key
     data = json.loads(files["json"].read_text())
     assert data["sources"] == ["base", "cand", "reference:reference"]
+    assert data["inputs"]["models"] == [str(base), str(cand)]  # absolute: `export --evaluation` finds them anywhere
     assert len(data["images"]) == 3
     assert any("broken" in s for s in data["skipped"])  # corrupt content image reported, not fatal
     assert any("reference" in s for s in data["skipped"])  # the missing reference image too

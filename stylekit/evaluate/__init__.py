@@ -150,11 +150,16 @@ def run_evaluation(models: Sequence[str | Path], content: str | Path, out: str |
             raise EvaluationError("--compare needs two sources: BASELINE then CANDIDATE")
         base, cand = result.sources[0], result.sources[1]
         comparison = {"baseline": base, "candidate": cand, "rows": compare(result, base, cand, settings)}
-    inputs = {"models": [str(m) for m in models], "reference_dirs": [str(r) for r in reference_dirs],
-              "content": str(content), "style": str(style_path) if style_path else None,
-              "bsds_gt": str(bsds_gt) if bsds_gt else None, "max_images": settings.max_images,
+    # absolute paths: `stylekit export --evaluation` finds the model in this file from any working folder
+    inputs = {"models": [_absolute(m) for m in models], "reference_dirs": [_absolute(r) for r in reference_dirs],
+              "content": _absolute(content), "style": _absolute(style_path) if style_path else None,
+              "bsds_gt": _absolute(bsds_gt) if bsds_gt else None, "max_images": settings.max_images,
               "size": settings.size, "seed": settings.seed, "bootstrap": settings.bootstrap,
               "edge_threshold": settings.edge_threshold, "edge_thin": settings.edge_thin,
               "metrics": [cls.name for cls in metric_classes]}
     files = report.write_all(result, summary, comparison, Path(out), inputs)
     return EvaluationOutput(result, summary, comparison, files)
+
+
+def _absolute(path: str | Path) -> str:
+    return str(Path(path).absolute())
