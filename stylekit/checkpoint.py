@@ -180,14 +180,15 @@ def read_card(model_file: str | Path) -> dict[str, Any]:
     """The card of a ``model.safetensors`` (from its metadata, else its checkpoint's meta.json); {} without one."""
     model_file = Path(model_file)
     try:
-        card = parse_card(read_safetensors_header(model_file)[0].get(METADATA_KEY))
+        card = parse_card(read_safetensors_header(model_file)[0].get(METADATA_KEY))  # upgraded by parse_card
     except StylekitError:  # not a valid safetensors file: load_model says so
         card = {}
-    if not card:
-        try:
-            card = json.loads((model_file.parent / META_FILE).read_text()).get("card") or {}
-        except (OSError, ValueError, AttributeError):
-            card = {}
+    if card:
+        return card
+    try:
+        card = json.loads((model_file.parent / META_FILE).read_text()).get("card") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
     return upgrade_card(card) if isinstance(card, dict) else {}
 
 
