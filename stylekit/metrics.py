@@ -53,6 +53,8 @@ class MetricContext:
     networks: Any = None
     #: the style image (1×3×H×W, RGB in [0, 255]) when one is known
     style: torch.Tensor | None = None
+    #: the same style image as stored (full size), for metrics that choose their own scale
+    style_original: torch.Tensor | None = None
     device: torch.device = torch.device("cpu")
 
 

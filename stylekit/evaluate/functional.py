@@ -162,6 +162,52 @@ def ssim_luminance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.float32)
 
 
+# -- artifacts ------------------------------------------------------------------------------------------------
+def bright_blobs(content: torch.Tensor, stylized: torch.Tensor, *, level: float = 235.0, flat: float = 3.0,
+                 min_area: float = 2e-4, max_area: float = 0.05, window: int = 5,
+                 flat_share: float = 0.3) -> dict[str, torch.Tensor]:
+    """Isolated, flat, blown-out white spots in ŷ that the content does not have: ``count`` and ``area`` (N,).
+
+    The instance-norm "droplet" failure (Karras et al. 2020, StyleGAN2 §2): a network that normalizes each
+    feature map per image learns a strong local peak to carry signal past the normalization; through the
+    decoder it shows as a round, textureless patch at the tanh's white end. A pixel is *blown out* when its
+    darkest channel is at least ``level``. A spot is a connected (8-neighbor) group of blown-out pixels of
+    ŷ, none of which is blown out in the content (±2 px), covering ``min_area`` to ``max_area`` of the image
+    (at least 16 pixels; larger white areas are a style's own paper), at least ``flat_share`` of whose
+    pixels are flat (luma standard deviation ≤ ``flat`` in a ``window``² box; white strokes with texture are
+    not). ``count``: spots per image; ``area``: the fraction of the image they cover. Classical (no
+    network): 0 for the content itself, by construction.
+    """
+    from scipy import ndimage
+
+    counts, areas = [], []
+    for c, s in zip(content.double().cpu(), stylized.double().cpu()):
+        blown = _blown_out(s, level) & ~ndimage.binary_dilation(_blown_out(c, level), iterations=2)
+        labels, n = ndimage.label(blown, structure=np.ones((3, 3)))
+        pixels = blown.size
+        sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+        flat_pixels = np.bincount(labels.ravel(), weights=_flat(s, flat, window).ravel(), minlength=n + 1)[1:]
+        keep = ((sizes >= max(16.0, min_area * pixels)) & (sizes <= max_area * pixels)
+                & (flat_pixels >= flat_share * np.maximum(sizes, 1)))
+        counts.append(float(keep.sum()))
+        areas.append(float(sizes[keep].sum()) / pixels)
+    return {"count": torch.tensor(counts, dtype=torch.float32), "area": torch.tensor(areas, dtype=torch.float32)}
+
+
+def _blown_out(image: torch.Tensor, level: float) -> np.ndarray:
+    """H×W bool: the darkest channel is at least ``level``."""
+    return (image.min(0).values >= level).numpy()
+
+
+def _flat(image: torch.Tensor, flat: float, window: int) -> np.ndarray:
+    """H×W float 0/1: the luma's standard deviation in a ``window``² box is at most ``flat``."""
+    y = luminance(image[None])
+    pad = window // 2
+    box = lambda t: F.avg_pool2d(F.pad(t, (pad,) * 4, mode="replicate"), window, stride=1)  # noqa: E731
+    std = (box(y * y) - box(y).pow(2)).clamp_min(0).sqrt()
+    return (std[0, 0] <= flat).double().numpy()
+
+
 # -- statistics -----------------------------------------------------------------------------------------------
 def bootstrap_mean_ci(values: np.ndarray, resamples: int = 1000, level: float = 0.95,
                       seed: int = 0) -> tuple[float, float]:

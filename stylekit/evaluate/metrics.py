@@ -29,6 +29,7 @@ from ..hookspecs import hookimpl
 from ..metrics import Column, MetricContext, MetricOptions, MetricUnavailable
 from ..weights import WeightsFile, resolve_weights
 from . import functional as Fm
+from .looks import LOOKS_METRICS
 
 # One Metric base class, in stylekit.metrics; a plugin subclassing it from here still works, with a warning.
 __getattr__ = moved(__name__, {"Metric": "stylekit.metrics:Metric"})
@@ -98,6 +99,10 @@ class EvalNetworks:
                             if line.startswith("Expected file:")), first[0])
             raise MetricUnavailable(f"missing: {missing}") from exc
         return net.to(self.device)
+
+    def add_role(self, role: str, spec: NetworkSpec) -> None:
+        """A network a metric brings (a judge of its own), reachable by ``get(role)`` and :meth:`identities`."""
+        self.specs.setdefault(role, spec)
 
     def _memo(self, key: str, fn) -> _Memo:
         if key not in self._memos:
@@ -462,7 +467,8 @@ class LPIPS(base.Metric):
 
 #: Built-in metrics in report order.
 BUILTIN_METRICS: tuple[type[base.Metric], ...] = (DepthPreservation, EdgePreservation, BoundaryAgreement,
-                                                  SaliencyPreservation, SSIM, ContentDistance, StyleDistance, LPIPS)
+                                                  SaliencyPreservation, SSIM, *LOOKS_METRICS, ContentDistance,
+                                                  StyleDistance, LPIPS)
 
 
 def all_columns(metrics=BUILTIN_METRICS) -> list[Column]:

@@ -191,6 +191,7 @@ def build_metrics(context: MetricContext, settings: EvalSettings, metric_classes
 
 @torch.no_grad()
 def evaluate(sources: list[Source], content_dir: Path, networks: EvalNetworks, *, style: torch.Tensor | None = None,
+             style_original: torch.Tensor | None = None,
              bsds_gt: Path | None = None, settings: EvalSettings | None = None,
              progress: Callable[[str, int, int], None] | None = None,
              warn: Callable[[str], None] | None = None, metric_classes=BUILTIN_METRICS,
@@ -199,7 +200,7 @@ def evaluate(sources: list[Source], content_dir: Path, networks: EvalNetworks, *
     settings = settings or EvalSettings()
     warn = warn or (lambda message: None)
     files = _gather_content(Path(content_dir), settings.max_images)
-    context = MetricContext(networks=networks, style=style, device=networks.device)
+    context = MetricContext(networks=networks, style=style, style_original=style_original, device=networks.device)
     metrics, unavailable = build_metrics(context, settings, metric_classes, not_implemented)
     if bsds_gt is None:
         unavailable.setdefault("bsds", "no ground truth: pass --bsds-gt DIR (BSDS500 groundTruth/*.mat)")
