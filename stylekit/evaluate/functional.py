@@ -162,6 +162,54 @@ def ssim_luminance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.float32)
 
 
+# -- texture statistics without a network ------------------------------------------------------------------
+def gabor_kernels(orientations: int = 6, wavelength: float = 4.0, bandwidth: float = 0.56) -> torch.Tensor:
+    """Complex Gabor filters as a real bank: (2·orientations)×1×k×k, even (cosine) then odd (sine) parts.
+
+    Wavelength ``wavelength`` px, Gaussian envelope σ = ``bandwidth``·wavelength (one octave), orientations
+    evenly spaced over 180°; each even filter has zero mean, so flat regions respond with 0.
+    """
+    sigma = bandwidth * wavelength
+    radius = int(math.ceil(3 * sigma))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    y, x = torch.meshgrid(t, t, indexing="ij")
+    envelope = torch.exp(-(x * x + y * y) / (2 * sigma * sigma))
+    even, odd = [], []
+    for k in range(orientations):
+        theta = math.pi * k / orientations
+        u = x * math.cos(theta) + y * math.sin(theta)
+        e = envelope * torch.cos(2 * math.pi * u / wavelength)
+        even.append(e - envelope * (e.sum() / envelope.sum()))
+        odd.append(envelope * torch.sin(2 * math.pi * u / wavelength))
+    bank = torch.stack(even + odd)
+    bank = bank / bank.flatten(1).norm(dim=1).view(-1, 1, 1)
+    return bank[:, None].float()
+
+
+def gabor_texture_features(images: torch.Tensor, levels: int = 4, orientations: int = 6) -> list[torch.Tensor]:
+    """A classical texture representation: per pyramid level, the magnitudes of complex Gabor responses of
+    the luma (one channel per orientation) beside the level's RGB colors, all in [0, 1] units.
+
+    Level 0 is the image; each next level is blurred and halved, so the fixed 4-px-wavelength bank sees
+    wavelengths of 4, 8, 16, 32 px in the image (Portilla & Simoncelli's steerable-pyramid idea, with
+    Gram matrices of the channels as the statistic, as in Gatys et al.). Returns a list of N×(O+3)×h×w.
+    """
+    bank = gabor_kernels(orientations).to(images.device)
+    pad = bank.shape[-1] // 2
+    x = images.float() / 255.0
+    out = []
+    for level in range(levels):
+        if level:
+            x = F.avg_pool2d(_gaussian_blur(x.flatten(0, 1)[:, None], 1.0).view(x.shape), 2)
+        if min(x.shape[-2:]) <= pad:
+            break
+        luma = luminance(x)
+        response = F.conv2d(F.pad(luma, (pad,) * 4, mode="reflect"), bank)
+        magnitude = (response[:, :orientations] ** 2 + response[:, orientations:] ** 2).sqrt()
+        out.append(torch.cat([magnitude, x], 1))
+    return out
+
+
 # -- artifacts ------------------------------------------------------------------------------------------------
 def bright_blobs(content: torch.Tensor, stylized: torch.Tensor, *, level: float = 235.0, flat: float = 3.0,
                  min_area: float = 2e-4, max_area: float = 0.05, window: int = 5,

@@ -93,6 +93,36 @@ class TextureLite2(TextureDistance):
                       "[0, ∞)", "lower"),)
 
 
+class TextureGabor(base.Metric):
+    """Texture distance to the painting through a fixed Gabor filter bank (no network, no training data)."""
+
+    name = "texture_gabor"
+    title = "Texture distance to the style (Gabor pyramid, no network)"
+    Options = TextureOptions
+    columns = (Column("texture_gabor", "texture distance (Gabor)",
+                      "Σ_levels mean(K(ŷ) − K(s))² / mean(K(s)²), K = covariance matrix of complex-Gabor magnitudes "
+                      "(6 orientations, 4-px wavelength) and RGB at 4 pyramid levels (wavelengths 4–32 px); ŷ and "
+                      "s resized to 512 px wide", "none (classical)", "[0, ∞)", "lower"),)
+
+    def prepare(self, context: MetricContext) -> None:
+        super().prepare(context)
+        style = context.style_original if context.style_original is not None else context.style
+        if style is None:
+            raise MetricUnavailable("no style image: pass --style IMAGE, or evaluate a checkpoint whose meta.json "
+                                    "names its recipe's style image")
+        self.targets = self._grams(_to_width(style.float(), self.options.style_width))
+        self.scales = [g.pow(2).mean().clamp_min(1e-30) for g in self.targets]
+
+    @staticmethod
+    def _grams(images: torch.Tensor) -> list[torch.Tensor]:
+        """Covariances, not raw Gram matrices: uncentered, the colors' means would outweigh every texture term."""
+        return [gram_matrix(f - f.mean((-2, -1), keepdim=True)) for f in Fm.gabor_texture_features(images.cpu())]
+
+    def compute(self, content, stylized, **context):
+        grams = self._grams(_to_width(stylized.float(), self.options.width))
+        return {self.name: sum((g - t).pow(2).mean((1, 2)) / s for g, t, s in zip(grams, self.targets, self.scales))}
+
+
 class BlobOptions(MetricOptions):
     level: float = Field(235.0, ge=0, le=255, description="Darkest channel at or above which a pixel is blown out.")
     flat: float = Field(3.0, ge=0, description="Largest luma standard deviation (5×5 box) of a flat pixel.")
@@ -131,4 +161,4 @@ def _to_width(images: torch.Tensor, width: int) -> torch.Tensor:
 
 
 #: the metrics of this module, in report order
-LOOKS_METRICS: tuple[type[base.Metric], ...] = (TextureLite0, TextureLite2, BrightBlobs)
+LOOKS_METRICS: tuple[type[base.Metric], ...] = (TextureLite0, TextureLite2, TextureGabor, BrightBlobs)
