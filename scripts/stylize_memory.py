@@ -70,7 +70,7 @@ def main() -> None:
 
     from stylekit.checkpoint import save_model
     from stylekit.models.transformer import TransformerNet
-    from stylekit.runtime import cpu_description
+    from stylekit.hardware import cpu_description
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

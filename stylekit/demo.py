@@ -23,7 +23,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .api import Stylizer, blend, load, model_file
+from .checkpoint import model_label
+from .runs.folder import RunDir
+from .session import load, resolve_model
+from .stylizer import Stylizer, blend
 from .errors import StylekitError
 from .models import zoo
 
@@ -47,18 +50,18 @@ def model_choices(target: str | os.PathLike | None = None, shipped: str | None =
     instead of ``runs_dir``). ``shipped``: the name of a shipped model to preselect.
     """
     from .checkpoint import latest_checkpoint
-    from .runs import find_runs
+    from .runs.records import find_runs
 
     first: list[Choice] = []
     if shipped is not None:
-        zoo.model_file(shipped)  # an unknown name: the error lists the shipped ones
+        zoo.shipped_model_file(shipped)  # an unknown name: the error lists the shipped ones
         first.append(Choice(f"{shipped} (shipped)", shipped))
     if target is not None:
         path = Path(target).expanduser()
         if not path.exists():
             raise StylekitError(f"{path}: no such run, checkpoint or folder of runs")
         try:
-            model_file(path)
+            resolve_model(path)
             first.append(Choice(_run_label(path), str(path)))
         except StylekitError:
             runs_dir = path  # not a model itself: a folder of runs (runs/, an ablation grid…)
@@ -73,7 +76,7 @@ def _run_label(path: Path) -> str:
     from .checkpoint import latest_checkpoint
 
     checkpoint = latest_checkpoint(path) if path.is_dir() else None
-    return f"{path} (step {int(checkpoint.name.removeprefix('step_'))})" if checkpoint is not None else str(path)
+    return f"{path} (step {RunDir.step_of(checkpoint)})" if checkpoint is not None else str(path)
 
 
 def no_models_message(folder: str | os.PathLike | None = None) -> str:
@@ -98,7 +101,7 @@ class DemoEngine:
         self._lock = threading.Lock()  # Gradio calls from worker threads; one photo at a time uses the cores best
 
     def model(self, source: str) -> Stylizer:
-        file = model_file(source).resolve()  # a run's latest checkpoint: a newer one loads afresh
+        file = resolve_model(source).resolve()  # a run's latest checkpoint: a newer one loads afresh
         if file not in self._models:
             self._models[file] = load(file, device=self.device)
         return self._models[file]
@@ -133,7 +136,7 @@ class DemoEngine:
         from PIL import Image
 
         folder = Path(tempfile.mkdtemp(dir=self.output_dir))  # one folder per result: sessions never collide
-        path = folder / f"{stem}-{_short_name(source)}.png"
+        path = folder / f"{stem}-{model_label(resolve_model(source))}.png"
         Image.fromarray(picture).save(path)
         self._written.append(folder)
         while len(self._written) > 4 * RESULT_CACHE:  # the browser has fetched older ones long ago
@@ -142,12 +145,6 @@ class DemoEngine:
 
     def close(self) -> None:
         shutil.rmtree(self.output_dir, ignore_errors=True)
-
-
-def _short_name(source: str) -> str:
-    """``runs/quickstart/checkpoints/step_0000400/model.safetensors`` → ``quickstart``; ``wave`` → ``wave``."""
-    parts = [p for p in Path(source).parts if p not in ("checkpoints", "model.safetensors") and not p.startswith("step_")]
-    return parts[-1].removesuffix(zoo.SUFFIX) if parts else "stylized"
 
 
 def _gradio():

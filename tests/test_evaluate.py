@@ -14,7 +14,7 @@ from torch import nn
 
 from stylekit.evaluate import EvalNetworks, EvalSettings, parse_options, run_evaluation
 from stylekit.evaluate import functional as Fm
-from stylekit.evaluate.metrics import (LPIPS, ContentDistance, DepthPreservation, EdgePreservation, LPIPSNetwork,
+from stylekit.evaluate.builtin_metrics import (LPIPS, ContentDistance, DepthPreservation, EdgePreservation, LPIPSNetwork,
                                        SaliencyPreservation, SSIM, all_columns, metrics_markdown)
 from stylekit.evaluate.runner import compare
 from stylekit.features import NetworkSpec
@@ -276,7 +276,7 @@ def test_cli_errors_without_depth_network(tmp_path):
 def test_bsds_ground_truth_with_real_hed(tmp_path):
     """Real HED on one BSDS500 test image: the content's own edges agree with the human boundaries."""
     from stylekit.data import load_image
-    from stylekit.evaluate.metrics import BoundaryAgreement, load_bsds_boundaries
+    from stylekit.evaluate.builtin_metrics import BoundaryAgreement, load_bsds_boundaries
 
     stem = "100007"
     img = load_image(SHARED_DATA / "eval/bsds500/images/test" / f"{stem}.jpg")

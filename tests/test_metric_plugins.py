@@ -34,11 +34,11 @@ class MeanShift(stylekit.Metric):
 
 
 def test_one_base_class_and_the_old_path_warns():
-    from stylekit.evaluate.metrics import SSIM
+    from stylekit.evaluate.builtin_metrics import SSIM
 
     assert issubclass(SSIM, stylekit.Metric)
     with pytest.warns(DeprecationWarning, match="stylekit.metrics"):
-        from stylekit.evaluate.metrics import Metric as old
+        from stylekit.evaluate.builtin_metrics import Metric as old
     assert old is stylekit.Metric
     with pytest.warns(DeprecationWarning):
         assert stylekit.evaluate.Metric is stylekit.Metric

@@ -146,17 +146,17 @@ def test_video_is_stylized_frame_by_frame_with_audio(tmp_path):
 
 
 def test_auto_precision_follows_the_device_and_bf16_stays_close_to_fp32(monkeypatch):
-    import stylekit.stylize as stylize_module
+    import stylekit.hardware as hardware
     from stylekit.models import TransformerNet
-    from stylekit.stylize import _runner, inference_dtype
+    from stylekit.stylize import _runner
 
     cpu = torch.device("cpu")
-    assert inference_dtype("auto", torch.device("cuda")) == torch.float16
-    monkeypatch.setattr(stylize_module, "cpu_has_bf16", lambda: True)
-    assert inference_dtype("auto", cpu) == torch.bfloat16
-    monkeypatch.setattr(stylize_module, "cpu_has_bf16", lambda: False)
-    assert inference_dtype("auto", cpu) == torch.float32
-    assert inference_dtype("fp32", torch.device("cuda")) == torch.float32
+    assert hardware.pick_precision("auto", torch.device("cuda"), inference=True) == torch.float16
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: True)
+    assert hardware.pick_precision("auto", cpu, inference=True) == torch.bfloat16
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: False)
+    assert hardware.pick_precision("auto", cpu, inference=True) == torch.float32
+    assert hardware.pick_precision("fp32", torch.device("cuda"), inference=True) == torch.float32
     torch.manual_seed(0)
     net = TransformerNet({"channels": 8, "residual_blocks": 2}).eval()
     x = torch.rand(1, 3, 48, 40) * 255

@@ -1,4 +1,4 @@
-"""Run folders: the one place that knows their layout, records, status, writer lock and checkpoints.
+"""A run folder: the one place that knows its layout, records, status, writer lock and checkpoints.
 
 A run folder holds::
 
@@ -25,25 +25,19 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import platform
 import re
 import socket
-import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
-from rich.table import Table
-
-from .config import RENAMED_KEYS, safe_yaml_load, upgrade_keys
-from .errors import StylekitError
-from .runlock import FileLock, Holder, RunLockedError, lock_holder, process_alive
-
-__all__ = ["RunDir", "RunLockedError", "RunPathError", "UntrustedPluginError", "RunRecord", "atomic_write_text",
-           "changes_model", "find_runs", "is_run_dir", "read_run", "run_info", "run_name", "shorten_name"]
+from ..config import upgrade_keys
+from ..errors import StylekitError
+from ..plugins import plugin_file
+from ..runlock import FileLock, Holder, RunLockedError, lock_holder, process_alive
+from ..yamlio import safe_yaml_load
 
 CONFIG_FILE = "config.yaml"
 INFO_FILE = "run.json"
@@ -117,152 +111,12 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-# -- names and what a run records about itself ------------------------------------
-
 def safe_name(text: str, limit: int = 120) -> str:
     """A folder name from free text: anything but word characters and ``.=,+-`` becomes ``_``."""
     return re.sub(r"[^\w.=,+\-]", "_", text)[:limit]
 
 
 #: Recipe keys (dotted prefixes) whose value never changes the trained network: logging cadence and loggers,
-#: where runs go, speed settings, which device, names and notes. Run names leave changes to them out, in
-#: ``stylekit train`` and ``stylekit ablate`` alike. (``precision`` and ``data.cache_dir`` do change results.)
-NAME_IGNORED_KEYS = ("log", "output_dir", "performance", "data.workers", "device", "name", "description",
-                     "plugins", "preset", "presets", "extends", "style.license", "style.attribution")
-#: Run names longer than this end in a hash of the full name instead (``stylekit runs`` stays one line a run).
-NAME_LIMIT = 60
-#: prefixes left out of names where the rest is unambiguous: ``losses.style.weight`` → ``style.weight``
-_NAME_PREFIXES = ("losses.", "schedule.")
-
-
-def changes_model(key: str) -> bool:
-    """Whether a ``--set`` of dotted ``key`` can change the trained network (see :data:`NAME_IGNORED_KEYS`)."""
-    key = RENAMED_KEYS.get(key, key)
-    return not any(key == k or key.startswith(k + ".") for k in NAME_IGNORED_KEYS)
-
-
-def shorten_name(name: str, limit: int = NAME_LIMIT) -> str:
-    """``name`` if at most ``limit`` characters, else its start and 8 hex digits of its sha1 (stable, distinct)."""
-    if len(name) <= limit:
-        return name
-    import hashlib
-
-    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
-    return f"{name[:limit - len(digest) - 1].rstrip('-_.,=+')}-{digest}"
-
-
-def run_name(recipe_name: str, overrides: Iterable[str] = (), without: Iterable[str] = (),
-             only: Iterable[str] = (), preset: str | None = None) -> str:
-    """A short run name from what changes the model, e.g. ``quickstart-without-depth-depth.weight=10``.
-
-    The one naming rule of ``stylekit train`` and ``stylekit ablate``: the recipe's name (and preset), the
-    dropped or kept terms, then each ``--set`` whose key can change the network (:func:`changes_model`: not
-    ``log.*``, ``performance.*``, ``output_dir``…) sorted by key, shortened with a hash above
-    :data:`NAME_LIMIT` characters.
-    """
-    from .config import parse_override
-
-    parts = [recipe_name + (f"-{preset}" if preset else "")]
-    parts += [f"without-{t}" for t in without]
-    if list(only):
-        parts.append("only-" + "+".join(only))
-    changed: dict[str, str] = {}
-    for text in overrides:
-        keys, value = parse_override(text)
-        key = ".".join(keys)
-        if not changes_model(key):
-            continue
-        for prefix in _NAME_PREFIXES:
-            key = key.removeprefix(prefix)
-        changed[key] = ",".join(map(str, value)) if isinstance(value, list) else str(value)  # the last --set wins
-    parts += [f"{key}={value}" for key, value in sorted(changed.items())]  # the order typed does not matter
-    return shorten_name(safe_name("-".join(parts), limit=10_000))
-
-
-def run_info(recipe_file: str | Path, overrides: Sequence[str] = (), without: Sequence[str] = (),
-             only: Sequence[str] = (), preset: str | None = None, name: str = "", **extra: Any) -> dict[str, Any]:
-    """What ``run.json`` records about how a run was asked for (the trainer adds versions and times)."""
-    return {"recipe_file": str(Path(recipe_file).resolve()), "overrides": list(overrides), "without": list(without),
-            "only": list(only), "preset": preset, "display_name": name, **extra}
-
-
-def describe_run_changes(info: dict[str, Any]) -> str:
-    """'without tv; style.weight=2' from run.json (what the command line changed), then each changing resume."""
-    parts = [_describe_changes(info)] if _describe_changes(info) else []
-    for resume in info.get("resumes") or []:
-        if isinstance(resume, dict) and resume.get("changed"):
-            what = _describe_changes(resume) or ", ".join(resume["changed"])
-            parts.append(f"resumed at step {resume.get('step', '?')} with {what}")
-    return "; ".join(parts)
-
-
-def _default_of(key: str) -> Any:
-    """The recipe schema's default for dotted ``key`` in a recipe section (``MISSING``: required or not a field)."""
-    from pydantic import BaseModel
-
-    from .config import Recipe
-
-    model: Any = Recipe
-    *sections, name = key.split(".")
-    for part in sections:
-        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
-        model = field.annotation if field is not None else None
-    if not (isinstance(model, type) and issubclass(model, BaseModel)) or name not in model.model_fields:
-        return MISSING
-    field = model.model_fields[name]
-    if field.is_required():
-        return MISSING
-    default = field.get_default(call_default_factory=True)
-    return default.model_dump(mode="json") if isinstance(default, BaseModel) else default
-
-
-def _describe_changes(info: dict[str, Any]) -> str:
-    parts = [f"without {t}" for t in info.get("without") or []]
-    if info.get("only"):
-        parts.append("only " + ",".join(info["only"]))
-    for text in info.get("overrides") or []:
-        key, _, value = str(text).partition("=")
-        parts.append(f"{key.removeprefix('losses.')}={value}")
-    return "; ".join(parts)
-
-
-def environment_info() -> dict[str, Any]:
-    """Versions of stylekit and its main dependencies, and the git commit stylekit was run from."""
-    import timm
-    import torch
-    import torchvision
-
-    from .version import __version__
-
-    info = {"stylekit": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "timm": timm.__version__, "python": platform.python_version()}
-    try:
-        root = Path(__file__).resolve().parent
-
-        def git(*args: str) -> subprocess.CompletedProcess:
-            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5)
-
-        # Only if git tracks this very package: a copy in site-packages inside another repo's venv must not
-        # report that repo's commit.
-        if git("ls-files", "--error-unmatch", "__init__.py").returncode == 0:
-            commit = git("rev-parse", "HEAD")
-            if commit.returncode == 0:
-                info["git_commit"] = commit.stdout.strip()
-                info["git_dirty"] = bool(git("status", "--porcelain", "--", ".").stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        pass
-    if "git_commit" not in info:  # installed from a git URL: pip recorded the commit (PEP 610 direct_url.json)
-        try:
-            from importlib.metadata import distribution
-
-            vcs = json.loads(distribution("stylekit").read_text("direct_url.json") or "{}").get("vcs_info") or {}
-            if vcs.get("commit_id"):
-                info["git_commit"] = vcs["commit_id"]
-        except Exception:  # no metadata (running from a source tree), malformed file…
-            pass
-    return info
-
-
 def effective_state(status: dict[str, Any]) -> tuple[str, str]:
     """(state, reason); a 'running' run whose process is gone on this host reads as interrupted."""
     state, reason = str(status.get("state", "unknown")), str(status.get("reason", ""))
@@ -273,7 +127,6 @@ def effective_state(status: dict[str, Any]) -> tuple[str, str]:
     return state, reason
 
 
-# -- the run folder ----------------------------------------------------------------
 
 class RunDir:
     """One run folder: where each record lives, reading and writing them, its writer lock, its checkpoints.
@@ -369,14 +222,15 @@ class RunDir:
         return self.path.is_dir() and not any(p.name != LOCK_FILE for p in self.path.iterdir())
 
     @classmethod
-    def containing(cls, path: str | Path) -> RunDir | None:
-        """The run a checkpoint folder (or a file in one) belongs to, if it lies in a run's ``checkpoints/``."""
+    def containing(cls, path: str | Path, *, with_records: bool = True) -> RunDir | None:
+        """The run a checkpoint folder (or a file in one) belongs to, if it lies in a run's ``checkpoints/``
+        (``with_records``: and the run wrote its records beside them)."""
         path = Path(path)
         ckpt = path.parent if path.is_file() else path
-        if ckpt.parent.name != CHECKPOINTS_DIR:
+        if ckpt.parent.name != CHECKPOINTS_DIR or cls.step_of(ckpt) is None:
             return None
         run = cls(ckpt.parent.parent)
-        return run if run.holds_run() else None
+        return run if run.holds_run() or not with_records else None
 
     # -- containment -------------------------------------------------------------
     def inside(self, path: str | Path) -> Path:
@@ -431,10 +285,9 @@ class RunDir:
         return effective_state(status) if status else ("unknown", f"no {STATUS_FILE}")
 
     def start(self, config_text: str, recipe_name: str, info: dict[str, Any]) -> None:
-        """Write a new run's ``config.yaml`` and ``run.json`` (versions, command, time added)."""
+        """Write a new run's ``config.yaml`` and ``run.json`` (``info``, with the command and the time added)."""
         atomic_write_text(self.config, config_text)
-        record = {"name": self.name, "recipe": recipe_name, "created": _now(), "command": sys.argv, **info,
-                  "environment": environment_info()}
+        record = {"name": self.name, "recipe": recipe_name, "created": _now(), "command": sys.argv, **info}
         atomic_write_text(self.info, json.dumps(record, indent=2) + "\n")
 
     def record_timing(self, timing: dict[str, Any]) -> None:
@@ -452,30 +305,20 @@ class RunDir:
                   "updated": _now()}
         atomic_write_text(self.status, json.dumps(status, indent=2) + "\n")
 
-    def record_resume(self, step: int, config_text: str, changes: dict[str, Any]) -> list[str]:
+    def record_resume(self, step: int, config_text: str, changes: dict[str, Any]) -> None:
         """Note a resume in ``run.json`` and, when it changes the recipe, rewrite ``config.yaml``.
 
-        ``changes`` are the command line's (``overrides``, ``without``, ``only``); the dotted keys whose
-        value differs are recorded as ``changed``, so ``stylekit runs`` can show them. Returns those keys.
+        ``changes``: the command line's ``overrides``, ``without`` and ``only``, and ``changed``, the dotted keys
+        whose value the resume changes (:func:`stylekit.session.resume_changes`), which ``stylekit runs`` shows.
         """
-        old, new = self.read_config(), safe_yaml_load(config_text, "the resumed recipe") or {}
-        diff = config_diff([old, new]) if old else {}
-        # a key this stylekit added to the recipe since the run started, at its default, changed nothing
-        changed = [k for k, (before, after) in diff.items() if not (before is MISSING and after == _default_of(k))]
-        model_keys = [k for k in changed if k.startswith("model.")]
-        if model_keys:
-            raise StylekitError(
-                f"--resume {self.path}: {', '.join(model_keys)} would change the network the checkpoint holds "
-                "weights for; a resumed run keeps its model options (start a new run to change them)")
         info = self.read_info()
         entry = {"step": step, "time": _now(), "command": sys.argv,
                  **{k: list(v) for k, v in changes.items() if k in ("overrides", "without", "only") and v},
-                 "changed": changed}
+                 "changed": list(changes.get("changed") or [])}
         info.setdefault("resumes", []).append(entry)
         atomic_write_text(self.info, json.dumps(info, indent=2) + "\n")
-        if changed:
+        if entry["changed"]:
             atomic_write_text(self.config, config_text)
-        return changed
 
     def drop_metrics_after(self, step: int) -> None:
         """Forget lines logged after ``step`` (the checkpoint a resume starts from): they will be logged again."""
@@ -490,6 +333,19 @@ class RunDir:
             except (ValueError, KeyError, TypeError):
                 continue  # a line cut by a kill
         atomic_write_text(self.metrics, "".join(line + "\n" for line in kept))
+
+    def metric_rows(self) -> list[dict[str, Any]]:
+        """Every complete line of ``metrics.jsonl``, oldest first."""
+        path = self.inside(self.metrics)
+        rows = []
+        for line in path.read_text().splitlines() if path.is_file() else []:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # a line cut by a kill
+            if isinstance(row, dict) and "step" in row:
+                rows.append(row)
+        return rows
 
     def open_metrics(self):
         """``metrics.jsonl`` opened for appending (the caller closes it)."""
@@ -580,6 +436,16 @@ class RunDir:
         """The process writing this run now (None: nobody), without taking the lock."""
         return None if self._lock is not None else lock_holder(self.lock_file)
 
+    def remove_if_unused(self) -> None:
+        """Remove the folder when it holds nothing but a lock nobody holds: a run that never started (its
+        checks failed, or it was stopped while building) leaves no empty folder behind."""
+        if self._lock is None and self.path.is_dir() and self.is_empty() and self.writer() is None:
+            self.lock_file.unlink(missing_ok=True)
+            try:
+                self.path.rmdir()
+            except OSError:  # another process wrote into it meanwhile
+                pass
+
     @classmethod
     def create(cls, output_dir: str | Path, name: str) -> RunDir:
         """A fresh folder for a new run, locked: ``OUTPUT_DIR/NAME``, else ``NAME-2``, ``NAME-3``…
@@ -617,7 +483,7 @@ class RunDir:
             text = str(plugin)
             if _plugin_key(text) in given_set:
                 continue
-            if _is_plugin_path(text):
+            if plugin_file(text) is not None:
                 out.append(text)
                 continue
             try:
@@ -640,203 +506,8 @@ class RunDir:
                 "pass --trust-run-plugins, or give each plugin again with --plugin PATH_OR_MODULE.")
 
 
-def _is_plugin_path(text: str) -> bool:
-    return text.endswith(".py") or "/" in text or os.sep in text or Path(text).expanduser().exists()
-
-
 def _plugin_key(text: str) -> str:
-    return str(Path(text).expanduser().resolve()) if _is_plugin_path(str(text)) else str(text)
+    file = plugin_file(text)
+    return str(file.resolve()) if file is not None else str(text)
 
 
-# -- reading runs back ---------------------------------------------------------------
-
-@dataclass
-class RunRecord:
-    """One run directory as read from disk; missing files leave fields empty."""
-
-    path: Path
-    name: str
-    recipe: str = ""
-    changes: str = ""
-    state: str = "unknown"
-    reason: str = ""
-    step: int = 0
-    iterations: int = 0
-    final: dict[str, float] = field(default_factory=dict)  # unweighted term values at the last logged step
-    final_weighted: dict[str, float] = field(default_factory=dict)
-    eval: dict[str, float] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
-    info: dict[str, Any] = field(default_factory=dict)
-    status: dict[str, Any] = field(default_factory=dict)
-
-
-def _metric_value(value: Any) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, dict) and isinstance(value.get("mean"), (int, float)):
-        return float(value["mean"])  # {mean, ci_low, ci_high, n}: the mean is the summary value
-    return None
-
-
-def read_eval_metrics(run_dir: str | Path) -> dict[str, float]:
-    """Summary values of ``RUN/eval/metrics.json`` (its ``summary`` mapping if it has one).
-
-    Accepts ``{metric: value}``, ``{metric: {"mean": …}}`` and, per evaluated source,
-    ``{source: {metric: …}}`` (the source named like the run, else the only/first one).
-    """
-    run = RunDir(run_dir)
-    data = read_json(run.inside(run.eval_metrics))
-    summary = data.get("summary") if isinstance(data.get("summary"), dict) else data
-    if not summary:
-        return {}
-    direct = {k: _metric_value(v) for k, v in summary.items()}
-    if any(v is not None for v in direct.values()):
-        return {k: v for k, v in direct.items() if v is not None}
-    per_source = {k: v for k, v in summary.items() if isinstance(v, dict)}
-    if not per_source:
-        return {}
-    name = run.name
-    source = per_source.get(name) or next((v for k, v in per_source.items() if name in k or k in name),
-                                          next(iter(per_source.values())))
-    values = {k: _metric_value(v) for k, v in source.items()}
-    return {k: v for k, v in values.items() if v is not None}
-
-
-def read_run(path: str | Path) -> RunRecord:
-    run = RunDir(path)
-    try:
-        info, status, config, row = run.read_info(), run.read_status(), run.read_config(), run.last_metrics()
-        evals = read_eval_metrics(run.path)
-    except RunPathError as exc:  # listed, not followed
-        return RunRecord(path=run.path, name=run.name, state="refused", reason=str(exc))
-    state, reason = effective_state(status) if status else ("unknown", f"no {STATUS_FILE}")
-    terms = row.get("terms", {}) if isinstance(row.get("terms"), dict) else {}
-    return RunRecord(
-        path=run.path, name=run.name, recipe=str(info.get("recipe") or config.get("name") or ""),
-        changes=describe_run_changes(info), state=state, reason=reason,
-        step=max(int(status.get("step") or 0), int(row.get("step") or 0)),  # status.json is written at start/end only
-        iterations=int(status.get("iterations") or (config.get("schedule") or {}).get("iterations") or 0),
-        final={k: float(v["raw"]) for k, v in terms.items() if isinstance(v, dict) and "raw" in v},
-        final_weighted={k: float(v["weighted"]) for k, v in terms.items() if isinstance(v, dict) and "weighted" in v},
-        eval=evals, config=config, info=info, status=status)
-
-
-def is_run_dir(path: Path) -> bool:
-    return RunDir(path).holds_run()
-
-
-def find_runs(root: str | Path, depth: int = 3) -> list[Path]:
-    """Run directories at or below ``root`` (a grid folder, ``runs/``…), sorted by path."""
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise StylekitError(f"{root} is not a folder (give a run directory or a folder of runs, e.g. runs/)")
-    if is_run_dir(root):
-        return [root]
-    found: list[Path] = []
-    level = [root]
-    for _ in range(depth):
-        nxt = []
-        for folder in level:
-            for child in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-                (found if is_run_dir(child) else nxt).append(child)
-        level = nxt
-    return sorted(found)
-
-
-# -- presentation ------------------------------------------------------------
-
-STATE_STYLE = {"finished": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "refused": "red"}
-
-
-def fmt(value: float | None) -> str:
-    return "–" if value is None else f"{value:.4g}"
-
-
-def term_columns(records: Iterable[RunRecord]) -> list[str]:
-    """Every term any run logged, in first-seen order (runs without a term show '–')."""
-    return list(dict.fromkeys(k for r in records for k in r.final))
-
-
-def eval_columns(records: Iterable[RunRecord]) -> list[str]:
-    return list(dict.fromkeys(k for r in records for k in r.eval))
-
-
-def state_text(record: RunRecord, width: int = 60) -> str:
-    style = STATE_STYLE.get(record.state, "")
-    text = f"[{style}]{record.state}[/]" if style else record.state
-    if record.state in ("failed", "interrupted", "refused") and record.reason:
-        reason = record.reason.splitlines()[0]
-        text += f": {reason[:width]}{'…' if len(reason) > width else ''}"
-    return text
-
-
-def runs_table(records: Sequence[RunRecord], title: str = "runs") -> Table:
-    terms, evals = term_columns(records), eval_columns(records)
-    table = Table(title=title)
-    for column in ("run", "recipe", "changed", "steps"):
-        table.add_column(column, overflow="fold")
-    for term in terms:
-        table.add_column(term, justify="right")
-    for key in evals:
-        table.add_column(f"eval {key}", justify="right")
-    table.add_column("status", overflow="fold")
-    for r in records:
-        table.add_row(r.name, r.recipe, r.changes or "–", f"{r.step}/{r.iterations or '?'}",
-                      *[fmt(r.final.get(t)) for t in terms], *[fmt(r.eval.get(k)) for k in evals], state_text(r))
-    return table
-
-
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested config → ``{"losses.style.weight": 0.3, …}``; lists stay values."""
-    if isinstance(data, dict) and data:
-        out: dict[str, Any] = {}
-        for key, value in data.items():
-            out.update(flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: data} if prefix else {}
-
-
-MISSING = object()
-
-
-def config_diff(configs: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
-    """Dotted keys whose values differ between configs (absent keys count as different)."""
-    flat = [flatten(c) for c in configs]
-    keys = sorted(set().union(*flat)) if flat else []
-    return {k: [f.get(k, MISSING) for f in flat] for k in keys
-            if len({json.dumps(f.get(k, "<absent>"), sort_keys=True, default=str) for f in flat}) > 1}
-
-
-def _value_text(value: Any) -> str:
-    if value is MISSING:
-        return "[dim](absent)[/]"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
-
-
-def compare_tables(records: Sequence[RunRecord]) -> tuple[Table, Table]:
-    """(config differences, final metrics) with one column per run."""
-    diff = config_diff([r.config for r in records])
-    config_table = Table(title="config differences" if diff else "config differences (none: identical configs)")
-    config_table.add_column("key")
-    for r in records:
-        config_table.add_column(r.name, overflow="fold")
-    for key, values in diff.items():
-        config_table.add_row(key, *[_value_text(v) for v in values])
-
-    metrics = Table(title="final metrics (unweighted terms at the last logged step)")
-    metrics.add_column("")
-    for r in records:
-        metrics.add_column(r.name, justify="right", overflow="fold")
-    metrics.add_row("status", *[state_text(r, 40) for r in records])
-    metrics.add_row("steps", *[f"{r.step}/{r.iterations or '?'}" for r in records])
-    metrics.add_section()
-    for term in term_columns(records):
-        metrics.add_row(term, *[fmt(r.final.get(term)) for r in records])
-    evals = eval_columns(records)
-    if evals:
-        metrics.add_section()
-        for key in evals:
-            metrics.add_row(f"eval {key}", *[fmt(r.eval.get(key)) for r in records])
-    return config_table, metrics
