@@ -260,6 +260,14 @@ def _resolve_paths(raw: dict, base: Path) -> None:
         node[path[-1]] = fix_all(node[path[-1]], ".".join(path))
 
 
+def absolute_paths(raw: dict, base: Path) -> dict:
+    """A copy of recipe mapping ``raw`` with its relative paths made absolute against ``base`` (a recipe file's
+    folder; for a recipe given as a mapping, the working folder), as a run folder's config.yaml must hold them."""
+    raw = copy.deepcopy(raw)
+    _resolve_paths(raw, base)
+    return raw
+
+
 def read_recipe_text(path: Path) -> str:
     """The text of a recipe file: a regular UTF-8 file of at most :data:`MAX_RECIPE_BYTES`."""
     if not path.exists():

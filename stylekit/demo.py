@@ -27,7 +27,7 @@ from .checkpoint import model_label
 from .runs.folder import RunDir
 from .session import load, resolve_model
 from .stylizer import Stylizer, blend
-from .errors import StylekitError
+from .errors import ImageError, StylekitError
 from .models import zoo
 
 #: the folder of runs the picker lists when none is given
@@ -114,9 +114,12 @@ class DemoEngine:
     def _stylize(self, photo, source: str, strength: float) -> tuple[np.ndarray, Path]:
         from PIL import Image, ImageOps
 
-        from .data import load_rgb, to_tensor
+        from .data import describe_unreadable, load_rgb, to_tensor
 
-        image = load_rgb(photo)
+        try:
+            image = load_rgb(photo)
+        except Exception as exc:  # Pillow's decoders raise many kinds
+            raise ImageError(f"{describe_unreadable(Path(photo).name, exc)}; give a JPEG, PNG or WebP photo") from None
         if self.max_size and max(image.size) > self.max_size:
             image = ImageOps.contain(image, (self.max_size, self.max_size), Image.Resampling.LANCZOS)
         content = to_tensor(image)[None]
@@ -168,8 +171,8 @@ def build_app(choices: list[Choice], engine: DemoEngine, *, refresh: Callable[[]
             raise gr.Error("Pick a model first.")
         try:
             picture, path = engine.stylize(photo, source, float(strength))
-        except StylekitError as exc:
-            raise gr.Error(str(exc)) from exc
+        except StylekitError as exc:  # the user's to fix: said in the page, not as a traceback in the log
+            raise gr.Error(str(exc), print_exception=False) from exc
         return picture, str(path)
 
     def run_if_ready(photo, source, strength):
@@ -191,8 +194,8 @@ def build_app(choices: list[Choice], engine: DemoEngine, *, refresh: Callable[[]
             strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Strength", scale=3,
                                  info="0: the photo, 1: fully stylized")
         with gr.Row():
-            photo = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], label="Photo",
-                             elem_id="photo")
+            photo = _readable_uploads(gr, gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"],
+                                                   label="Photo", elem_id="photo"))
             result = gr.Image(type="numpy", format="png", label="Stylized", interactive=False,
                               buttons=["download", "fullscreen"], elem_id="result")
         with gr.Row():
@@ -204,6 +207,28 @@ def build_app(choices: list[Choice], engine: DemoEngine, *, refresh: Callable[[]
               api_visibility="private", trigger_mode="always_last")
         rescan_button.click(rescan, None, model, api_visibility="private")
     return app
+
+
+def _readable_uploads(gr, photo):
+    """``photo`` (a ``gr.Image``) answering an upload Pillow cannot read (a PDF, a text file) with one sentence
+    in the page, where Gradio would show its raw "Could not preprocess input component" and log a traceback.
+    Its ``preprocess`` is wrapped on the instance: a subclass would make Gradio write a .pyi stub beside this file."""
+    preprocess = photo.preprocess
+
+    def checked(payload):
+        try:
+            return preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise many kinds
+            from .data import describe_unreadable
+
+            name = getattr(payload, "orig_name", None) or "the upload"
+            raise gr.Error(f"{describe_unreadable(name, exc)}; give a JPEG, PNG or WebP photo",
+                           print_exception=False) from None
+
+    photo.preprocess = checked
+    return photo
 
 
 def serve(app, *, host: str = "127.0.0.1", port: int | None = None, block: bool = True,

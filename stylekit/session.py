@@ -29,7 +29,7 @@ from rich.console import Console
 from . import distributed
 from .checkpoint import find_model_file, load_model, read_card
 from .components import Component, ComponentOptions
-from .config import Recipe, load_raw, load_recipe
+from .config import Recipe, absolute_paths, load_raw, load_recipe
 from .errors import ConfigError, StylekitError
 from .hardware import pick_device
 from .models import zoo
@@ -124,7 +124,7 @@ def start_run(recipe: RecipeSource, overrides: Overrides | None = None, *, witho
     (``torchrun``), rank 0 names and creates the folder.
     """
     texts = override_texts(overrides)
-    raw = dict(recipe) if isinstance(recipe, Mapping) else None
+    raw = absolute_paths(dict(recipe), Path.cwd()) if isinstance(recipe, Mapping) else None
     resolved = load_recipe(None if raw is not None else recipe, texts, without=without, only=only,
                            extra_plugins=plugins, raw=raw, preset=preset)
     name = run_name(resolved.name, texts, without, only, preset=resolved.preset)

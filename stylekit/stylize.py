@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .data import list_images, load_rgb, to_image, to_tensor
+from .data import list_images, load_rgb, to_array, to_image, to_tensor
 from .errors import StylekitError
 from .models.transformer import TransformerNet
+from .pngstream import PngWriter
 from .hardware import autocast, pick_device, pick_precision
 from .tiling import AUTO_TILE_PIXELS, stylize_tiled, tiled_bands
 from .video import VIDEO_SUFFIXES, is_video, stylize_video
@@ -146,19 +147,40 @@ def stylize_image(model: TransformerNet, image: Image.Image, *, dtype: torch.dty
                   tile: int | None = None, overlap: int = 64) -> Image.Image:
     """A PIL RGB image → the stylized PIL image. Tiled, the result is assembled from finished rows of tiles
     straight into the 8-bit output, so beyond the network's memory a huge image costs its input and output
-    images (4 bytes per pixel each in Pillow) and one row of tiles."""
+    images (4 bytes per pixel each in Pillow) and one row of tiles; :func:`save_stylized` spares the output."""
+    w, h = image.size
+    if not _tile_for(h, w, tile):
+        return to_image(stylize_tensor(model, to_tensor(image)[None], dtype=dtype, tile=0)[0])
+    result = Image.new("RGB", (w, h))
+    for top, band in _bands(model, image, dtype, tile, overlap):
+        result.paste(to_image(band[0]), (0, top))
+    return result
+
+
+def save_stylized(model: TransformerNet, image: Image.Image, target: Path, *, dtype: torch.dtype = torch.float32,
+                  tile: int | None = None, overlap: int = 64) -> None:
+    """Stylize ``image`` into the file ``target``. A tiled image bound for a PNG streams to the encoder a row of
+    tiles at a time (:class:`~stylekit.pngstream.PngWriter`), so beyond the network it costs its input (4 bytes
+    per pixel) and one row of tiles; any other format is encoded by Pillow from the whole result."""
+    w, h = image.size
+    if not (_tile_for(h, w, tile) and target.suffix.lower() == ".png"):
+        stylize_image(model, image, dtype=dtype, tile=tile, overlap=overlap).save(target)
+        return
+    with PngWriter(target, w, h) as png:
+        for _, band in _bands(model, image, dtype, tile, overlap):
+            for top in range(0, band.shape[2], 64):  # converted to 8 bits a few rows at a time
+                png.write(to_array(band[0, :, top:top + 64]))
+
+
+def _bands(model: TransformerNet, image: Image.Image, dtype: torch.dtype, tile: int | None, overlap: int):
+    """(top, 1×3×rows×W band) of the tiled result of a PIL image, top to bottom (:func:`tiled_bands`)."""
     w, h = image.size
     tile = _tile_for(h, w, tile)
-    if not tile:
-        return to_image(stylize_tensor(model, to_tensor(image)[None], dtype=dtype, tile=0)[0])
 
     def read(top: int, left: int, th: int, tw: int) -> torch.Tensor:
         return to_tensor(image.crop((left, top, left + tw, top + th)))[None]
 
-    result = Image.new("RGB", (w, h))
-    for top, band in tiled_bands(_runner(model, dtype), read, h, w, tile, min(overlap, tile // 2 - 1)):
-        result.paste(to_image(band[0]), (0, top))
-    return result
+    return tiled_bands(_runner(model, dtype), read, h, w, tile, min(overlap, tile // 2 - 1))
 
 
 def stylize_files(model: TransformerNet, files: list[Path], out: Path | None, *, max_size: int | None = None,
@@ -185,7 +207,7 @@ def stylize_files(model: TransformerNet, files: list[Path], out: Path | None, *,
                 stylize_video(run_frames, source, target, batch=batch, max_size=max_size,
                               on_frames=on_frames, on_warning=on_warning)
             else:
-                stylize_image(model, load_rgb(source, max_size), dtype=dtype, tile=tile, overlap=overlap).save(target)
+                save_stylized(model, load_rgb(source, max_size), target, dtype=dtype, tile=tile, overlap=overlap)
         except Exception as exc:
             if on_error is None:
                 raise

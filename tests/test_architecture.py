@@ -48,7 +48,7 @@ PLACES = {
     "stylekit.runs": "runtime", "stylekit.runlock": "runtime", "stylekit.checkpoint": "runtime",
     "stylekit.card": "runtime", "stylekit.trainer": "runtime", "stylekit.finite": "runtime",
     "stylekit.distributed": "runtime", "stylekit.preflight": "runtime", "stylekit.session": "runtime",
-    "stylekit.stylize": "runtime", "stylekit.stylizer": "runtime", "stylekit.tiling": "runtime",
+    "stylekit.stylize": "runtime", "stylekit.stylizer": "runtime", "stylekit.pngstream": "runtime", "stylekit.tiling": "runtime",
     "stylekit.video": "runtime", "stylekit.viz": "runtime", "stylekit.evaluate": "runtime",
     "stylekit.ablate": "runtime", "stylekit.export": "runtime", "stylekit.bench": "runtime",
     "stylekit.api": "runtime", "stylekit.demo": "runtime", "stylekit.testing": "runtime",

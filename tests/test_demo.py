@@ -187,3 +187,28 @@ def test_browser_upload_shows_and_downloads_the_stylized_photo(server, tmp_path)
                               np.asarray(shown.convert("RGB"), dtype=np.int16))
     finally:
         driver.quit()
+
+
+def test_a_file_that_is_no_image_gets_one_sentence(workspace, tmp_path):
+    from stylekit.demo import DemoEngine
+
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("not a photo")
+    engine = DemoEngine(device="cpu", output_dir=tmp_path / "outputs")
+    with pytest.raises(StylekitError, match=r"^notes\.jpg: not an image Pillow can read; give a JPEG, PNG or WebP"):
+        engine.stylize(fake, "runs/tiny", 1.0)
+    engine.close()
+
+
+@pytest.mark.loopback
+@GRADIO_WARNINGS
+def test_client_uploading_a_non_image_gets_a_message_not_a_processing_error(server, tmp_path):
+    from gradio_client import Client, handle_file
+
+    url, _ = server
+    fake = tmp_path / "notes.png"
+    fake.write_text("not a photo")
+    client = Client(url, analytics_enabled=False, verbose=False, download_files=str(tmp_path / "client"))
+    with pytest.raises(Exception, match="not an image Pillow can read") as caught:
+        client.predict(handle_file(str(fake)), "runs/tiny", 1.0, api_name="/stylize")
+    assert "preprocess" not in str(caught.value)

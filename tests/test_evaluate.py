@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from stylekit.evaluate import EvalNetworks, EvalSettings, parse_options, run_evaluation
+from stylekit.evaluate import EvalNetworks, EvalSettings, run_evaluation
 from stylekit.evaluate import functional as Fm
 from stylekit.evaluate.builtin_metrics import (LPIPS, ContentDistance, DepthPreservation, EdgePreservation, LPIPSNetwork,
                                        SaliencyPreservation, SSIM, all_columns, metrics_markdown)
@@ -189,11 +189,6 @@ def test_docs_cover_every_column():
     for column in all_columns():
         assert f"`{column.key}`" in doc, column.key
     assert "| metric |" in metrics_markdown()
-
-
-def test_parse_options():
-    assert parse_options(["weights=/a/b.pt", "input_size=128", "x="], "--o") == {"weights": "/a/b.pt",
-                                                                                "input_size": 128, "x": ""}
 
 
 # -- end to end ---------------------------------------------------------------------------------------------------

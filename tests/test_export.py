@@ -101,7 +101,7 @@ def test_shipped_models_are_listed_and_stylize_by_name(tmp_path, checkpoint, mon
 
     import json
 
-    from stylekit.card import read_card
+    from stylekit.checkpoint import read_card
 
     path, _ = checkpoint
     shelf = tmp_path / "pretrained"

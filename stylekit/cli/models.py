@@ -45,26 +45,27 @@ def models(pattern: str = typer.Argument("*", help="Shell-style filter on the na
         console.print(f"No shipped model matches {pattern!r}." if pattern != "*" else "No models ship with this "
                       "installation.")
         return
-    table = Table(title="Shipped models (stylekit stylize --model NAME IMAGE)")
-    table.add_column("name", no_wrap=True)  # never cut: it is what --model takes
-    for column in ("loss terms (weights)", "trained", "style (license)", "held-out results"):
-        table.add_column(column)
-    table.add_column("size", no_wrap=True, justify="right")
+    table = Table(title="Shipped models: stylekit stylize --model NAME IMAGE", show_header=False)
+    table.add_column("", no_wrap=True)  # the model's name is never cut: it is what --model takes
+    table.add_column("")
     for name in names:
         file = shipped_model_file(name)
         card = read_card(file)
         training = card.get("training") or {}
         terms = ", ".join(f"{term}×{weight:g}" for term, weight in (training.get("losses") or {}).items()
-                          if isinstance(weight, (int, float)) and weight > 0) or "not recorded"
-        trained = (f"{training.get('steps')} steps, {training.get('image_size')} px, backbone "
-                   f"{training.get('backbone')}" if training else "not recorded")
+                          if isinstance(weight, (int, float)) and weight > 0)
         style = "; ".join(f"{s.get('attribution') or s.get('name', '?')} ({s.get('license') or 'license not stated'})"
-                          for s in card.get("style") or []) or "not recorded"
+                          for s in card.get("style") or [])
         results = "; ".join(f"{e.get('dataset')} ({e.get('images')} images): "
                             + ", ".join(f"{k} {v:.3g}" for k, v in (e.get("means") or {}).items())
-                            for e in card.get("evaluation") or []) or "—"
-        table.add_row(name, printable(terms), printable(trained), printable(style), printable(results),
-                      f"{file.stat().st_size / 1e6:.1f} MB")
+                            for e in card.get("evaluation") or [])
+        table.add_row(f"[bold]{printable(name)}[/]", f"{file.stat().st_size / 1e6:.1f} MB")
+        table.add_row("loss terms", printable(terms or "not recorded"))
+        table.add_row("trained", printable(f"{training.get('steps')} steps, {training.get('image_size')} px, "
+                                           f"backbone {training.get('backbone')}" if training else "not recorded"))
+        table.add_row("style", printable(style or "not recorded"))
+        table.add_row("held-out", printable(results or "—"))
+        table.add_section()
     console.print(table)
 
 
