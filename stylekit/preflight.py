@@ -37,9 +37,9 @@ def check_recipe(recipe: Recipe, run_dir: str | Path | None = None) -> None:
         check_writable_folder(recipe.output_dir, "output_dir")
     else:
         check_writable_folder(run_dir, "the run folder")
+    check_model_size(recipe)
     if recipe.device != "auto":
         check_device(recipe.device, "device")
-    check_model_size(recipe)
 
 
 def check_data_root(root: str) -> None:
