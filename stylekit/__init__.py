@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .version import __version__
 
-from .api import Run, Stylizer, list_components, list_models, load, train  # noqa: E402
+from .api import Run, RunInterrupted, Stylizer, list_components, list_models, load, train  # noqa: E402
 from .backbones.base import Backbone, BackboneOptions  # noqa: E402
 from .components import Component, ComponentOptions  # noqa: E402
 from .depth.base import DepthNetwork, DepthOptions  # noqa: E402
@@ -41,7 +41,7 @@ def create_loss(name: str, plugins=(), **options) -> LossTerm:
 
 __all__ = ["Backbone", "BackboneOptions", "Component", "ComponentOptions", "DepthNetwork", "DepthOptions", "Features",
            "Logger", "LoggerOptions", "LossBatch", "LossTerm", "Metric", "MetricOptions", "NetworkSpec", "Perception",
-           "Run", "StepMetrics", "Stylizer", "Tap",
+           "Run", "RunInterrupted", "StepMetrics", "Stylizer", "Tap",
            "TermContext", "TermOptions", "TransformerNet", "TransformerOptions", "WeightsFile", "__version__",
            "build_component", "create_backbone", "create_depth_network", "create_loss", "create_metric",
            "get_plugin_manager", "get_registry", "hookimpl", "list_components", "list_models", "load",

@@ -21,10 +21,11 @@ from . import session
 from .errors import StylekitError
 from .models import zoo
 from .plugins import KIND_HOOKS, get_registry
-from .session import Overrides, PathOrName, RecipeSource, Run, load
+from .runs.handle import Run, RunInterrupted
+from .session import Overrides, PathOrName, RecipeSource, load
 from .stylizer import Stylizer
 
-__all__ = ["Run", "Stylizer", "list_components", "list_models", "load", "train"]
+__all__ = ["Run", "RunInterrupted", "Stylizer", "list_components", "list_models", "load", "train"]
 
 list_models = zoo.list_models
 
@@ -38,8 +39,9 @@ def train(recipe: RecipeSource | None = None, overrides: Overrides | None = None
     ``recipe``: a recipe file or a raw recipe mapping. ``overrides``: ``{"schedule.iterations": 400}`` or
     ``["schedule.iterations=400"]``, like ``--set``. ``run_dir``: the exact run folder (default: a fresh
     ``OUTPUT_DIR/NAME``). ``resume``: a run folder to continue from its latest checkpoint, with its own recipe
-    (``overrides``, ``without``, ``only`` then change it from that step on). ``progress``: show a progress bar. Ctrl-C checkpoints the run and raises :class:`~stylekit.session.RunInterrupted` (a
-    ``KeyboardInterrupt`` that says how to resume).
+    (``overrides``, ``without``, ``only`` then change it from that step on). ``progress``: show a progress bar.
+    Ctrl-C checkpoints the run and raises :class:`~stylekit.runs.handle.RunInterrupted` (a ``KeyboardInterrupt``
+    that says how to resume).
     """
     console = Console(stderr=True)
     if resume is not None:

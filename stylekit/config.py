@@ -390,12 +390,13 @@ def validate_recipe(raw: dict, registry=None) -> Recipe:
             value = getattr(value, part)
         for item in value if isinstance(value, list) else [value]:
             _check_path_text(".".join(key_path), item)
-    registry = registry if registry is not None else get_registry(recipe.plugins)
+    components = recipe.components()
     errors: list[str] = [f"  log.logger_options.{name}: {name!r} is not in log.loggers ({', '.join(recipe.log.loggers)})"
                          for name in recipe.log.logger_options if name not in recipe.log.loggers]
     if not recipe.losses:
         errors.append("  losses: no loss terms; give at least one, e.g. {content: {weight: 1}}")
-    for kind, name, name_key, options_key, options in recipe.components():
+    registry = registry if registry is not None else get_registry(recipe.plugins)
+    for kind, name, name_key, options_key, options in components:
         try:
             registry.get(kind, name, name_key)  # an unknown name is reported under the key that names it
             recipe._options[options_key] = registry.options(kind, name, options, options_key)
@@ -406,13 +407,12 @@ def validate_recipe(raw: dict, registry=None) -> Recipe:
     if errors:
         raise ConfigError("invalid recipe:\n" + "\n".join(errors))
     # the recipe as config.yaml records it: every component's options with their defaults filled in
-    terms = {key: name for kind, name, key, _, _ in recipe.components() if kind == "loss"}
-    recipe.losses = {key.removeprefix("losses."): ({"term": name} if f"losses.{name}" != key else {})
-                     | recipe._options[key].model_dump(mode="json") for key, name in terms.items()}
-    recipe.backbone.options = recipe._options["backbone.options"].model_dump(mode="json")
-    for name in recipe.log.loggers:
-        if type(recipe._options[f"log.logger_options.{name}"]).model_fields:
-            recipe.log.logger_options[name] = recipe._options[f"log.logger_options.{name}"].model_dump(mode="json")
+    dumped = {key: options.model_dump(mode="json") for key, options in recipe._options.items()}
+    recipe.losses = {key.removeprefix("losses."): ({"term": name} if f"losses.{name}" != key else {}) | dumped[key]
+                     for kind, name, key, _, _ in components if kind == "loss"}
+    recipe.backbone.options = dumped["backbone.options"]
+    recipe.log.logger_options = {name: dumped[f"log.logger_options.{name}"] for name in recipe.log.loggers
+                                 if dumped[f"log.logger_options.{name}"] or name in recipe.log.logger_options}
     return recipe
 
 

@@ -19,7 +19,7 @@ overrides, then every component's options validated into its own model by the re
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence, Union
 
@@ -27,17 +27,18 @@ import torch
 from rich.console import Console
 
 from . import distributed
-from .checkpoint import find_model_file, load_model, read_card
+from .checkpoint import find_model_file
 from .components import Component, ComponentOptions
 from .config import Recipe, absolute_paths, load_raw, load_recipe
 from .errors import ConfigError, StylekitError
-from .hardware import pick_device
 from .models import zoo
 from .plugins import Registry, get_registry
 from .preflight import check_recipe
 from .runs.folder import RunDir
 from .runs.naming import run_info, run_name
-from .runs.records import MISSING, config_diff, read_run
+from .runs.handle import Run
+from .runs.records import MISSING, config_diff
+from .runs.trust import check_plugins
 from .stylizer import Stylizer
 from .yamlio import key_value_text
 
@@ -46,59 +47,6 @@ PathOrName = Union[str, os.PathLike]
 RecipeSource = Union[str, os.PathLike, Mapping[str, Any]]
 #: ``--set`` texts (``["schedule.iterations=400"]``) or the same as a mapping (``{"schedule.iterations": 400}``)
 Overrides = Union[Sequence[str], Mapping[str, Any]]
-
-
-class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C (or SIGTERM in a sweep) stopped a run; the message says where, and how to continue it."""
-
-    def __init__(self, run_dir: Path, step: int, checkpoint: Path | None):
-        self.run_dir, self.step, self.checkpoint = run_dir, step, checkpoint
-        if checkpoint is None:
-            message = (f"interrupted at step {step}, before the first checkpoint; nothing to resume in {run_dir} "
-                       "(start the run again)")
-        else:
-            message = (f"interrupted at step {step}, checkpointed; resume with `stylekit train --resume {run_dir}` "
-                       f"(Python: stylekit.train(resume={str(run_dir)!r}))")
-        super().__init__(message)
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-@dataclass
-class Run:
-    """A training run: its folder and how the last session on it ended (what :func:`stylekit.train` returns)."""
-
-    path: Path
-    #: the step training reached
-    steps: int = 0
-    #: each loss term at the last logged step: ``{"content": {"raw": …, "weighted": …}, …}``
-    final: dict[str, dict[str, float]] = field(default_factory=dict)
-    seconds: float = 0.0
-    #: training or style images that could not be read (one line each)
-    skipped_images: list[str] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, result) -> Run:
-        """From the trainer's :class:`~stylekit.trainer.RunResult`."""
-        return cls(Path(result.run_dir), result.steps, dict(result.final), result.seconds, list(result.skipped_images))
-
-    @property
-    def folder(self) -> RunDir:
-        return RunDir(self.path)
-
-    @property
-    def state(self) -> str:
-        """finished, interrupted, failed or running (as ``stylekit runs`` shows it)."""
-        return read_run(self.path).state
-
-    def metrics(self) -> list[dict[str, Any]]:
-        """Every logged step of ``metrics.jsonl``, oldest first: ``{"step", "loss", "terms": {…}, "lr", …}``."""
-        return self.folder.metric_rows()
-
-    def load(self, device: str | torch.device = "cpu") -> Stylizer:
-        """The network of the run's latest checkpoint, ready to stylize (as :func:`stylekit.load`)."""
-        return load(self.path, device=device)
 
 
 # -- starting and resuming runs -------------------------------------------------------------------------------
@@ -129,20 +77,16 @@ def start_run(recipe: RecipeSource, overrides: Overrides | None = None, *, witho
                            extra_plugins=plugins, raw=raw, preset=preset)
     name = run_name(resolved.name, texts, without, only, preset=resolved.preset)
     check_recipe(resolved, run_dir)
-    ctx = distributed.context()
-    created = RunDir.create(resolved.output_dir, name) if run_dir is None and ctx.is_main else None
-    path = distributed.broadcast_object(ctx, str(run_dir) if run_dir is not None else
-                                        str(created.path) if created is not None else None)
     asked = run_info(None if raw is not None else recipe, texts, without, only, resolved.preset, name, **dict(info or {}))
+    ctx = distributed.context()
     from .trainer import Trainer  # here, not above: importing the session (stylekit.load) needs no trainer
 
-    try:
-        return _fit(Trainer(resolved, created or RunDir(path), run_info=asked, console=console,
-                            show_progress=show_progress))
-    finally:
-        if created is not None:  # a folder this session made: released, and removed if no run was written in it
-            created.release()
-            created.remove_if_unused()
+    # a fresh folder, locked from creation to the end, and removed again if no run is written in it
+    with RunDir.claim(resolved.output_dir, name) if run_dir is None and ctx.is_main else nullcontext() as created:
+        path = distributed.broadcast_object(ctx, str(run_dir) if run_dir is not None else
+                                            str(created.path) if created is not None else None)
+        return Trainer(resolved, created or RunDir(path), run_info=asked, console=console,
+                       show_progress=show_progress).fit()
 
 
 def resume_run(run_dir: str | os.PathLike, overrides: Overrides | None = None, *, without: Sequence[str] = (),
@@ -156,22 +100,14 @@ def resume_run(run_dir: str | os.PathLike, overrides: Overrides | None = None, *
     if not folder.config.is_file():
         raise ConfigError(f"--resume: {run_dir} is not a run directory (no {folder.config.name})")
     raw = load_raw(folder.inside(folder.config))
-    folder.check_plugins(raw.get("plugins") or [], given=[*plugins, *trusted], trust=trust_run_plugins)
+    check_plugins(folder, raw.get("plugins") or [], given=[*plugins, *trusted], trust=trust_run_plugins)
     resolved = load_recipe(None, texts, without=without, only=only, extra_plugins=plugins, raw=raw)
     changes = {"overrides": texts, "without": list(without), "only": list(only),
                "changed": resume_changes(folder, resolved)}
     from .trainer import Trainer  # here, not above: importing the session (stylekit.load) needs no trainer
 
-    return _fit(Trainer(resolved, folder, resume=True, run_info=changes, console=console,
-                        show_progress=show_progress))
-
-
-def _fit(trainer) -> Run:
-    """``trainer.fit()``; Ctrl-C becomes :class:`RunInterrupted`, which says how to continue."""
-    try:
-        return Run.of(trainer.fit())
-    except KeyboardInterrupt:
-        raise RunInterrupted(trainer.run_dir, trainer.step, trainer.run.latest_checkpoint()) from None
+    return Trainer(resolved, folder, resume=True, run_info=changes, console=console,
+                   show_progress=show_progress).fit()
 
 
 def resume_changes(folder: RunDir, recipe: Recipe) -> list[str]:
@@ -236,5 +172,4 @@ def resolve_model(path_or_name: PathOrName) -> Path:
 def load(path_or_name: PathOrName, *, device: str | torch.device = "cpu") -> Stylizer:
     """The trained network :func:`resolve_model` finds, as a :class:`~stylekit.stylizer.Stylizer` on ``device``
     (``"auto"``: CUDA, else MPS, else the CPU)."""
-    file = resolve_model(path_or_name)
-    return Stylizer(load_model(file), source=str(file), card=read_card(file)).to(pick_device(str(device)))
+    return Stylizer.from_file(resolve_model(path_or_name), device=device)

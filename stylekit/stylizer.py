@@ -8,6 +8,7 @@ the input's dtype and device), so it drops into whatever pipeline the caller has
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -15,8 +16,9 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .checkpoint import load_model, read_card
 from .errors import ImageInputError
-from .hardware import check_precision, pick_precision
+from .hardware import check_precision, pick_device, pick_precision
 from .models.transformer import TransformerNet
 from .stylize import stylize_tensor
 
@@ -39,6 +41,12 @@ class Stylizer(nn.Module):
         #: versions, the recipe; ``{}`` for a checkpoint written before stylekit recorded cards
         self.card = dict(card or {})
         self.eval()
+
+    @classmethod
+    def from_file(cls, file: Path, device: str | torch.device = "cpu") -> Stylizer:
+        """The network in a ``model.safetensors`` (validated before anything is allocated), with its model card, in
+        eval mode on ``device`` (``"auto"``: CUDA, else MPS, else the CPU)."""
+        return cls(load_model(file), source=str(file), card=read_card(file)).to(pick_device(str(device)))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from .loggers import LoggerSet, StepMetrics
 from .losses.base import LossBatch, TermContext
 from .models.transformer import TransformerNet
 from .runs.folder import MODEL_FILE, RunDir, RunLockedError
+from .runs.handle import Run, RunInterrupted
 from .hardware import autocast, cpu_description, pick_channels_last, pick_device, pick_precision, precision_reason
 from .viz import image_grid, plot_loss_curves
 
@@ -48,15 +48,6 @@ class TrainProgress(Progress):
         yield self.make_tasks_table(self.tasks)
         if self.terms:
             yield Text(self.terms, style="dim")
-
-
-@dataclass
-class RunResult:
-    run_dir: Path
-    steps: int
-    final: dict[str, dict[str, float]] = field(default_factory=dict)
-    skipped_images: list[str] = field(default_factory=list)
-    seconds: float = 0.0
 
 
 class Trainer:
@@ -78,9 +69,10 @@ class Trainer:
         self.dist = distributed.context()
         if not self.dist.is_main:  # only rank 0 talks and writes
             self.console, self.show_progress = Console(stderr=True, quiet=True), False
-        self.device = distributed.device_for(self.dist, pick_device(recipe.device))
-        self.dtype = pick_precision(recipe.precision, self.device)
-        self.precision_reason = precision_reason(recipe.precision, self.device, self.dtype)
+        device = pick_device(recipe.device)
+        self.dtype = pick_precision(recipe.precision, device)
+        self.precision_reason = precision_reason(recipe.precision, device, self.dtype)
+        self.device = distributed.device_for(self.dist, device)  # this rank's GPU, when distributed on CUDA
         self.resume = resume
         self.run_info = run_info or {}
         self.step = 0
@@ -277,11 +269,11 @@ class Trainer:
             if self.dist.is_main:
                 self.run.release()
 
-    def fit(self) -> RunResult:
+    def fit(self) -> Run:
         with self._writing():
             return self._fit()
 
-    def _fit(self) -> RunResult:
+    def _fit(self) -> Run:
         self.build()
         r = self.recipe
         if self.resume:
@@ -300,7 +292,7 @@ class Trainer:
         if self.step >= r.schedule.iterations:
             self.console.print(f"Nothing to do: the run already reached {self.step} steps.")
             self._write_status("finished")
-            return RunResult(self.run_dir, self.step, self._final_table_data(), self.skipped, self.elapsed)
+            return Run(self.run_dir, self.step, self._final_table_data(), self.elapsed, list(self.skipped))
         self.finite.start(self.step, self.device)
         sums = {k: torch.zeros((), device=self.device) for k in self.composer.keys}
         count = 0
@@ -354,7 +346,7 @@ class Trainer:
             state, reason = "interrupted", f"interrupted at step {self.step}"
             if self.step > 0 and self.finite.first_bad_step(collective=False) < 0:
                 self._checkpoint(barrier=False)
-            raise
+            raise RunInterrupted(self.run_dir, self.step, self.run.latest_checkpoint()) from None
         except BaseException as exc:
             state, reason = "failed", f"{type(exc).__name__}: {exc}"
             raise
@@ -367,7 +359,7 @@ class Trainer:
             if self.dist.is_main:
                 plot_loss_curves(self.run.metrics, self.run.loss_curves,
                                  title=f"{r.name} ({self.run_dir.name})")
-        return RunResult(self.run_dir, self.step, self._final_table_data(), self.skipped, self.elapsed)
+        return Run(self.run_dir, self.step, self._final_table_data(), self.elapsed, list(self.skipped))
 
     def train_step(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """One optimizer step. Content-side features are computed without gradient, once for all terms."""

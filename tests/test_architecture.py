@@ -1,4 +1,5 @@
-"""Imports point down the layers of docs/architecture.md, and no modules import each other in a circle.
+"""Imports point down the layers of docs/architecture.md, no modules import each other in a circle, and no
+module is longer than 500 lines.
 
 The import graph is read from the source with :mod:`ast` (nothing is imported). What counts as an import of a
 stylekit module: every ``import``/``from … import`` of ``stylekit…`` or a relative module, wherever it is
@@ -168,3 +169,14 @@ def test_the_check_sees_lazy_and_type_checking_imports_and_cycles(tmp_path):
     assert layer_of("stylekit.losses.mod") == "components" and layer_of("stylekit.evaluate.runner") == "runtime"
     assert layer_of("stylekit.evaluate.builtin_metrics") == "components"
     assert find_cycles({"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"]}) == [["a", "b", "c", "a"]]
+
+
+#: the most lines a module may have: past it, a module holds more than one job (split it by job, as runs/ is)
+MAX_MODULE_LINES = 500
+
+
+def test_every_module_fits_in_one_reading():
+    long = {name: n for name, (path, _) in modules().items()
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert not long, (f"modules over {MAX_MODULE_LINES} lines: {long}; split each by job (one module per job, "
+                      "like stylekit/runs/ or stylekit/cli/) and place the new modules in PLACES")

@@ -16,7 +16,7 @@ from stylekit.cli import app
 from stylekit.config import dump_recipe, validate_recipe
 from stylekit.errors import StylekitError
 from stylekit.models.transformer import TransformerNet
-from stylekit.runs import RunDir, RunLockedError, RunPathError, read_run
+from stylekit.runs import RunDir, RunLockedError, RunPathError, read_run, untrusted_plugins
 from stylekit.testing import make_images, tiny_recipe
 from stylekit.trainer import Trainer
 
@@ -215,10 +215,10 @@ def test_untrusted_plugins(tmp_path, monkeypatch):
     (run.path / "extra_mod.py").write_text("")
     given = str(tmp_path / "mine.py")
     plugins = ["stylekit.testing", str(run.path / "extra.py"), given, "extra_mod", "no_such_module_xyz"]
-    assert run.untrusted_plugins(plugins, given=[given]) == [str(run.path / "extra.py")]
+    assert untrusted_plugins(run, plugins, given=[given]) == [str(run.path / "extra.py")]
     monkeypatch.syspath_prepend(str(run.path))  # e.g. started from inside the run folder
-    assert run.untrusted_plugins(plugins, given=[given]) == [str(run.path / "extra.py"), "extra_mod"]
-    assert run.untrusted_plugins(plugins, given=[given, "extra_mod", str(run.path / "extra.py")]) == []
+    assert untrusted_plugins(run, plugins, given=[given]) == [str(run.path / "extra.py"), "extra_mod"]
+    assert untrusted_plugins(run, plugins, given=[given, "extra_mod", str(run.path / "extra.py")]) == []
 
 
 EXTRA_PLUGIN = textwrap.dedent("""

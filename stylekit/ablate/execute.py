@@ -43,7 +43,7 @@ def train_command(grid: Grid, action: Action, run_dir: Path) -> list[str]:
     """The ``python -m stylekit train`` command line a parallel job runs.
 
     A resumed run is given the grid's plugins (the recipe's and ``--plugin``'s) again: they are the
-    user's, so its config.yaml may import them (see :meth:`RunDir.check_plugins`).
+    user's, so its config.yaml may import them (see :func:`stylekit.runs.trust.check_plugins`).
     """
     cmd = [sys.executable, "-m", "stylekit", "train"]
     if action.kind == "resume":

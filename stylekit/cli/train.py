@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import StylekitError
-from .app import (OfflineOption, PluginOption, WeightsDirOption, app, console, err_console, printable, split_list,
+from .app import (OfflineOption, PluginOption, WeightsDirOption, app, console, err_console, split_list,
                   weights_env)
 
 
@@ -36,6 +37,7 @@ def train(
     """Train a transformer network on a recipe, or continue a run (one writer per run folder at a time)."""
     from .. import distributed, session
     from ..runs.folder import RUN_CONTENTS
+    from ..runs.handle import RunInterrupted
 
     weights_env(weights_dir, offline)
     overrides, without_, only_ = list(set_ or []), split_list(without), split_list(only)
@@ -58,31 +60,26 @@ def train(
             run = session.start_run(recipe, overrides, without=without_, only=only_, preset=preset,
                                     plugins=plugin or [], run_dir=run_dir, console=err_console,
                                     show_progress=not no_progress)
-    except session.RunInterrupted as stop:
+    except RunInterrupted as stop:
         if ctx.is_main:
-            err_console.print(f"[yellow]{printable(stop)}[/]", highlight=False, soft_wrap=True)
+            err_console.print(str(stop), style="yellow", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
     finally:
         distributed.shutdown()
-    if ctx.is_main:
-        console.print(summary_table(run))
-        console.print(f"Run directory: [bold]{printable(run.path)}[/] ({RUN_CONTENTS})")
-        console.print(printable(f"Stylize with: stylekit stylize {run.path} IMAGE -o OUT.png"))
-
-
-def summary_table(run) -> Table:
-    """Each term's last logged value (unweighted and weighted), the steps, the time and the skipped images."""
-    table = Table(title=printable(run.path))
-    table.add_column("term")
-    table.add_column("unweighted", justify="right")
-    table.add_column("weighted", justify="right")
+    if not ctx.is_main:
+        return
+    table = Table(title=escape(str(run.path)))  # each term's last value, the steps, the time, skipped images
+    for column, justify in (("term", "left"), ("unweighted", "right"), ("weighted", "right")):
+        table.add_column(column, justify=justify)
     for key, value in run.final.items():
         table.add_row(key, f"{value['raw']:.4g}", f"{value['weighted']:.4g}")
     table.add_section()
     table.add_row("steps", str(run.steps), "")
     table.add_row("time", f"{run.seconds:.0f} s", "")
     table.add_row("skipped images", str(len({s.split(': ', 1)[0] for s in run.skipped_images})), "")
-    return table
+    console.print(table)
+    console.print(f"Run directory: {run.path} ({RUN_CONTENTS})", markup=False, highlight=False)
+    console.print(f"Stylize with: stylekit stylize {run.path} IMAGE -o OUT.png", markup=False, highlight=False)
 
 
 @app.command()

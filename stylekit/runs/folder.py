@@ -16,26 +16,25 @@ A run folder holds::
 
 :class:`RunDir` writes and reads these; no other module spells their names. A run folder is data
 that may come from another machine or another person: links and paths inside it must resolve
-inside it, and nothing in it is imported as code unless the user says so (:meth:`RunDir.check_plugins`).
+inside it, and nothing in it is imported as code unless the user says so (:mod:`.trust`).
 Reading never imports the trainer, so listings work on runs copied from elsewhere.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
+from contextlib import contextmanager
 import re
 import socket
 import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterator
 
 from ..config import upgrade_keys
 from ..errors import StylekitError
-from ..plugins import plugin_file
 from ..runlock import FileLock, Holder, RunLockedError, lock_holder, process_alive
 from ..yamlio import safe_yaml_load
 
@@ -63,10 +62,6 @@ RUN_CONTENTS = f"{CONFIG_FILE}, {METRICS_FILE}, {SAMPLES_DIR}/, {LOSS_CURVES_FIL
 
 class RunPathError(StylekitError):
     """A link or path inside a run folder leads outside it."""
-
-
-class UntrustedPluginError(StylekitError):
-    """Resuming would import plugin code that came with the run folder."""
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -436,15 +431,22 @@ class RunDir:
         """The process writing this run now (None: nobody), without taking the lock."""
         return None if self._lock is not None else lock_holder(self.lock_file)
 
-    def remove_if_unused(self) -> None:
-        """Remove the folder when it holds nothing but a lock nobody holds: a run that never started (its
-        checks failed, or it was stopped while building) leaves no empty folder behind."""
-        if self._lock is None and self.path.is_dir() and self.is_empty() and self.writer() is None:
-            self.lock_file.unlink(missing_ok=True)
-            try:
-                self.path.rmdir()
-            except OSError:  # another process wrote into it meanwhile
-                pass
+    @classmethod
+    @contextmanager
+    def claim(cls, output_dir: str | Path, name: str) -> Iterator[RunDir]:
+        """A fresh run folder (:meth:`create`), locked while the block runs; when it ends, the lock is released and
+        a folder no run was written in (its checks failed, or it was stopped while building) is removed."""
+        run = cls.create(output_dir, name)
+        try:
+            yield run
+        finally:
+            run.release()
+            if run.path.is_dir() and run.is_empty() and run.writer() is None:
+                run.lock_file.unlink(missing_ok=True)
+                try:
+                    run.path.rmdir()
+                except OSError:  # another process wrote into it meanwhile
+                    pass
 
     @classmethod
     def create(cls, output_dir: str | Path, name: str) -> RunDir:
@@ -467,47 +469,3 @@ class RunDir:
                 return run
             run.release()  # another process wrote into it meanwhile
         raise StylekitError(f"no free run folder named {name}-N under {base}")
-
-    # -- what a run folder may import ---------------------------------------------------
-    def untrusted_plugins(self, plugins: Iterable[str], given: Iterable[str] = ()) -> list[str]:
-        """Plugins the run's config lists that are neither given now nor installed.
-
-        A file (``.py`` or any path) is trusted only when given again; a module name when Python would
-        import it from outside the run folder (an installed package). Finding a top-level module's
-        location imports nothing.
-        """
-        given_set = {_plugin_key(g) for g in given}
-        root = self.path.resolve()
-        out = []
-        for plugin in plugins:
-            text = str(plugin)
-            if _plugin_key(text) in given_set:
-                continue
-            if plugin_file(text) is not None:
-                out.append(text)
-                continue
-            try:
-                spec = importlib.util.find_spec(text.split(".")[0])
-            except (ImportError, ValueError):
-                spec = None
-            locations = [spec.origin, *(spec.submodule_search_locations or [])] if spec is not None else []
-            if any(loc and (Path(loc).resolve() == root or root in Path(loc).resolve().parents) for loc in locations):
-                out.append(text)
-        return out
-
-    def check_plugins(self, plugins: Iterable[str], given: Iterable[str] = (), trust: bool = False) -> None:
-        """Refuse (one paragraph, listing them) to import plugins that came with the run folder."""
-        untrusted = [] if trust else self.untrusted_plugins(plugins, given)
-        if untrusted:
-            raise UntrustedPluginError(
-                f"--resume {self.path}: its {CONFIG_FILE} lists plugin(s) that were not given on the command line "
-                f"and are not installed: {', '.join(untrusted)}. Resuming would run their code, and a run folder "
-                "is data that may come from anywhere, so nothing was imported. If you trust this run folder, "
-                "pass --trust-run-plugins, or give each plugin again with --plugin PATH_OR_MODULE.")
-
-
-def _plugin_key(text: str) -> str:
-    file = plugin_file(text)
-    return str(file.resolve()) if file is not None else str(text)
-
-
