@@ -8,9 +8,8 @@ the huge one, both tiled the same way, and reads each child's peak resident set 
     bytes per pixel         = peak RSS, huge / (W × H)                        (stylekit's target: at most 16)
     bytes per pixel above   = (peak RSS, huge − peak RSS, small) / (W × H)    (what the image itself costs)
 
-The small run's peak covers Python, torch (about 0.9 GB resident for the CUDA build of torch, a third of that
-for the CPU build), the model and one tile's activations, so the first number depends on the torch build and
-the second does not. A tiled PNG streams to the encoder a row of tiles at a time, so the image costs its
+The small run's peak covers Python, torch (0.9 GB resident after ``import torch`` with its CUDA build), the
+model and one tile's activations, so the first number depends on the torch build and the second does not. A tiled PNG streams to the encoder a row of tiles at a time, so the image costs its
 decoded input (4 bytes per pixel in Pillow) and one row of tiles.
 
     python scripts/stylize_memory.py --width 8000 --height 6000 --model wave_johnson   # 48 MP, a shipped model
