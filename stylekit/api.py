@@ -21,7 +21,7 @@ from . import session
 from .errors import StylekitError
 from .models import zoo
 from .plugins import KIND_HOOKS, get_registry
-from .runs.handle import Run, RunInterrupted
+from .run_handle import Run, RunInterrupted
 from .session import Overrides, PathOrName, RecipeSource, load
 from .stylizer import Stylizer
 
@@ -40,7 +40,7 @@ def train(recipe: RecipeSource | None = None, overrides: Overrides | None = None
     ``["schedule.iterations=400"]``, like ``--set``. ``run_dir``: the exact run folder (default: a fresh
     ``OUTPUT_DIR/NAME``). ``resume``: a run folder to continue from its latest checkpoint, with its own recipe
     (``overrides``, ``without``, ``only`` then change it from that step on). ``progress``: show a progress bar.
-    Ctrl-C checkpoints the run and raises :class:`~stylekit.runs.handle.RunInterrupted` (a ``KeyboardInterrupt``
+    Ctrl-C checkpoints the run and raises :class:`~stylekit.run_handle.RunInterrupted` (a ``KeyboardInterrupt``
     that says how to resume).
     """
     console = Console(stderr=True)

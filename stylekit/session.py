@@ -36,7 +36,7 @@ from .plugins import Registry, get_registry
 from .preflight import check_recipe
 from .runs.folder import RunDir
 from .runs.naming import run_info, run_name
-from .runs.handle import Run
+from .run_handle import Run
 from .runs.records import MISSING, config_diff
 from .runs.trust import check_plugins
 from .stylizer import Stylizer

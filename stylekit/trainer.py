@@ -34,7 +34,7 @@ from .loggers import LoggerSet, StepMetrics
 from .losses.base import LossBatch, TermContext
 from .models.transformer import TransformerNet
 from .runs.folder import MODEL_FILE, RunDir, RunLockedError
-from .runs.handle import Run, RunInterrupted
+from .run_handle import Run, RunInterrupted
 from .hardware import autocast, cpu_description, pick_channels_last, pick_device, pick_precision, precision_reason
 from .viz import image_grid, plot_loss_curves
 

@@ -52,7 +52,7 @@ PLACES = {
     "stylekit.stylize": "runtime", "stylekit.stylizer": "runtime", "stylekit.pngstream": "runtime", "stylekit.tiling": "runtime",
     "stylekit.video": "runtime", "stylekit.viz": "runtime", "stylekit.evaluate": "runtime",
     "stylekit.ablate": "runtime", "stylekit.export": "runtime", "stylekit.bench": "runtime",
-    "stylekit.api": "runtime", "stylekit.demo": "runtime", "stylekit.testing": "runtime",
+    "stylekit.api": "runtime", "stylekit.run_handle": "runtime", "stylekit.demo": "runtime", "stylekit.testing": "runtime",
     # entry points: the command line, generated docs, scaffolding, and the package's public face
     "stylekit": "entry points", "stylekit.__main__": "entry points", "stylekit.cli": "entry points",
     "stylekit.docs": "entry points", "stylekit.scaffold": "entry points",

@@ -37,7 +37,7 @@ def train(
     """Train a transformer network on a recipe, or continue a run (one writer per run folder at a time)."""
     from .. import distributed, session
     from ..runs.folder import RUN_CONTENTS
-    from ..runs.handle import RunInterrupted
+    from ..run_handle import RunInterrupted
 
     weights_env(weights_dir, offline)
     overrides, without_, only_ = list(set_ or []), split_list(without), split_list(only)

@@ -10,10 +10,10 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import find_model_file
-from ..stylizer import Stylizer
-from .folder import RunDir
-from .records import read_run
+from .checkpoint import find_model_file
+from .stylizer import Stylizer
+from .runs.folder import RunDir
+from .runs.records import read_run
 
 
 class RunInterrupted(KeyboardInterrupt):
