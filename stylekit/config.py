@@ -377,8 +377,11 @@ def select_terms(raw: dict, without: Iterable[str] = (), only: Iterable[str] = (
 
 # -- validation ------------------------------------------------------------
 
-def validate_recipe(raw: dict, registry=None) -> Recipe:
-    """Validate the recipe and every component's options; returns it with options filled with defaults."""
+def validate_recipe(raw: dict, registry=None, *, extra_plugins: Iterable[str] = (),
+                    overrides: Iterable[str] = ()) -> Recipe:
+    """Validate the recipe, then every component's options through the registry (with ``extra_plugins`` loaded,
+    ``--plugin``'s); returns it with options filled with defaults. ``overrides``: the ``--set`` texts applied, so
+    a term one of them made up is named as such."""
     raw = upgrade_keys(raw)
     try:
         recipe = Recipe.model_validate(raw)
@@ -395,6 +398,8 @@ def validate_recipe(raw: dict, registry=None) -> Recipe:
                          for name in recipe.log.logger_options if name not in recipe.log.loggers]
     if not recipe.losses:
         errors.append("  losses: no loss terms; give at least one, e.g. {content: {weight: 1}}")
+    extra = [str(file.resolve()) if (file := plugin_file(p)) is not None else str(p) for p in extra_plugins]
+    recipe.plugins = list(dict.fromkeys([*recipe.plugins, *extra]))
     registry = registry if registry is not None else get_registry(recipe.plugins)
     for kind, name, name_key, options_key, options in components:
         try:
@@ -403,6 +408,9 @@ def validate_recipe(raw: dict, registry=None) -> Recipe:
         except OptionsError as exc:
             errors.append(exc.problems)
         except StylekitError as exc:  # an unknown name
+            made_up = _unknown_set_term(name, recipe, overrides, registry) if kind == "loss" else None
+            if made_up:
+                raise ConfigError(made_up) from None
             errors.append(f"  {exc}")
     if errors:
         raise ConfigError("invalid recipe:\n" + "\n".join(errors))
@@ -430,27 +438,18 @@ def load_recipe(path: str | Path | None = None, overrides: Iterable[str] = (), *
     plugins = raw.get("plugins", [])
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise ConfigError(f"plugins: must be a list of plugin .py files or module names, got {plugins!r:.80}")
-    extra = [str(file.resolve()) if (file := plugin_file(p)) is not None else str(p) for p in extra_plugins]
-    if extra:
-        raw["plugins"] = list(dict.fromkeys([*raw.get("plugins", []), *extra]))
-    registry = registry if registry is not None else get_registry(raw.get("plugins", []))
-    _check_term_overrides(raw, overrides, registry)
-    return validate_recipe(raw, registry)
+    return validate_recipe(raw, registry, extra_plugins=extra_plugins, overrides=overrides)
 
 
-def _check_term_overrides(raw: dict, overrides: Iterable[str], registry) -> None:
-    """``--set losses.X.…`` for a term that is neither in the recipe nor registered: name both lists."""
+def _unknown_set_term(key: str, recipe: Recipe, overrides: Iterable[str], registry) -> str | None:
+    """For a loss term that a ``--set losses.KEY.…`` made up: the message naming both lists of terms."""
     for text in overrides:
         keys, _ = parse_override(text)
-        losses = raw.get("losses")
-        if keys[0] == "losses" and len(keys) > 1 and isinstance(losses, dict):
-            key = keys[1]
-            spec = losses.get(key)
-            term = spec.get("term", key) if isinstance(spec, dict) else key
-            if term not in registry.names("loss"):
-                recipe_terms = sorted(str(k) for k in losses if k != key)
-                raise ConfigError(f"--set {'.'.join(keys)}: unknown loss term {key!r}; this recipe's terms: "
-                                  f"{', '.join(recipe_terms)}; registered terms: {', '.join(registry.names('loss'))}")
+        if keys[:2] == ["losses", key]:
+            others = sorted(str(k) for k in recipe.losses if k != key)
+            return (f"--set {'.'.join(keys)}: unknown loss term {key!r}; this recipe's terms: {', '.join(others)}; "
+                    f"registered terms: {', '.join(registry.names('loss'))}")
+    return None
 
 
 def dump_recipe(recipe: Recipe) -> str:

@@ -12,8 +12,8 @@ The command line, ``stylekit ablate``, the Python API (``stylekit.train``, ``sty
 
 The walk of a recipe through :func:`start_run`: :func:`~stylekit.config.load_recipe` (YAML, presets,
 overrides, then every component's options validated into its own model by the registry) →
-:func:`~stylekit.runs.naming.run_name` → :func:`~stylekit.preflight.check_recipe` →
-:meth:`~stylekit.runs.folder.RunDir.create` → :class:`~stylekit.trainer.Trainer`.
+:func:`~stylekit.preflight.check_recipe` → :func:`~stylekit.runs.naming.run_name` →
+:meth:`~stylekit.runs.folder.RunDir.claim` → :class:`~stylekit.trainer.Trainer`.
 """
 
 from __future__ import annotations
@@ -75,8 +75,8 @@ def start_run(recipe: RecipeSource, overrides: Overrides | None = None, *, witho
     raw = absolute_paths(dict(recipe), Path.cwd()) if isinstance(recipe, Mapping) else None
     resolved = load_recipe(None if raw is not None else recipe, texts, without=without, only=only,
                            extra_plugins=plugins, raw=raw, preset=preset)
+    check_recipe(resolved, run_dir)  # inputs checked before any folder exists
     name = run_name(resolved.name, texts, without, only, preset=resolved.preset)
-    check_recipe(resolved, run_dir)
     asked = run_info(None if raw is not None else recipe, texts, without, only, resolved.preset, name, **dict(info or {}))
     ctx = distributed.context()
     from .trainer import Trainer  # here, not above: importing the session (stylekit.load) needs no trainer
