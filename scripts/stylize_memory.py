@@ -9,7 +9,8 @@ the huge one, both tiled the same way, and reads each child's peak resident set 
     bytes per pixel above   = (peak RSS, huge − peak RSS, small) / (W × H)    (what the image itself costs)
 
 The small run's peak covers Python, torch (0.9 GB resident after ``import torch`` with its CUDA build), the
-model and one tile's activations, so the first number depends on the torch build and the second does not. A tiled PNG streams to the encoder a row of tiles at a time, so the image costs its
+model and one tile's activations, so the first number depends on the torch build and the second does not.
+A tiled PNG streams to the encoder a row of tiles at a time, so the image costs its
 decoded input (4 bytes per pixel in Pillow) and one row of tiles.
 
     python scripts/stylize_memory.py --width 8000 --height 6000 --model wave_johnson   # 48 MP, a shipped model
@@ -101,7 +102,8 @@ def main() -> None:
     result = {"width": args.width, "height": args.height, "pixels": pixels, "tile": args.tile,
               "model": args.model or {"channels": args.channels, "residual_blocks": args.blocks},
               "precision": args.precision, "peak_rss_small_bytes": base, "peak_rss_huge_bytes": huge,
-              "bytes_per_pixel": round(huge / pixels, 2), "bytes_per_pixel_above_model": round((huge - base) / pixels, 2),
+              "bytes_per_pixel": round(huge / pixels, 2),
+              "bytes_per_pixel_above_model": round((huge - base) / pixels, 2),
               "seconds_small": round(base_seconds, 1), "seconds_huge": round(huge_seconds, 1),
               "cpu": cpu_description(), "threads": torch.get_num_threads(), "python": platform.python_version(),
               "torch": torch.__version__}

@@ -34,16 +34,16 @@ from .errors import ConfigError, StylekitError
 from .models import zoo
 from .plugins import Registry, get_registry
 from .preflight import check_recipe
+from .run_handle import Run
 from .runs.folder import RunDir
 from .runs.naming import run_info, run_name
-from .run_handle import Run
 from .runs.records import MISSING, config_diff
 from .runs.trust import check_plugins
 from .stylizer import Stylizer
 from .yamlio import key_value_text
 
 PathOrName = Union[str, os.PathLike]
-#: a recipe: its file, or the raw mapping a file would hold (paths in it absolute)
+#: a recipe: its file, or the raw mapping a file would hold (relative paths in it: from the working folder)
 RecipeSource = Union[str, os.PathLike, Mapping[str, Any]]
 #: ``--set`` texts (``["schedule.iterations=400"]``) or the same as a mapping (``{"schedule.iterations": 400}``)
 Overrides = Union[Sequence[str], Mapping[str, Any]]
@@ -77,7 +77,8 @@ def start_run(recipe: RecipeSource, overrides: Overrides | None = None, *, witho
                            extra_plugins=plugins, raw=raw, preset=preset)
     check_recipe(resolved, run_dir)  # inputs checked before any folder exists
     name = run_name(resolved.name, texts, without, only, preset=resolved.preset)
-    asked = run_info(None if raw is not None else recipe, texts, without, only, resolved.preset, name, **dict(info or {}))
+    asked = run_info(None if raw is not None else recipe, texts, without, only, resolved.preset, name,
+                     **dict(info or {}))
     ctx = distributed.context()
     from .trainer import Trainer  # here, not above: importing the session (stylekit.load) needs no trainer
 
