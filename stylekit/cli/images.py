@@ -31,7 +31,7 @@ def stylize(
     batch: int = typer.Option(4, "--batch", help="Video frames per forward pass."),
 ) -> None:
     """Stylize images of any size, and videos (audio kept), with a trained checkpoint."""
-    from ..checkpoint import model_label
+    from .. import checkpoint
     from ..hardware import check_device, check_precision
     from ..session import resolve_model
     from ..stylize import MIN_TILE, expand_inputs, plan_outputs, stylize_files
@@ -47,18 +47,16 @@ def stylize(
     if device != "auto":
         check_device(device, "--device")
     if shipped is not None:
-        checkpoint, inputs, label = resolve_model(shipped), list(paths), shipped
+        model_file, inputs, label = resolve_model(shipped), list(paths), shipped
     elif len(paths) < 2:
         raise StylekitError("stylize needs a model and at least one input: `stylekit stylize RUN photo.jpg`, or "
                             "`stylekit stylize --model NAME photo.jpg` for a shipped model (`stylekit models`)")
     else:
-        checkpoint, inputs = resolve_model(paths[0]), list(paths[1:])
-        label = model_label(checkpoint)
+        model_file, inputs = resolve_model(paths[0]), list(paths[1:])
+        label = checkpoint.model_label(model_file)
     files = expand_inputs(inputs, videos=True)
     plan_outputs(files, output, label)  # clashing or unsafe outputs are refused before the model is loaded
-    from .. import checkpoint as checkpoints
-
-    model = checkpoints.load_model(checkpoint)
+    model = checkpoint.load_model(model_file)
     failures = []
 
     def on_error(path, exc):
