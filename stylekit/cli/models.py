@@ -12,28 +12,6 @@ from ..errors import StylekitError
 from .app import app, check_number, console, printable
 
 
-def _evaluation_of(model_file: Path, report_file: Path) -> dict:
-    """The card entry (:func:`stylekit.card.evaluation_entry`) for ``model_file`` in an evaluation's metrics.json."""
-    import json
-
-    from ..card import evaluation_entry
-    from ..session import resolve_model
-
-    try:
-        report = json.loads(Path(report_file).read_text())
-        models, sources = report["inputs"]["models"], report["sources"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise StylekitError(f"--evaluation {report_file}: not a `stylekit evaluate` metrics.json") from None
-    for given, source in zip(models, sources):
-        try:
-            if resolve_model(given).resolve() == model_file.resolve():
-                return evaluation_entry(report, source)
-        except StylekitError:
-            continue
-    raise StylekitError(f"--evaluation {report_file}: it did not evaluate {model_file} (it evaluated "
-                        f"{', '.join(map(str, models)) or 'no checkpoints'}); give the evaluation of this model")
-
-
 @app.command()
 def models(pattern: str = typer.Argument("*", help="Shell-style filter on the names, e.g. '*wave*'.")) -> None:
     """List the style networks shipped with stylekit: try one with `stylekit stylize --model NAME photo.jpg`."""
@@ -86,8 +64,8 @@ def export(
 
     ONNX exports are checked against PyTorch with onnxruntime."""
     from ..checkpoint import load_model, read_card
-    from ..export import (MAX_OPSET, MIN_OPSET, ONNX_TOLERANCE, export_onnx, export_safetensors, export_torchscript,
-                          write_card)
+    from ..export import (MAX_OPSET, MIN_OPSET, ONNX_TOLERANCE, evaluation_of, export_onnx, export_safetensors,
+                          export_torchscript, write_card)
     from ..session import resolve_model
 
     suffixes = {"onnx": (".onnx",), "torchscript": (".pt", ".pth", ".ts", ".torchscript"),
@@ -104,7 +82,7 @@ def export(
     file = resolve_model(checkpoint)
     model, card = load_model(file), read_card(file)
     if evaluation:
-        card = {**card, "evaluation": [_evaluation_of(file, report) for report in evaluation]}
+        card = {**card, "evaluation": [evaluation_of(file, report) for report in evaluation]}
     if format_ == "onnx":
         diff = export_onnx(model, output, opset=opset, verify_size=verify_size, card=card)
         console.print(f"{output}: ONNX opset {opset}, dynamic batch/height/width; onnxruntime vs PyTorch on a "
