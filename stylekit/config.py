@@ -394,7 +394,8 @@ def validate_recipe(raw: dict, registry=None, *, extra_plugins: Iterable[str] = 
         for item in value if isinstance(value, list) else [value]:
             _check_path_text(".".join(key_path), item)
     components = recipe.components()
-    errors: list[str] = [f"  log.logger_options.{name}: {name!r} is not in log.loggers ({', '.join(recipe.log.loggers)})"
+    loggers = ", ".join(recipe.log.loggers)
+    errors: list[str] = [f"  log.logger_options.{name}: {name!r} is not in log.loggers ({loggers})"
                          for name in recipe.log.logger_options if name not in recipe.log.loggers]
     if not recipe.losses:
         errors.append("  losses: no loss terms; give at least one, e.g. {content: {weight: 1}}")
