@@ -7,6 +7,8 @@ options are validated by the term's own model (from its plugin), so a typo in
 
 from __future__ import annotations
 
+import math
+
 import copy
 import warnings
 from pathlib import Path
@@ -67,9 +69,25 @@ class BackboneConfig(Section):
 
 
 class OptimConfig(Section):
-    lr: float = Field(1e-3, gt=0, description="Adam learning rate (paper: 1e-3).")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate (paper: 1e-3); the peak when decayed.")
     betas: tuple[float, float] = Field((0.9, 0.999), description="Adam betas.")
     weight_decay: float = Field(0.0, ge=0, description="Adam weight decay.")
+    decay: Literal["none", "cosine"] = Field(
+        "none", description="'none': the same rate throughout (the papers); 'cosine': from `lr` down to "
+                            "`lr × final_lr` over schedule.iterations (half a cosine), for short CPU budgets.")
+    final_lr: float = Field(0.05, gt=0, le=1, description="With decay 'cosine': the last step's rate as a fraction "
+                                                          "of `lr`.")
+    warmup: int = Field(0, ge=0, description="Steps over which the rate rises linearly from 0 to `lr` first.")
+
+    def rate(self, step: int, iterations: int) -> float:
+        """The learning rate of optimizer step ``step`` (0-based): a pure function of the step, so a resumed
+        run continues the same schedule."""
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        if self.decay == "none":
+            return self.lr
+        progress = min(1.0, (step - self.warmup) / max(1, iterations - self.warmup))
+        return self.lr * (self.final_lr + (1 - self.final_lr) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 class ScheduleConfig(Section):

@@ -380,6 +380,8 @@ class Trainer:
         if self.finite.every == 1:  # per-step check: a bad step never updates the weights
             self._check_finite()
         self.optimizer.zero_grad(set_to_none=True)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.recipe.optim.rate(self.step, self.recipe.schedule.iterations)
         self.scaler.scale(total).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()

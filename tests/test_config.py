@@ -39,7 +39,7 @@ def test_set_overrides_are_typed():
 
 
 def test_override_errors_name_key_and_allowed_values(recipe_file):
-    with pytest.raises(ConfigError, match=r"model.norm: Input should be 'batch' or 'instance' \(got 'group'\)"):
+    with pytest.raises(ConfigError, match=r"model.norm: Input should be 'batch', 'instance' or 'instance_floor' \(got 'group'\)"):
         load_recipe(recipe_file, ["model.norm=group"])
     with pytest.raises(ConfigError, match=r"schedule.iterations: .*greater than or equal to 1"):
         load_recipe(recipe_file, ["schedule.iterations=0"])
@@ -50,7 +50,7 @@ def test_override_errors_name_key_and_allowed_values(recipe_file):
 def test_unknown_key_lists_allowed_keys(recipe_file):
     with pytest.raises(ConfigError, match=r"schedule.iteratons: unknown key; allowed keys: batch_size, iterations, seed"):
         load_recipe(recipe_file, ["schedule.iteratons=5"])
-    with pytest.raises(ConfigError, match=r"losses.style.layrs: unknown key; allowed keys: layer_weights, layers, normalize_layers, "
+    with pytest.raises(ConfigError, match=r"losses.style.layrs: unknown key; allowed keys: layer_weights, layers, network, normalize_layers, "
                                           r"reduction, weight"):
         load_recipe(recipe_file, ["losses.style.layrs=[relu1_2]"])
 
@@ -161,3 +161,16 @@ def test_every_key_value_option_reads_values_alike():
     assert parse_override("losses.tv.weight=1e-5") == (["losses", "tv", "weight"], 1e-5)
     with pytest.raises(ConfigError, match="--depth-option 'size'"):
         options_from_texts(["size"], "--depth-option")
+
+
+def test_learning_rate_schedule_is_a_function_of_the_step():
+    from stylekit.config import OptimConfig
+
+    constant = OptimConfig(lr=1e-3)
+    assert [constant.rate(s, 100) for s in (0, 50, 99)] == [1e-3] * 3
+    cosine = OptimConfig(lr=2e-3, decay="cosine", final_lr=0.1, warmup=10)
+    rates = [cosine.rate(s, 110) for s in range(110)]
+    assert rates[0] == pytest.approx(2e-4) and rates[9] == pytest.approx(2e-3)  # linear warm-up
+    assert rates[10] == pytest.approx(2e-3) and rates[-1] == pytest.approx(2e-4, rel=0.01)
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:]))  # then only down
+    assert rates[60] == pytest.approx(1.1e-3)  # halfway: the mean of peak and floor

@@ -158,3 +158,21 @@ def test_feature_reconstruction_value_and_gradient_match_the_formula():
                                  b.detach().bfloat16())
     assert low.dtype == torch.float32
     torch.testing.assert_close(low.double(), value.detach().double(), rtol=2e-2, atol=0)
+
+
+def test_a_style_term_can_look_through_another_network_than_the_backbone():
+    """`network`: the term's taps, targets and value use that network's layers, not the recipe backbone's."""
+    from stylekit.features import NetworkSpec
+
+    options = {"layers": ["blocks.1"], "network": {"name": "timm", "options": {"model": "tf_efficientnet_lite0"}}}
+    term = StyleLoss(options)
+    key = NetworkSpec.of("backbone", "timm", {"model": "tf_efficientnet_lite0"}).key
+    assert term.networks() == [NetworkSpec.of("backbone", "timm", {"model": "tf_efficientnet_lite0"})]
+    assert term.output_taps() == term.style_taps() == [Tap("blocks.1", key)]
+    s, o = torch.randn(1, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    term.set_style([Features({Tap("blocks.1", key): s, Tap("blocks.1"): 100 * s})])
+    backbone_same = Features({Tap("blocks.1"): 100 * o, Tap("blocks.1", key): s.expand(2, -1, -1, -1)})
+    assert torch.allclose(term(LossBatch(torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 4, 4), backbone_same,
+                                         Features())), torch.zeros(2))  # compared at its own network's taps
+    with pytest.raises(Exception):
+        StyleLoss({"network": {"model": "x"}})  # a network needs a registered name

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .. import functional
 from ..deprecation import moved
-from ..features import Features, Tap
+from ..features import BACKBONE, Features, NetworkSpec, Tap
 from .base import LossBatch, LossTerm, TermOptions
 
 __getattr__ = moved(__name__, {"gram_matrix": "stylekit.functional:gram_matrix"})
+
+
+class StyleNetwork(BaseModel):
+    """A backbone the style term looks through instead of the recipe's (e.g. an ImageNet network beside HED)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(..., description="Registered backbone (see `stylekit plugins`).")
+    options: dict[str, Any] = Field(default_factory=dict, description="Options of that backbone.")
 
 
 class StyleOptions(TermOptions):
@@ -25,6 +33,9 @@ class StyleOptions(TermOptions):
         False, description="Divide each layer's Gram distance by the mean square of the style's Gram matrix "
                            "there, so every layer counts alike whatever the backbone's activation scale (HED's "
                            "Caffe VGG-16: relu1_2 Grams are ~10^7× relu4_3's); then a weight of 50–500 is typical.")
+    network: StyleNetwork | None = Field(
+        None, description="The backbone whose Gram matrices are matched; null: the recipe's `backbone`. Two style "
+                          "terms (`term: style`) can look through two networks.")
     reduction: Literal["sum", "mean"] = Field(
         "sum", description="'sum': squared Frobenius norm of the Gram difference (the papers' eq.); "
                            "'mean': mean over the C×C entries, as Johnson's Lua code (nn.MSECriterion) does.")
@@ -47,15 +58,24 @@ class StyleLoss(LossTerm):
         self.targets: dict[str, torch.Tensor] = {}
         self.scales: dict[str, float] = {}  # per-layer divisors (normalize_layers), from the style's Grams
 
+    def _network_key(self) -> str:
+        net = self.options.network
+        return BACKBONE if net is None else NetworkSpec.of("backbone", net.name, net.options).key
+
+    def networks(self) -> list[NetworkSpec]:
+        net = self.options.network
+        return [] if net is None else [NetworkSpec.of("backbone", net.name, net.options)]
+
     def output_taps(self) -> list[Tap]:
-        return [Tap(layer) for layer in self.options.layers]
+        return [Tap(layer, self._network_key()) for layer in self.options.layers]
 
     style_taps = output_taps
 
     def set_style(self, style_features: list[Features]) -> None:
         # Several style images: the target is their mean Gram matrix.
         for layer in self.options.layers:
-            grams = [functional.gram_matrix(f[layer]).mean(0) for f in style_features]
+            tap = Tap(layer, self._network_key())
+            grams = [functional.gram_matrix(f[tap]).mean(0) for f in style_features]
             self.targets[layer] = torch.stack(grams).mean(0, keepdim=True).detach()
             target = self.targets[layer]
             # the divisor in the reduction's own units: mean (or sum) of the squared target entries
@@ -68,7 +88,8 @@ class StyleLoss(LossTerm):
         weights = self.options.layer_weights or [1.0] * len(self.options.layers)
         total = 0.0
         for layer, w in zip(self.options.layers, weights):
-            diff = functional.gram_matrix(batch.output_features[layer]) - self.targets[layer].to(batch.output.device)
+            features = batch.output_features[Tap(layer, self._network_key())]
+            diff = functional.gram_matrix(features) - self.targets[layer].to(batch.output.device)
             squared = diff.pow(2)
             distance = squared.sum((1, 2)) if self.options.reduction == "sum" else squared.mean((1, 2))
             total = total + (w / self.scales[layer]) * distance

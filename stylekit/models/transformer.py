@@ -26,17 +26,55 @@ from .fast_layers import use_fast_layers
 class TransformerOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    norm: Literal["batch", "instance"] = Field(
-        "instance", description="'batch' as in Johnson's paper, 'instance' as in later practice (Ulyanov et al.).")
+    norm: Literal["batch", "instance", "instance_floor"] = Field(
+        "instance", description="'batch' as in Johnson's paper, 'instance' as in later practice (Ulyanov et al.); "
+                                "'instance_floor': instance norm whose variance has a floor, the channel's typical "
+                                "variance over training images (no bright blobs in flat regions).")
     upsample: Literal["deconv", "nearest"] = Field(
         "deconv", description="'deconv': fractionally-strided conv (paper); 'nearest': upsample + conv (no checkerboard).")
     channels: int = Field(32, ge=4, description="Width of the first conv; later stages use 2× and 4× (paper: 32).")
     residual_blocks: int = Field(5, ge=0, description="Number of residual blocks (paper: 5).")
 
 
+class FlooredInstanceNorm(nn.Module):
+    """Instance norm whose variance cannot fall below the channel's typical variance over training images.
+
+    Plain instance norm divides each feature map by its own spread in this image. Where an image is flat
+    (sky, a wall) that spread is tiny and the division amplifies whatever faint structure is there; a
+    network trained through it also learns to plant one strong local peak that takes the spread, so it can
+    scale the rest: after the decoder and the tanh, a round white blob (StyleGAN2's "droplet", Karras et
+    al. 2020 §2; the bright spots of Johnson-style networks in flat regions). Here
+
+        y = γ · (x − mean_hw x) / sqrt(var_hw x + floor + eps) + β,   floor = running mean of var_hw x
+
+    so a feature map far quieter than usual stays quiet, and a peak no longer buys the rest of the map
+    a new scale. ``floor`` is tracked during training like batch norm's running variance and used as
+    stored at inference (buffer ``running_var``); a typical image is normalized as by instance norm with
+    its spread counted twice (γ absorbs the constant √2).
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5, momentum: float = 0.01):
+        super().__init__()
+        self.eps, self.momentum = eps, momentum
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        var, mean = torch.var_mean(x.float(), dim=(-2, -1), keepdim=True, correction=0)
+        if self.training:
+            with torch.no_grad():
+                self.running_var.lerp_(var.mean(0).flatten(), self.momentum)
+        floor = self.running_var.view(1, -1, 1, 1)
+        y = (x.float() - mean) * torch.rsqrt(var + floor + self.eps)
+        return (y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)).to(x.dtype)
+
+
 def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels)
+    if kind == "instance_floor":
+        return FlooredInstanceNorm(channels)
     return nn.InstanceNorm2d(channels, affine=True)
 
 
