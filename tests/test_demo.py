@@ -208,35 +208,38 @@ def test_a_file_that_is_no_image_gets_one_sentence(workspace, tmp_path):
     engine.close()
 
 
+@pytest.fixture
+def not_a_photo(tmp_path) -> Path:
+    fake = tmp_path / "notes.png"
+    fake.write_text("not a photo")
+    return fake
+
+
 @pytest.mark.loopback
 @GRADIO_WARNINGS
-def test_client_uploading_a_non_image_gets_a_message_not_a_processing_error(server, tmp_path):
+def test_client_uploading_a_non_image_gets_a_message_not_a_processing_error(server, tmp_path, not_a_photo):
     from gradio_client import Client, handle_file
 
     url, _ = server
-    fake = tmp_path / "notes.png"
-    fake.write_text("not a photo")
     client = Client(url, analytics_enabled=False, verbose=False, download_files=str(tmp_path / "client"))
     with pytest.raises(Exception, match="not an image Pillow can read") as caught:
-        client.predict(handle_file(str(fake)), "runs/tiny", 1.0, api_name="/stylize")
+        client.predict(handle_file(str(not_a_photo)), "runs/tiny", 1.0, api_name="/stylize")
     assert "preprocess" not in str(caught.value)
 
 
 @pytest.mark.loopback
 @GRADIO_WARNINGS
-def test_browser_upload_of_a_non_image_shows_one_sentence(server, tmp_path):
+def test_browser_upload_of_a_non_image_shows_one_sentence(server, tmp_path, not_a_photo):
     """What a new user saw in headless Chromium: a non-image upload gets our sentence, not Gradio's raw error."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     url, _ = server
-    fake = tmp_path / "notes.png"
-    fake.write_text("not a photo")
     driver = chromium(tmp_path)
     try:
         driver.get(url)
         wait = WebDriverWait(driver, 60)
-        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#photo input[type=file]")).send_keys(str(fake))
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#photo input[type=file]")).send_keys(str(not_a_photo))
         shown = wait.until(lambda d: "not an image" in d.find_element(By.TAG_NAME, "body").text
                            and d.find_element(By.TAG_NAME, "body").text)
         assert "notes.png: not an image Pillow can read" in shown and "preprocess" not in shown
