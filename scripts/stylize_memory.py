@@ -1,16 +1,20 @@
-"""Peak memory of ``stylekit stylize`` on a huge image, in bytes per pixel above the model.
+"""Peak memory of ``stylekit stylize`` on a huge image, in bytes per pixel.
 
-A benchmark, not a test: it writes a random-weight transformer and a W×H JPEG into a temporary
-folder, then runs ``python -m stylekit stylize`` twice in child processes, on a small image and on
-the huge one, both tiled the same way, and reads each child's peak resident set size from
-``wait4``'s rusage (what ``/usr/bin/time -v`` reports as "Maximum resident set size"). The small
-run's peak covers Python, torch, the model and one tile's activations, so
+A benchmark, not a test: it writes a W×H JPEG (and, without ``--model``, a random-weight transformer) into a
+temporary folder, then runs ``python -m stylekit stylize`` twice in child processes, on a small image and on
+the huge one, both tiled the same way, and reads each child's peak resident set size from ``wait4``'s rusage
+(what ``/usr/bin/time -v`` reports as "Maximum resident set size"). It reports
 
-    bytes per pixel = (peak RSS, huge − peak RSS, small) / (W × H)
+    bytes per pixel         = peak RSS, huge / (W × H)                        (stylekit's target: at most 16)
+    bytes per pixel above   = (peak RSS, huge − peak RSS, small) / (W × H)    (what the image itself costs)
 
-is what the image itself costs. stylekit's target: at most 16 bytes per pixel.
+The small run's peak covers Python, torch (0.9 GB resident after ``import torch`` with its CUDA build), the
+model and one tile's activations, so the first number depends on the torch build and the second does not.
+A tiled PNG streams to the encoder a row of tiles at a time, so the image costs its
+decoded input (4 bytes per pixel in Pillow) and one row of tiles.
 
-    python scripts/stylize_memory.py                       # 12000 × 8000, the paper's network
+    python scripts/stylize_memory.py --width 8000 --height 6000 --model wave_johnson   # 48 MP, a shipped model
+    python scripts/stylize_memory.py                       # 12000 × 8000, the paper's network, random weights
     python scripts/stylize_memory.py --width 4000 --height 3000 --channels 8
 """
 
@@ -59,6 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--width", type=int, default=12000)
     parser.add_argument("--height", type=int, default=8000)
+    parser.add_argument("--model", help="A shipped model (`stylekit models`) instead of random weights.")
     parser.add_argument("--channels", type=int, default=32, help="Transformer width (paper: 32).")
     parser.add_argument("--blocks", type=int, default=5, help="Residual blocks (paper: 5).")
     parser.add_argument("--tile", type=int, default=512)
@@ -70,21 +75,23 @@ def main() -> None:
 
     from stylekit.checkpoint import save_model
     from stylekit.models.transformer import TransformerNet
-    from stylekit.runtime import cpu_description
+    from stylekit.hardware import cpu_description
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         torch.manual_seed(0)
-        save_model(TransformerNet({"channels": args.channels, "residual_blocks": args.blocks}),
-                   folder / "model.safetensors")
+        if args.model is None:
+            save_model(TransformerNet({"channels": args.channels, "residual_blocks": args.blocks}),
+                       folder / "model.safetensors")
+        model = ["--model", args.model] if args.model else [str(folder / "model.safetensors")]
         small = max(2 * args.tile, 1024)
         write_image(folder / "small.jpg", small, small)
         write_image(folder / "huge.jpg", args.width, args.height)
 
         def stylize(name: str) -> list[str]:
-            return [sys.executable, "-m", "stylekit", "stylize", str(folder / "model.safetensors"),
-                    str(folder / f"{name}.jpg"), "-o", str(folder / f"{name}_out.png"), "--tile", str(args.tile),
-                    "--precision", args.precision, "--device", "cpu"]
+            return [sys.executable, "-m", "stylekit", "stylize", *model, str(folder / f"{name}.jpg"), "-o",
+                    str(folder / f"{name}_out.png"), "--tile", str(args.tile), "--precision", args.precision,
+                    "--device", "cpu"]
 
         base, base_seconds = peak_rss(stylize("small"))
         huge, huge_seconds = peak_rss(stylize("huge"))
@@ -93,8 +100,9 @@ def main() -> None:
             assert out.size == (args.width, args.height), out.size
     pixels = args.width * args.height
     result = {"width": args.width, "height": args.height, "pixels": pixels, "tile": args.tile,
-              "model": {"channels": args.channels, "residual_blocks": args.blocks}, "precision": args.precision,
-              "peak_rss_small_bytes": base, "peak_rss_huge_bytes": huge,
+              "model": args.model or {"channels": args.channels, "residual_blocks": args.blocks},
+              "precision": args.precision, "peak_rss_small_bytes": base, "peak_rss_huge_bytes": huge,
+              "bytes_per_pixel": round(huge / pixels, 2),
               "bytes_per_pixel_above_model": round((huge - base) / pixels, 2),
               "seconds_small": round(base_seconds, 1), "seconds_huge": round(huge_seconds, 1),
               "cpu": cpu_description(), "threads": torch.get_num_threads(), "python": platform.python_version(),

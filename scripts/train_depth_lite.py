@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nyu_depth import evaluate_predictor, load_split, test_stems, valid_mask  # noqa: E402
 
 from stylekit import create_depth_network  # noqa: E402
-from stylekit.runtime import autocast, cpu_description, pick_channels_last, pick_precision  # noqa: E402
+from stylekit.hardware import autocast, cpu_description, pick_channels_last, pick_precision  # noqa: E402
 
 #: per network: (crop height, width), (smallest, largest scale of the 240×320 frame), the options of the
 #: network being trained. effnet_depth_lite runs at a 256-px shorter side by default, so it sees frames
@@ -183,7 +183,7 @@ def train(args) -> None:
     mask = valid_mask(depth)
     setup = SETUPS[args.network]
     net = create_depth_network(args.network, weights="random", **options)
-    # NHWC where it is faster (bf16 on CPU: oneDNN's bf16 convolutions want it; see stylekit.runtime)
+    # NHWC where it is faster (bf16 on CPU: oneDNN's bf16 convolutions want it; see stylekit.hardware)
     _, nhwc = pick_channels_last(None, device, dtype)
     memory_format = torch.channels_last if nhwc else torch.contiguous_format
     net = net.to(memory_format=memory_format)

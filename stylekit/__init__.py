@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .version import __version__
 
-from .api import Stylizer, list_components, list_models, load  # noqa: E402
+from .api import Run, RunInterrupted, Stylizer, list_components, list_models, load, train  # noqa: E402
 from .backbones.base import Backbone, BackboneOptions  # noqa: E402
 from .components import Component, ComponentOptions  # noqa: E402
 from .depth.base import DepthNetwork, DepthOptions  # noqa: E402
@@ -15,32 +15,34 @@ from .losses.base import LossBatch, LossTerm, TermContext, TermOptions  # noqa: 
 from .metrics import Metric, MetricOptions  # noqa: E402
 from .models.transformer import TransformerNet, TransformerOptions  # noqa: E402
 from .plugins import get_plugin_manager, get_registry  # noqa: E402
+from .session import build_component  # noqa: E402
 from .weights import WeightsFile, resolve_weights  # noqa: E402
 
 
 def create_backbone(name: str, plugins=(), **options) -> Backbone:
     """Build a registered perception backbone by name (like ``timm.create_model``)."""
-    return get_registry(plugins).get("backbone", name)(options)
+    return build_component("backbone", name, options, plugins=plugins)
 
 
 def create_depth_network(name: str, plugins=(), **options) -> DepthNetwork:
     """Build a registered depth network by name."""
-    return get_registry(plugins).get("depth", name)(options)
+    return build_component("depth", name, options, plugins=plugins)
 
 
 def create_metric(name: str, plugins=(), **options) -> Metric:
     """Build a registered evaluation metric by name with its options."""
-    return get_registry(plugins).get("metric", name)(options)
+    return build_component("metric", name, options, plugins=plugins)
 
 
 def create_loss(name: str, plugins=(), **options) -> LossTerm:
     """Build a registered loss term by name with its options (``weight`` and the term's own)."""
-    return get_registry(plugins).get("loss", name)(options)
+    return build_component("loss", name, options, plugins=plugins)
 
 
 __all__ = ["Backbone", "BackboneOptions", "Component", "ComponentOptions", "DepthNetwork", "DepthOptions", "Features",
            "Logger", "LoggerOptions", "LossBatch", "LossTerm", "Metric", "MetricOptions", "NetworkSpec", "Perception",
-           "StepMetrics", "Stylizer", "Tap",
+           "Run", "RunInterrupted", "StepMetrics", "Stylizer", "Tap",
            "TermContext", "TermOptions", "TransformerNet", "TransformerOptions", "WeightsFile", "__version__",
-           "create_backbone", "create_depth_network", "create_loss", "create_metric", "get_plugin_manager",
-           "get_registry", "hookimpl", "list_components", "list_models", "load", "resolve_weights"]
+           "build_component", "create_backbone", "create_depth_network", "create_loss", "create_metric",
+           "get_plugin_manager", "get_registry", "hookimpl", "list_components", "list_models", "load",
+           "resolve_weights", "train"]

@@ -1,170 +1,65 @@
-"""The Python inference API: ``stylekit.load(...)`` → a :class:`Stylizer`, and ``list_*`` like timm's.
+"""The Python API: ``stylekit.train`` a recipe, ``stylekit.load`` a trained network, list what is registered.
 
     import stylekit
-    model = stylekit.load("runs/quickstart")          # a run, a checkpoint folder, a .safetensors file or a shipped name
+    run = stylekit.train("recipes/quickstart.yaml", overrides={"schedule.iterations": 400})
+    model = run.load()                                # or stylekit.load("runs/quickstart"), or a shipped name
     picture = model.stylize(Image.open("photo.jpg"))  # PIL in, PIL out; numpy and torch work the same way
 
-``stylize`` returns the kind it was given (PIL → PIL, numpy HWC uint8 → numpy, torch CHW/NCHW → torch with
-the input's dtype and device), so it drops into whatever pipeline the caller has. It runs the same code as
-``stylekit stylize`` (tiling above ~4 megapixels, ``precision="auto"``), so both give the same pixels.
+Each is the runtime session's (:mod:`stylekit.session`), as the command line's are, so ``stylekit.train`` and
+``stylekit train`` make the same run folder, and ``stylekit.load(...).stylize`` gives the pixels
+``stylekit stylize`` writes.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
-from pathlib import Path
-from typing import Sequence, TypeVar, Union
+from typing import Sequence
 
-import numpy as np
-import torch
-from PIL import Image
-from torch import nn
+from rich.console import Console
 
-from .errors import ImageInputError, StylekitError
+from . import session
+from .errors import StylekitError
 from .models import zoo
-from .models.transformer import TransformerNet
+from .plugins import KIND_HOOKS, get_registry
+from .run_handle import Run, RunInterrupted
+from .session import Overrides, PathOrName, RecipeSource, load
+from .stylizer import Stylizer
 
-ImageLike = TypeVar("ImageLike", Image.Image, np.ndarray, torch.Tensor)
-PathOrName = Union[str, os.PathLike]
+__all__ = ["Run", "RunInterrupted", "Stylizer", "list_components", "list_models", "load", "train"]
 
 list_models = zoo.list_models
 
 
-class Stylizer(nn.Module):
-    """A trained style network, ready for images of any kind and size (what :func:`load` returns).
+def train(recipe: RecipeSource | None = None, overrides: Overrides | None = None, *, run_dir: PathOrName | None = None,
+          resume: PathOrName | None = None, without: Sequence[str] = (), only: Sequence[str] = (),
+          preset: str | None = None, plugins: Sequence[str] = (), progress: bool = True) -> Run:
+    """Train a style network and return the :class:`~stylekit.session.Run` (its ``path``, ``metrics()``,
+    ``load()``), as ``stylekit train`` does; what it prints goes to stderr.
 
-    Calling it (``forward``) is the raw network: N×3×H×W float in [0, 255] → the same shape, with
-    gradients, for use inside other PyTorch code. :meth:`stylize` is the convenient, no-gradient entry.
+    ``recipe``: a recipe file or a raw recipe mapping. ``overrides``: ``{"schedule.iterations": 400}`` or
+    ``["schedule.iterations=400"]``, like ``--set``. ``run_dir``: the exact run folder (default: a fresh
+    ``OUTPUT_DIR/NAME``). ``resume``: a run folder to continue from its latest checkpoint, with its own recipe
+    (``overrides``, ``without``, ``only`` then change it from that step on). ``progress``: show a progress bar.
+    Ctrl-C checkpoints the run and raises :class:`~stylekit.run_handle.RunInterrupted` (a ``KeyboardInterrupt``
+    that says how to resume).
     """
-
-    def __init__(self, net: TransformerNet, source: str = "", card: dict | None = None):
-        super().__init__()
-        self.net = net
-        #: where the weights came from (a file path), for display
-        self.source = source
-        #: the model card (:mod:`stylekit.card`): style images with sha256 and license, training, final metrics,
-        #: versions, the recipe; ``{}`` for a checkpoint written before stylekit recorded cards
-        self.card = dict(card or {})
-        self.eval()
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.net.parameters()).device
-
-    @torch.no_grad()
-    def stylize(self, image: ImageLike, *, strength: float = 1.0, precision: str = "auto", tile: int | None = None,
-                overlap: int = 64) -> ImageLike:
-        """Stylize a PIL image, a numpy H×W×3 uint8 array or a float tensor (3×H×W or N×3×H×W, 0–255).
-
-        Returns the same kind: PIL RGB, numpy H×W×3 uint8, or a tensor of the input's shape, dtype and device.
-        ``strength`` blends with the content (0: the photo, 1: fully stylized). ``precision``: ``"auto"``
-        (fp16 on CUDA, bf16 on CPUs with bf16 units, else fp32), ``"fp32"``, ``"fp16"`` or ``"bf16"``.
-        ``tile``: None tiles above ~4 megapixels (512 px tiles), 0 never; see ``stylekit stylize --tile``.
-        """
-        from .stylize import inference_dtype, stylize_tensor
-
-        if not 0.0 <= strength <= 1.0:
-            raise ImageInputError(f"strength={strength}: give a value from 0 (the photo) to 1 (fully stylized)")
-        if precision not in ("auto", "fp32", "fp16", "bf16"):
-            raise ImageInputError(f"precision={precision!r}: choose auto, fp32, fp16 or bf16")
-        batch, restore = _as_batch(image)
-        dtype = inference_dtype(precision, self.device)
-        styled = torch.cat([stylize_tensor(self.net, item[None], dtype=dtype, tile=tile, overlap=overlap)
-                            for item in batch])
-        return restore(blend(batch, styled, strength))
-
-
-def blend(content: torch.Tensor, styled: torch.Tensor, strength: float) -> torch.Tensor:
-    """``content + strength·(styled − content)``, clamped to [0, 255]: 0 gives the photo, 1 the stylized image."""
-    return (content + strength * (styled - content)).clamp(0, 255) if strength < 1.0 else styled.clamp(0, 255)
-
-
-def _as_batch(image):
-    """``image`` → (N×3×H×W float32 CPU tensor in [0, 255], a function turning such a result back into its kind)."""
-    from .data import to_rgb
-
-    if isinstance(image, Image.Image):
-        array = np.asarray(to_rgb(image), dtype=np.uint8)
-        return _from_hwc(array), lambda out: Image.fromarray(_to_hwc(out))
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8:
-            raise ImageInputError(f"numpy images must be uint8 H×W×3 with values 0–255; got dtype {image.dtype} "
-                                  "(for floats in [0, 1]: `(array * 255).round().astype(np.uint8)`)")
-        if image.ndim == 2:
-            image = image[:, :, None]
-        if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
-            raise ImageInputError(f"numpy images must be H×W×3 (or H×W, H×W×1, H×W×4); got shape {image.shape}")
-        if image.shape[2] != 3:
-            image = np.asarray(to_rgb(Image.fromarray(image.squeeze(2) if image.shape[2] == 1 else image)))
-        return _from_hwc(image), _to_hwc
-    if isinstance(image, torch.Tensor):
-        return _tensor_batch(image)
-    raise ImageInputError(f"cannot stylize a {type(image).__module__}.{type(image).__name__}: give a PIL image, "
-                          "a numpy H×W×3 uint8 array or a torch tensor (3×H×W or N×3×H×W, values 0–255)")
-
-
-def _from_hwc(array: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(array, dtype=np.uint8)).permute(2, 0, 1).float()[None]  # a writable copy
-
-
-def _to_hwc(batch: torch.Tensor) -> np.ndarray:
-    return batch[0].round().byte().permute(1, 2, 0).contiguous().numpy()
-
-
-def _tensor_batch(image: torch.Tensor):
-    if image.ndim not in (3, 4) or image.shape[-3] != 3:
-        raise ImageInputError(f"tensors must be 3×H×W or N×3×H×W (RGB, values 0–255); got shape {tuple(image.shape)}")
-    if not (image.is_floating_point() or image.dtype == torch.uint8):
-        raise ImageInputError(f"tensors must be float (0–255) or uint8; got {image.dtype}")
-    if image.is_floating_point() and image.numel() and 0 < float(image.max()) <= 1.0:
-        warnings.warn("the image tensor's values are all ≤ 1: stylekit expects 0–255 (multiply by 255), "
-                      "e.g. after torchvision's ToTensor()", stacklevel=3)
-    device, dtype, single = image.device, image.dtype, image.ndim == 3
-    batch = image.detach().to("cpu", torch.float32)
-    batch = batch[None] if single else batch
-
-    def restore(out: torch.Tensor) -> torch.Tensor:
-        out = out.round() if dtype == torch.uint8 else out
-        out = out.to(device=device, dtype=dtype)
-        return out[0] if single else out
-
-    return batch, restore
-
-
-def model_file(path_or_name: PathOrName) -> Path:
-    """The ``model.safetensors`` that :func:`load` would read: a run's latest checkpoint, a checkpoint folder's
-    model, a file as given, or a shipped model's file."""
-    from .checkpoint import find_model_file
-
-    text = os.fspath(path_or_name)
-    path = Path(text).expanduser()
-    if path.exists():
-        return find_model_file(path)
-    if os.sep in text or "/" in text or text.endswith(zoo.SUFFIX):
-        raise StylekitError(f"{text}: no such file or folder; give a run folder (e.g. runs/quickstart), a checkpoint "
-                            "folder or a model.safetensors file")
-    return zoo.model_file(text)
-
-
-def load(path_or_name: PathOrName, *, device: str | torch.device = "cpu") -> Stylizer:
-    """A trained style network from a run folder, a checkpoint folder, a ``model.safetensors`` file or the name of
-    a shipped model (:func:`list_models`), in eval mode on ``device`` (``"auto"``: CUDA, else MPS, else CPU)."""
-    from .checkpoint import load_model, read_card
-    from .runtime import pick_device
-
-    file = model_file(path_or_name)
-    return Stylizer(load_model(file), source=str(file), card=read_card(file)).to(pick_device(str(device)))
+    console = Console(stderr=True)
+    if resume is not None:
+        for given, name in ((recipe, "recipe"), (run_dir, "run_dir"), (preset, "preset")):
+            if given is not None:
+                raise StylekitError(f"resume={os.fspath(resume)!r} continues that run with its own recipe; {name} "
+                                    "cannot be given with it (change the run with overrides, without, only)")
+        return session.resume_run(resume, overrides, without=without, only=only, plugins=plugins, console=console,
+                                  show_progress=progress)
+    if recipe is None:
+        raise StylekitError("train() needs a recipe (a file or a mapping), or resume=RUN_DIR")
+    return session.start_run(recipe, overrides, without=without, only=only, preset=preset, plugins=plugins,
+                             run_dir=run_dir, console=console, show_progress=progress)
 
 
 def list_components(kind: str, pattern: str = "*", plugins: Sequence[PathOrName] = ()) -> list[str]:
     """Registered component names of ``kind`` (loss, backbone, depth, metric, logger) matching ``pattern`` (fnmatch),
     like ``timm.list_models("resnet*")``. ``plugins``: extra plugin files or modules to load first."""
-    from .plugins import KIND_HOOKS, get_registry
-
     if kind not in KIND_HOOKS:
         raise StylekitError(f"unknown component kind {kind!r}; kinds: {', '.join(KIND_HOOKS)}")
     return get_registry(plugins).names(kind, pattern)

@@ -250,7 +250,7 @@ def _timed(fn: Callable[[], Any], steps: int, device: torch.device) -> tuple[flo
 def device_peak(device: torch.device) -> tuple[str, float | None, float | None]:
     """(name, low-precision peak, fp32 peak); the fp32 peak is TF32's when cuDNN may use TF32 (its default)."""
     if device.type != "cuda":
-        from .runtime import cpu_description
+        from .hardware import cpu_description
 
         return f"cpu: {cpu_description()}", None, None
     name = torch.cuda.get_device_name(device)
@@ -264,7 +264,7 @@ def run_training_bench(raw: dict, *, steps: int = 10, rounds: int = 3, warmup: i
                        progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Interleaved rounds of ``steps`` stylekit steps and ``steps`` baseline steps on identical inputs."""
     from .config import validate_recipe
-    from .train import Trainer
+    from .trainer import Trainer
 
     recipe = validate_recipe(raw)
     with tempfile.TemporaryDirectory() as tmp:
@@ -339,7 +339,7 @@ def run_stylize_bench(model: TransformerNet, device: torch.device, dtype: torch.
                       sizes: dict[str, tuple[int, int]] | None = None, repeats: int = 3,
                       channels_last: bool = False) -> dict[str, Any]:
     """Megapixels per second of inference at 512² and 1080p (one image at a time)."""
-    from .runtime import autocast
+    from .hardware import autocast
 
     sizes = sizes or {"512px": (512, 512), "1080p": (1080, 1920)}
     model = model.to(device).eval()

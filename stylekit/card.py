@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
+import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import yaml
-
-from .deprecation import moved
-
-# reading a checkpoint's card is the checkpoint module's job (it knows the files); the old path still works
-__getattr__ = moved(__name__, {"read_card": "stylekit.checkpoint:read_card"})
 
 #: 2: the style's license is ``license`` (format 1 spelled it ``licence``; :func:`upgrade_card` reads both)
 CARD_FORMAT = 2
@@ -56,7 +53,7 @@ def build_card(recipe: dict[str, Any], *, name: str, step: int, wall_time_s: flo
                style: list[dict], versions: dict[str, Any]) -> dict[str, Any]:
     """The card of a checkpoint: ``recipe`` resolved (as config.yaml holds it), ``metrics`` the last logged row
     (``metrics.jsonl``'s format), ``style`` from :func:`style_entries`, ``versions`` from
-    :func:`stylekit.runs.environment_info`."""
+    :func:`environment_info`."""
     schedule, data = recipe.get("schedule") or {}, recipe.get("data") or {}
     return {
         "format": CARD_FORMAT,
@@ -211,3 +208,40 @@ def evaluation_entry(report: dict[str, Any], source: str) -> dict[str, Any]:
              if isinstance(summary.get(key), dict) and isinstance(summary[key].get("mean"), (int, float))}
     judges = " ".join(j.get("text", "") for j in report.get("judges") or [])
     return {"dataset": dataset, "images": len(report.get("images") or []), "judges": judges, "means": means}
+
+
+def environment_info() -> dict[str, Any]:
+    """Versions of stylekit and its main dependencies, and the git commit stylekit was run from."""
+    import timm
+    import torch
+    import torchvision
+
+    from .version import __version__
+
+    info = {"stylekit": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "timm": timm.__version__, "python": platform.python_version()}
+    try:
+        root = Path(__file__).resolve().parent
+
+        def git(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5)
+
+        # Only if git tracks this very package: a copy in site-packages inside another repo's venv must not
+        # report that repo's commit.
+        if git("ls-files", "--error-unmatch", "__init__.py").returncode == 0:
+            commit = git("rev-parse", "HEAD")
+            if commit.returncode == 0:
+                info["git_commit"] = commit.stdout.strip()
+                info["git_dirty"] = bool(git("status", "--porcelain", "--", ".").stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    if "git_commit" not in info:  # installed from a git URL: pip recorded the commit (PEP 610 direct_url.json)
+        try:
+            from importlib.metadata import distribution
+
+            vcs = json.loads(distribution("stylekit").read_text("direct_url.json") or "{}").get("vcs_info") or {}
+            if vcs.get("commit_id"):
+                info["git_commit"] = vcs["commit_id"]
+        except Exception:  # no metadata (running from a source tree), malformed file…
+            pass
+    return info

@@ -41,7 +41,7 @@ from safetensors.torch import load_file, save_file
 from .card import METADATA_KEY, card_metadata, parse_card, upgrade_card
 from .errors import CheckpointError, StylekitError
 from .models.transformer import TransformerNet, TransformerOptions
-from .runs import META_FILE, MODEL_FILE, STATE_FILE, RunDir, atomic_write_text  # noqa: F401 (re-exported)
+from .runs.folder import META_FILE, MODEL_FILE, STATE_FILE, RunDir, atomic_write_text  # noqa: F401 (re-exported)
 
 FORMAT_VERSION = 1
 #: safetensors' own limit on the JSON header
@@ -106,8 +106,9 @@ def find_model_file(path: str | Path) -> Path:
 def model_label(path: str | Path) -> str:
     """A short name for the model at ``path``, for output file names: the run's name where there is one."""
     file = find_model_file(path).resolve()
-    if file.parent.name.startswith("step_") and file.parent.parent.name == "checkpoints":
-        name = file.parent.parent.parent.name
+    run = RunDir.containing(file, with_records=False)
+    if run is not None:
+        name = run.name
     else:
         name = file.parent.name if file.stem == "model" else file.stem
     return re.sub(r"[^\w.+-]", "_", name).strip("._")[:60] or "stylized"
@@ -251,7 +252,7 @@ def check_model_file(file: Path, options: TransformerOptions | None = None) -> T
     return options
 
 
-def load_weights(file: Path, options: TransformerOptions, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def read_model_state(file: Path, options: TransformerOptions, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """The validated state dict of ``file`` for a network with ``options`` (resuming checks against the recipe)."""
     check_model_file(file, options)
     try:
@@ -270,7 +271,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Tr
     file = find_model_file(path)
     metadata, _ = read_safetensors_header(file)
     options = _model_options(file, metadata)
-    state = load_weights(file, options, map_location)
+    state = read_model_state(file, options, map_location)
     model = TransformerNet(options)
     # Format migrations go here (version < FORMAT_VERSION), e.g. dropping legacy norm statistics.
     model.load_state_dict(state, strict=True)

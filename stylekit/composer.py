@@ -10,15 +10,11 @@ from .losses.base import LossBatch, LossTerm
 
 
 def build_terms(recipe, registry) -> list[LossTerm]:
-    """Instantiate the recipe's terms, ordered by key (never by registration order); weight-0 terms are left out."""
-    terms = []
-    for key in sorted(recipe.losses):
-        spec = dict(recipe.losses[key])
-        cls = registry.get("loss", spec.pop("term", key))
-        term = cls(spec, key=key)
-        if term.weight > 0:
-            terms.append(term)
-    return terms
+    """The recipe's terms, built from their validated options and ordered by key (never by registration order);
+    weight-0 terms are left out."""
+    terms = [registry.build(kind, name, recipe.options_at(where), where=where, key=where.removeprefix("losses."))
+             for kind, name, _, where, _ in recipe.components() if kind == "loss"]
+    return [term for term in terms if term.weight > 0]
 
 
 class LossComposer(nn.Module):

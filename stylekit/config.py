@@ -10,25 +10,24 @@ from __future__ import annotations
 import math
 
 import copy
-import re
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from .errors import ConfigError, UnknownComponentError
+from .components import ComponentOptions, format_validation_error
+from .errors import ConfigError, OptionsError, StylekitError
+from .hardware import PRECISIONS
 from .models.transformer import TransformerOptions
+from .plugins import get_registry, plugin_file
+from .yamlio import key_value_text, parse_key_value, safe_yaml_load
 
 BUILTIN_PREFIX = "builtin:"
 
 #: recipes larger than this are refused (the bundled ones are ~2 KB)
 MAX_RECIPE_BYTES = 1_000_000
-#: YAML nodes after expanding aliases; a small file with nested aliases ("billion laughs") expands past it
-MAX_YAML_NODES = 100_000
-#: nesting depth of YAML collections
-MAX_YAML_DEPTH = 64
 #: recipes reached through ``extends:``
 MAX_EXTENDS = 16
 
@@ -146,7 +145,7 @@ class Recipe(Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="Length, batch size, seed.")
     log: LogConfig = Field(default_factory=LogConfig, description="Metrics, samples and checkpoint cadence.")
     device: str = Field("auto", description="'auto' (cuda, then mps, then cpu), or a torch device string.")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+    precision: Literal[PRECISIONS] = Field(  # type: ignore[valid-type]
         "auto", description="'auto': bf16 autocast on CUDA and on CPUs with bf16 units, else fp32.")
     output_dir: str = Field("runs", description="Where run directories are created.")
     presets: dict[str, dict[str, Any]] = Field(
@@ -155,6 +154,25 @@ class Recipe(Section):
     preset: str | None = Field(None, description="The preset applied (also `--preset NAME`); already applied.")
     performance: PerformanceConfig = Field(default_factory=PerformanceConfig,
                                            description="Memory format, compilation, data loading, sync cadence.")
+    #: each component's options as its own validated model, by recipe key (filled by :func:`validate_recipe`)
+    _options: dict[str, ComponentOptions] = PrivateAttr(default_factory=dict)
+
+    def components(self) -> list[tuple[str, str, str, str, dict[str, Any]]]:
+        """(kind, name, key of the name, key of the options, options) of every component the recipe configures:
+        the loss terms (by key; ``term:`` names a reused term), the backbone, the loggers."""
+        terms = [("loss", str((spec or {}).get("term", key)), f"losses.{key}", f"losses.{key}",
+                  {k: v for k, v in (spec or {}).items() if k != "term"}) for key, spec in sorted(self.losses.items())]
+        return [*terms, ("backbone", self.backbone.name, "backbone.name", "backbone.options", self.backbone.options),
+                *(("logger", name, "log.loggers", f"log.logger_options.{name}", self.log.logger_options.get(name) or {})
+                  for name in self.log.loggers)]
+
+    def options_at(self, key: str) -> ComponentOptions | dict[str, Any]:
+        """A component's options by their recipe key (``losses.style``, ``backbone.options``,
+        ``log.logger_options.jsonl``): the typed model :func:`validate_recipe` made, once; for a recipe it did not
+        validate, the plain options (the component validates them when built)."""
+        if key in self._options:
+            return self._options[key]
+        return next(options for _, _, _, where, options in self.components() if where == key)
 
 
 # -- loading ---------------------------------------------------------------
@@ -238,11 +256,9 @@ def _resolve_paths(raw: dict, base: Path) -> None:
         return value  # e.g. a module name in `plugins`
 
     def fix_plugin(value, key: str):
-        # `my_pkg.plugin` is a module name, not a file called "my_pkg.plugin"
         _check_path_text(key, value)
-        if isinstance(value, str) and not value.endswith(".py") and "/" not in value and not (base / value).exists():
-            return value
-        return fix(value, key)
+        file = plugin_file(value, base) if isinstance(value, str) else None
+        return str(file.resolve()) if file is not None else value  # `my_pkg.plugin` is a module name
 
     def fix_all(value, key: str):
         fixer = fix_plugin if key == "plugins" else fix
@@ -262,64 +278,12 @@ def _resolve_paths(raw: dict, base: Path) -> None:
         node[path[-1]] = fix_all(node[path[-1]], ".".join(path))
 
 
-def _expanded_size(root: yaml.Node, source: str) -> int:
-    """Nodes in the document once every alias is expanded (computed without expanding anything).
-
-    An alias is the same node object as its anchor, so the size of each node is computed once (post-order,
-    iteratively, so deep nesting cannot exhaust Python's stack); a node that contains itself is an error.
-    """
-    sizes: dict[int, int] = {}
-    on_path: set[int] = set()
-    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
-    while stack:
-        node, depth, children_done = stack.pop()
-        if id(node) in sizes:
-            continue
-        if depth > MAX_YAML_DEPTH:
-            raise ConfigError(f"{source}: YAML nested deeper than {MAX_YAML_DEPTH} levels; recipes are flat "
-                              "mappings, so this is not a recipe")
-        children = ([v for pair in node.value for v in pair] if isinstance(node, yaml.MappingNode)
-                    else list(node.value) if isinstance(node, yaml.SequenceNode) else [])
-        if children_done:
-            on_path.discard(id(node))
-            sizes[id(node)] = min(1 + sum(sizes[id(c)] for c in children), MAX_YAML_NODES + 1)
-            if sizes[id(node)] > MAX_YAML_NODES:
-                raise ConfigError(f"{source}: YAML aliases expand to more than {MAX_YAML_NODES:,} values (an "
-                                  "alias bomb?); write the values out, or use fewer nested aliases")
-            continue
-        if id(node) in on_path:
-            raise ConfigError(f"{source}: a YAML anchor contains an alias to itself (&{node.anchor or '…'}); "
-                              "recipes cannot be recursive")
-        on_path.add(id(node))
-        stack.append((node, depth, True))
-        for child in children:
-            if id(child) in on_path:
-                raise ConfigError(f"{source}: a YAML anchor contains an alias to itself; recipes cannot be "
-                                  "recursive")
-            stack.append((child, depth + 1, False))
-    return sizes[id(root)]
-
-
-def safe_yaml_load(text: str, source: str) -> Any:
-    """``yaml.safe_load`` with bounds: nesting depth, and the size after alias expansion.
-
-    ``source`` (a file or option name) starts every error message.
-    """
-    loader = None
-    try:
-        loader = yaml.SafeLoader(text)  # checks the characters already
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _expanded_size(node, source)
-        return loader.construct_document(node)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source} is not valid YAML: {' '.join(str(exc).split())}") from None
-    except RecursionError:
-        raise ConfigError(f"{source}: YAML nested too deeply to read") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
+def absolute_paths(raw: dict, base: Path) -> dict:
+    """A copy of recipe mapping ``raw`` with its relative paths made absolute against ``base`` (a recipe file's
+    folder; for a recipe given as a mapping, the working folder), as a run folder's config.yaml must hold them."""
+    raw = copy.deepcopy(raw)
+    _resolve_paths(raw, base)
+    return raw
 
 
 def read_recipe_text(path: Path) -> str:
@@ -368,23 +332,11 @@ def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
     return raw
 
 
-_OVERRIDE = re.compile(r"^([A-Za-z_][\w\-]*(?:\.[A-Za-z_0-9][\w\-]*)*)=(.*)$", re.S)
-
-
 def parse_override(text: str, flag: str = "--set") -> tuple[list[str], Any]:
-    """``a.b.c=value`` → (["a", "b", "c"], value parsed as YAML: numbers, lists, booleans…)."""
-    match = _OVERRIDE.match(text.strip())
-    if not match:
-        raise ConfigError(f"{flag} {text!r}: expected KEY.PATH=VALUE, e.g. losses.style.weight=10")
-    key, value_text = match.groups()
-    keys = renamed_key(key.split("."), flag)
-    value = safe_yaml_load(value_text, f"{flag} {key}: the value {value_text!r}") if value_text.strip() else None
-    if isinstance(value, str):
-        try:  # YAML 1.1 reads "1e-5" as a string; users mean a number
-            value = float(value) if re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", value) else value
-        except ValueError:
-            pass
-    return keys, value
+    """``a.b.c=value`` → (["a", "b", "c"], value) as :func:`~stylekit.yamlio.parse_key_value` reads it, the key
+    under its current name (:data:`RENAMED_KEYS`)."""
+    keys, value = parse_key_value(text, flag)
+    return renamed_key(keys, flag), value
 
 
 def apply_overrides(raw: dict, overrides: Iterable[str]) -> dict:
@@ -418,8 +370,7 @@ def apply_preset(raw: dict, name: str | None) -> dict:
     if not isinstance(presets[name] or {}, dict):
         raise ConfigError(f"presets.{name}: must be a mapping of dotted keys to values, e.g. "
                           f"{{losses.style.weight: 10}}, got {presets[name]!r:.80}")
-    texts = [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
-             for key, value in (presets[name] or {}).items()]
+    texts = [key_value_text(key, value) for key, value in (presets[name] or {}).items()]
     raw = apply_overrides(raw, texts)
     raw["preset"] = name
     return raw
@@ -444,43 +395,11 @@ def select_terms(raw: dict, without: Iterable[str] = (), only: Iterable[str] = (
 
 # -- validation ------------------------------------------------------------
 
-def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str] | None:
-    for part in loc:
-        field = model.model_fields.get(str(part)) if isinstance(part, str) else None
-        annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return None
-        model = annotation
-    return sorted(model.model_fields)
-
-
-#: problems listed per validation error (a file that is not a recipe at all has one per key)
-MAX_LISTED_PROBLEMS = 12
-
-
-def format_validation_error(exc: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> str:
-    lines = []
-    errors = exc.errors()
-    for err in errors[:MAX_LISTED_PROBLEMS]:
-        loc = tuple(err["loc"])
-        path = ".".join(str(p) for p in ((prefix,) if prefix else ()) + loc) or "(recipe)"
-        message = err["msg"]
-        if err["type"] == "extra_forbidden" and model is not None:
-            allowed = _allowed_keys(model, loc[:-1])
-            if allowed:
-                message = f"unknown key; allowed keys: {', '.join(allowed)}"
-        elif err["type"] == "missing":
-            message = "required key is missing"
-        if "input" in err and err["type"] not in ("missing", "extra_forbidden") and not isinstance(err["input"], dict):
-            message += f" (got {err['input']!r:.100})"
-        lines.append(f"  {path[:100]}: {message}")
-    if len(errors) > MAX_LISTED_PROBLEMS:
-        lines.append(f"  … and {len(errors) - MAX_LISTED_PROBLEMS} more")
-    return "\n".join(lines)
-
-
-def validate_recipe(raw: dict, registry=None) -> Recipe:
-    """Validate the recipe and every component's options; returns it with options filled with defaults."""
+def validate_recipe(raw: dict, registry=None, *, extra_plugins: Iterable[str] = (),
+                    overrides: Iterable[str] = ()) -> Recipe:
+    """Validate the recipe, then every component's options through the registry (with ``extra_plugins`` loaded,
+    ``--plugin``'s); returns it with options filled with defaults. ``overrides``: the ``--set`` texts applied, so
+    a term one of them made up is named as such."""
     raw = upgrade_keys(raw)
     try:
         recipe = Recipe.model_validate(raw)
@@ -492,67 +411,36 @@ def validate_recipe(raw: dict, registry=None) -> Recipe:
             value = getattr(value, part)
         for item in value if isinstance(value, list) else [value]:
             _check_path_text(".".join(key_path), item)
-    if registry is None:
-        from .plugins import get_registry
-
-        registry = get_registry(recipe.plugins)
-    errors: list[str] = []
-    resolved: dict[str, dict[str, Any]] = {}
-    for key in sorted(recipe.losses):
-        spec = dict(recipe.losses[key] or {})
-        term = str(spec.pop("term", key))
-        found = _component_options(registry, "loss", term, spec, f"losses.{key}", f"losses.{key}", errors)
-        if found is None:
-            continue
-        _, options = found
-        resolved[key] = ({"term": term} if term != key else {}) | options.model_dump(mode="json")
-    try:
-        backbone_cls = registry.get("backbone", recipe.backbone.name)
-        recipe.backbone.options = backbone_cls.Options.model_validate(recipe.backbone.options).model_dump(mode="json")
-    except UnknownComponentError as exc:
-        errors.append(f"  backbone.name: {exc}")
-    except ValidationError as exc:
-        errors.append(format_validation_error(exc, "backbone.options", backbone_cls.Options))
+    components = recipe.components()
+    loggers = ", ".join(recipe.log.loggers)
+    errors: list[str] = [f"  log.logger_options.{name}: {name!r} is not in log.loggers ({loggers})"
+                         for name in recipe.log.logger_options if name not in recipe.log.loggers]
     if not recipe.losses:
         errors.append("  losses: no loss terms; give at least one, e.g. {content: {weight: 1}}")
-    errors += _check_loggers(recipe.log, registry)
+    extra = [str(file.resolve()) if (file := plugin_file(p)) is not None else str(p) for p in extra_plugins]
+    recipe.plugins = list(dict.fromkeys([*recipe.plugins, *extra]))
+    registry = registry if registry is not None else get_registry(recipe.plugins)
+    for kind, name, name_key, options_key, options in components:
+        try:
+            registry.get(kind, name, name_key)  # an unknown name is reported under the key that names it
+            recipe._options[options_key] = registry.options(kind, name, options, options_key)
+        except OptionsError as exc:
+            errors.append(exc.problems)
+        except StylekitError as exc:  # an unknown name
+            made_up = _unknown_set_term(name, recipe, overrides, registry) if kind == "loss" else None
+            if made_up:
+                raise ConfigError(made_up) from None
+            errors.append(f"  {exc}")
     if errors:
         raise ConfigError("invalid recipe:\n" + "\n".join(errors))
-    recipe.losses = resolved
+    # the recipe as config.yaml records it: every component's options with their defaults filled in
+    dumped = {key: options.model_dump(mode="json") for key, options in recipe._options.items()}
+    recipe.losses = {key.removeprefix("losses."): ({"term": name} if f"losses.{name}" != key else {}) | dumped[key]
+                     for kind, name, key, _, _ in components if kind == "loss"}
+    recipe.backbone.options = dumped["backbone.options"]
+    recipe.log.logger_options = {name: dumped[f"log.logger_options.{name}"] for name in recipe.log.loggers
+                                 if dumped[f"log.logger_options.{name}"] or name in recipe.log.logger_options}
     return recipe
-
-
-def _component_options(registry, kind: str, name: str, options: dict, name_key: str, options_key: str,
-                       errors: list[str]):
-    """(class, validated options) of a registered component, or None with the problem added to ``errors``
-    (an unknown name under ``name_key``, invalid options under ``options_key``)."""
-    try:
-        cls = registry.get(kind, name)
-    except UnknownComponentError as exc:
-        errors.append(f"  {name_key}: {exc}")
-        return None
-    try:
-        return cls, cls.Options.model_validate(options)
-    except ValidationError as exc:
-        errors.append(format_validation_error(exc, options_key, cls.Options))
-        return None
-
-
-def _check_loggers(log: LogConfig, registry) -> list[str]:
-    """Every name in ``log.loggers`` registered, each logger's options valid (filled with defaults)."""
-    errors = []
-    for name in log.logger_options:
-        if name not in log.loggers:
-            errors.append(f"  log.logger_options.{name}: {name!r} is not in log.loggers ({', '.join(log.loggers)})")
-    for name in log.loggers:
-        found = _component_options(registry, "logger", name, log.logger_options.get(name) or {}, "log.loggers",
-                                   f"log.logger_options.{name}", errors)
-        if found is None:
-            continue
-        cls, options = found
-        if cls.Options.model_fields:
-            log.logger_options[name] = options.model_dump(mode="json")
-    return errors
 
 
 def load_recipe(path: str | Path | None = None, overrides: Iterable[str] = (), *, without: Iterable[str] = (),
@@ -569,30 +457,18 @@ def load_recipe(path: str | Path | None = None, overrides: Iterable[str] = (), *
     plugins = raw.get("plugins", [])
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise ConfigError(f"plugins: must be a list of plugin .py files or module names, got {plugins!r:.80}")
-    extra = [str(Path(p).resolve()) if str(p).endswith(".py") else str(p) for p in extra_plugins]
-    if extra:
-        raw["plugins"] = list(dict.fromkeys([*raw.get("plugins", []), *extra]))
-    if registry is None:
-        from .plugins import get_registry
-
-        registry = get_registry(raw.get("plugins", []))
-    _check_term_overrides(raw, overrides, registry)
-    return validate_recipe(raw, registry)
+    return validate_recipe(raw, registry, extra_plugins=extra_plugins, overrides=overrides)
 
 
-def _check_term_overrides(raw: dict, overrides: Iterable[str], registry) -> None:
-    """``--set losses.X.…`` for a term that is neither in the recipe nor registered: name both lists."""
+def _unknown_set_term(key: str, recipe: Recipe, overrides: Iterable[str], registry) -> str | None:
+    """For a loss term that a ``--set losses.KEY.…`` made up: the message naming both lists of terms."""
     for text in overrides:
         keys, _ = parse_override(text)
-        losses = raw.get("losses")
-        if keys[0] == "losses" and len(keys) > 1 and isinstance(losses, dict):
-            key = keys[1]
-            spec = losses.get(key)
-            term = spec.get("term", key) if isinstance(spec, dict) else key
-            if term not in registry.names("loss"):
-                recipe_terms = sorted(str(k) for k in losses if k != key)
-                raise ConfigError(f"--set {'.'.join(keys)}: unknown loss term {key!r}; this recipe's terms: "
-                                  f"{', '.join(recipe_terms)}; registered terms: {', '.join(registry.names('loss'))}")
+        if keys[:2] == ["losses", key]:
+            others = sorted(str(k) for k in recipe.losses if k != key)
+            return (f"--set {'.'.join(keys)}: unknown loss term {key!r}; this recipe's terms: {', '.join(others)}; "
+                    f"registered terms: {', '.join(registry.names('loss'))}")
+    return None
 
 
 def dump_recipe(recipe: Recipe) -> str:

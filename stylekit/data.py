@@ -97,10 +97,14 @@ def to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float()
 
 
+def to_array(tensor: torch.Tensor) -> np.ndarray:
+    """Float tensor 3×H×W in [0, 255] → H×W×3 uint8."""
+    return tensor.detach().float().clamp(0, 255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
 def to_image(tensor: torch.Tensor) -> Image.Image:
     """Float tensor 3×H×W in [0, 255] → PIL RGB."""
-    array = tensor.detach().float().clamp(0, 255).round().byte().permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(array)
+    return Image.fromarray(to_array(tensor))
 
 
 def _resize_long_side(img: Image.Image, size: int, long_side: bool = True) -> Image.Image:

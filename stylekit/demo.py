@@ -23,8 +23,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .api import Stylizer, blend, load, model_file
-from .errors import StylekitError
+from .checkpoint import model_label
+from .runs.folder import RunDir
+from .session import load, resolve_model
+from .stylizer import Stylizer, blend
+from .errors import ImageError, StylekitError
 from .models import zoo
 
 #: the folder of runs the picker lists when none is given
@@ -47,18 +50,18 @@ def model_choices(target: str | os.PathLike | None = None, shipped: str | None =
     instead of ``runs_dir``). ``shipped``: the name of a shipped model to preselect.
     """
     from .checkpoint import latest_checkpoint
-    from .runs import find_runs
+    from .runs.records import find_runs
 
     first: list[Choice] = []
     if shipped is not None:
-        zoo.model_file(shipped)  # an unknown name: the error lists the shipped ones
+        zoo.shipped_model_file(shipped)  # an unknown name: the error lists the shipped ones
         first.append(Choice(f"{shipped} (shipped)", shipped))
     if target is not None:
         path = Path(target).expanduser()
         if not path.exists():
             raise StylekitError(f"{path}: no such run, checkpoint or folder of runs")
         try:
-            model_file(path)
+            resolve_model(path)
             first.append(Choice(_run_label(path), str(path)))
         except StylekitError:
             runs_dir = path  # not a model itself: a folder of runs (runs/, an ablation grid…)
@@ -73,7 +76,7 @@ def _run_label(path: Path) -> str:
     from .checkpoint import latest_checkpoint
 
     checkpoint = latest_checkpoint(path) if path.is_dir() else None
-    return f"{path} (step {int(checkpoint.name.removeprefix('step_'))})" if checkpoint is not None else str(path)
+    return f"{path} (step {RunDir.step_of(checkpoint)})" if checkpoint is not None else str(path)
 
 
 def no_models_message(folder: str | os.PathLike | None = None) -> str:
@@ -98,7 +101,7 @@ class DemoEngine:
         self._lock = threading.Lock()  # Gradio calls from worker threads; one photo at a time uses the cores best
 
     def model(self, source: str) -> Stylizer:
-        file = model_file(source).resolve()  # a run's latest checkpoint: a newer one loads afresh
+        file = resolve_model(source).resolve()  # a run's latest checkpoint: a newer one loads afresh
         if file not in self._models:
             self._models[file] = load(file, device=self.device)
         return self._models[file]
@@ -111,9 +114,12 @@ class DemoEngine:
     def _stylize(self, photo, source: str, strength: float) -> tuple[np.ndarray, Path]:
         from PIL import Image, ImageOps
 
-        from .data import load_rgb, to_tensor
+        from .data import describe_unreadable, load_rgb, to_tensor
 
-        image = load_rgb(photo)
+        try:
+            image = load_rgb(photo)
+        except Exception as exc:  # Pillow's decoders raise many kinds
+            raise ImageError(f"{describe_unreadable(Path(photo).name, exc)}; give a JPEG, PNG or WebP photo") from None
         if self.max_size and max(image.size) > self.max_size:
             image = ImageOps.contain(image, (self.max_size, self.max_size), Image.Resampling.LANCZOS)
         content = to_tensor(image)[None]
@@ -133,7 +139,7 @@ class DemoEngine:
         from PIL import Image
 
         folder = Path(tempfile.mkdtemp(dir=self.output_dir))  # one folder per result: sessions never collide
-        path = folder / f"{stem}-{_short_name(source)}.png"
+        path = folder / f"{stem}-{model_label(resolve_model(source))}.png"
         Image.fromarray(picture).save(path)
         self._written.append(folder)
         while len(self._written) > 4 * RESULT_CACHE:  # the browser has fetched older ones long ago
@@ -142,12 +148,6 @@ class DemoEngine:
 
     def close(self) -> None:
         shutil.rmtree(self.output_dir, ignore_errors=True)
-
-
-def _short_name(source: str) -> str:
-    """``runs/quickstart/checkpoints/step_0000400/model.safetensors`` → ``quickstart``; ``wave`` → ``wave``."""
-    parts = [p for p in Path(source).parts if p not in ("checkpoints", "model.safetensors") and not p.startswith("step_")]
-    return parts[-1].removesuffix(zoo.SUFFIX) if parts else "stylized"
 
 
 def _gradio():
@@ -171,8 +171,8 @@ def build_app(choices: list[Choice], engine: DemoEngine, *, refresh: Callable[[]
             raise gr.Error("Pick a model first.")
         try:
             picture, path = engine.stylize(photo, source, float(strength))
-        except StylekitError as exc:
-            raise gr.Error(str(exc)) from exc
+        except StylekitError as exc:  # the user's to fix: said in the page, not as a traceback in the log
+            raise gr.Error(str(exc), print_exception=False) from exc
         return picture, str(path)
 
     def run_if_ready(photo, source, strength):
@@ -194,8 +194,8 @@ def build_app(choices: list[Choice], engine: DemoEngine, *, refresh: Callable[[]
             strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Strength", scale=3,
                                  info="0: the photo, 1: fully stylized")
         with gr.Row():
-            photo = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], label="Photo",
-                             elem_id="photo")
+            photo = _readable_uploads(gr, gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"],
+                                                   label="Photo", elem_id="photo"))
             result = gr.Image(type="numpy", format="png", label="Stylized", interactive=False,
                               buttons=["download", "fullscreen"], elem_id="result")
         with gr.Row():
@@ -207,6 +207,28 @@ def build_app(choices: list[Choice], engine: DemoEngine, *, refresh: Callable[[]
               api_visibility="private", trigger_mode="always_last")
         rescan_button.click(rescan, None, model, api_visibility="private")
     return app
+
+
+def _readable_uploads(gr, photo):
+    """``photo`` (a ``gr.Image``) answering an upload Pillow cannot read (a PDF, a text file) with one sentence
+    in the page, where Gradio would show its raw "Could not preprocess input component" and log a traceback.
+    Its ``preprocess`` is wrapped on the instance: a subclass would make Gradio write a .pyi stub beside this file."""
+    preprocess = photo.preprocess
+
+    def checked(payload):
+        try:
+            return preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise many kinds
+            from .data import describe_unreadable
+
+            name = getattr(payload, "orig_name", None) or "the upload"
+            raise gr.Error(f"{describe_unreadable(name, exc)}; give a JPEG, PNG or WebP photo",
+                           print_exception=False) from None
+
+    photo.preprocess = checked
+    return photo
 
 
 def serve(app, *, host: str = "127.0.0.1", port: int | None = None, block: bool = True,

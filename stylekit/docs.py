@@ -246,8 +246,8 @@ def render_cli_reference() -> str:
         title = " ".join(path)
         out.append(f"{'#' * min(len(path) + 1, 4)} `{title}`\n\n")
         help_text = (command.help or "").strip()
-        if help_text:
-            out.append(help_text.split("\f")[0].strip() + "\n\n")
+        if help_text:  # as the terminal shows it: rich's escaped brackets (`stylekit\\[demo]`) printed plainly
+            out.append(help_text.split("\f")[0].strip().replace("\\[", "[") + "\n\n")
         usage = _usage(command, ctx)
         out.append(f"```\n{title} {usage}\n```\n\n")
         rows = _param_rows(command, ctx)

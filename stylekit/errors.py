@@ -22,6 +22,14 @@ class ConfigError(StylekitError):
     """A recipe or override is invalid; the message names the key path."""
 
 
+class OptionsError(ConfigError):
+    """A component's options do not validate; ``problems`` lists each bad key (one indented line each)."""
+
+    def __init__(self, message: str, problems: str):
+        super().__init__(message)
+        self.problems = problems
+
+
 class WeightsError(StylekitError):
     """Pretrained weights could not be used; the message names the file and what to do."""
 

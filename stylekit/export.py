@@ -25,9 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .card import CARD_FILE, METADATA_KEY, card_markdown, card_metadata, card_summary
+from .card import CARD_FILE, METADATA_KEY, card_markdown, card_metadata, card_summary, evaluation_entry
 from .errors import StylekitError
 from .models.transformer import TransformerNet
+from .session import resolve_model
 
 #: largest allowed |onnxruntime − PyTorch| on the 0–255 scale
 ONNX_TOLERANCE = 1.0
@@ -223,3 +224,21 @@ def write_card(card: dict, exported: str | Path, format_: str) -> Path:
     out = exported.parent / (f"{exported.stem}.md" if format_ == "safetensors" else CARD_FILE)
     out.write_text(card_markdown(card, usage(format_, exported)), encoding="utf-8")
     return out
+
+
+def evaluation_of(model_file: Path, report_file: Path) -> dict:
+    """The card entry (:func:`stylekit.card.evaluation_entry`) for ``model_file`` in an evaluation's metrics.json
+    (``stylekit export --evaluation``): the evaluated model is found as the session finds any model."""
+    try:
+        report = json.loads(Path(report_file).read_text())
+        models, sources = report["inputs"]["models"], report["sources"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise StylekitError(f"--evaluation {report_file}: not a `stylekit evaluate` metrics.json") from None
+    for given, source in zip(models, sources):
+        try:
+            if resolve_model(given).resolve() == model_file.resolve():
+                return evaluation_entry(report, source)
+        except StylekitError:
+            continue
+    raise StylekitError(f"--evaluation {report_file}: it did not evaluate {model_file} (it evaluated "
+                        f"{', '.join(map(str, models)) or 'no checkpoints'}); give the evaluation of this model")

@@ -69,8 +69,8 @@ class NetworkSpec:
     def key(self) -> str:
         return f"{self.kind}:{self.name}" + ("" if self.options_json == "{}" else f":{self.options_json}")
 
-    def build(self, registry) -> nn.Module:
-        return registry.get(self.kind, self.name)(self.options)
+    def build(self, registry, **extra) -> nn.Module:
+        return registry.build(self.kind, self.name, self.options, **extra)
 
 
 class Features(dict):
@@ -155,7 +155,7 @@ class Perception(nn.Module):
         if encoder_key is None:
             return spec.build(self.registry)
         self.shared_encoders[spec.key] = encoder_key
-        return cls(spec.options, encoder=self.nets[module_name(encoder_key)])
+        return spec.build(self.registry, encoder=self.nets[module_name(encoder_key)])
 
     def network(self, key: str) -> nn.Module:
         name = module_name(self.resolve(key))

@@ -24,6 +24,7 @@ from typing import Iterable, Sequence
 import pluggy
 
 from . import hookspecs
+from .components import Component, ComponentOptions, validate_options
 from .errors import PluginError, UnknownComponentError
 
 ENTRY_POINT_GROUP = "stylekit"
@@ -41,7 +42,7 @@ BUILTIN_PLUGINS = (
     "stylekit.losses",
     "stylekit.backbones",
     "stylekit.depth",
-    "stylekit.evaluate.metrics",
+    "stylekit.evaluate.builtin_metrics",
     "stylekit.loggers",
 )
 
@@ -76,15 +77,30 @@ class Registry:
     def names(self, kind: str, pattern: str = "*") -> list[str]:
         return sorted(n for n in self.entries.get(kind, {}) if fnmatch.fnmatch(n, pattern))
 
-    def entry(self, kind: str, name: str) -> Registered:
+    def entry(self, kind: str, name: str, where: str = "") -> Registered:
+        """The entry of ``name``; an :class:`UnknownComponentError` listing the known names (after ``where``:
+        the recipe key or option the name came from) otherwise."""
         try:
             return self.entries[kind][name]
         except KeyError:
             known = ", ".join(self.names(kind)) or "(none)"
-            raise UnknownComponentError(f"unknown {kind} {name!r}; known {kind} names: {known}") from None
+            raise UnknownComponentError(f"{where + ': ' if where else ''}unknown {kind} {name!r}; known {kind} "
+                                        f"names: {known}") from None
 
-    def get(self, kind: str, name: str) -> type:
-        return self.entry(kind, name).cls
+    def get(self, kind: str, name: str, where: str = "") -> type:
+        return self.entry(kind, name, where).cls
+
+    def options(self, kind: str, name: str, options: dict | ComponentOptions | None = None,
+                where: str = "") -> ComponentOptions:
+        """The options of component ``name`` validated into its ``Options`` model, once; errors name ``where``."""
+        return validate_options(self.get(kind, name, where), options, where)
+
+    def build(self, kind: str, name: str, options: dict | ComponentOptions | None = None, *, where: str = "",
+              **extra) -> Component:
+        """The one way a component is made from kind + name + options: the class the registry holds, called with
+        its validated ``Options`` (a model already validated passes through untouched) and ``extra`` keywords
+        (a loss term's ``key``, a depth network's shared ``encoder``)."""
+        return self.get(kind, name, where)(self.options(kind, name, options, where), **extra)
 
     def __iter__(self):
         for kind in sorted(self.entries):
@@ -139,10 +155,10 @@ class PluginManager:
             self._register(plugin, name, source)
 
     def load(self, spec: str | os.PathLike) -> ModuleType:
-        """Load a plugin from a ``.py`` file or an importable module name."""
+        """Load a plugin from a ``.py`` file or an importable module name (:func:`plugin_file` decides which)."""
         text = os.fspath(spec)
-        path = Path(text).expanduser()
-        if text.endswith(".py") or path.exists():
+        path = plugin_file(text)
+        if path is not None:
             module = _import_file(path)
             source = f"file {path.resolve()}"
             name = f"file:{path.resolve()}"
@@ -187,9 +203,20 @@ class PluginManager:
         return registry
 
 
-def _validate_component(cls: object, kind: str, plugin: str) -> None:
-    from .components import Component, ComponentOptions
+def plugin_file(spec: str | os.PathLike, base: Path | None = None) -> Path | None:
+    """The file a plugin spec names, or None when it is a module name: the one rule for ``--plugin``, a recipe's
+    ``plugins:`` and a run folder's. A spec is a file when it ends in ``.py``, holds a path separator, or names
+    an existing path (relative to ``base``, a recipe's folder, when given); ``my_pkg.plugin`` is a module."""
+    text = os.fspath(spec)
+    path = Path(text).expanduser()
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    if text.endswith(".py") or "/" in text or os.sep in text or path.exists():
+        return path
+    return None
 
+
+def _validate_component(cls: object, kind: str, plugin: str) -> None:
     if not (isinstance(cls, type) and issubclass(cls, Component)):
         raise PluginError(f"plugin {plugin} returned {cls!r} from its {kind} hook; expected a stylekit component class")
     if cls.kind != kind:

@@ -1,7 +1,7 @@
 """Checks a run's inputs before any training step, so a mistake costs seconds, not a failed run.
 
 :func:`check_recipe` looks at what exists before anything is built (paths, folders that will be
-written, the transformer's size); :func:`check_taps` at what the built networks offer (layer
+written, the device, the transformer's size); :func:`check_taps` at what the built networks offer (layer
 names). Each problem is a :class:`ConfigError` naming the recipe key and what to do. Unreadable
 images are not errors here: they are skipped and counted where they are read
 (:func:`stylekit.data.read_images`), and only "no readable image at all" stops a run.
@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Iterable
 
 from .checkpoint import expected_tensors, model_size_problem
 from .config import BUILTIN_PREFIX, Recipe
 from .errors import ConfigError
+from .hardware import check_device
 
 #: bytes of memory per transformer parameter while training: weights, gradients, Adam's two moments
 TRAINING_BYTES_PER_PARAMETER = 16
@@ -36,6 +38,8 @@ def check_recipe(recipe: Recipe, run_dir: str | Path | None = None) -> None:
     else:
         check_writable_folder(run_dir, "the run folder")
     check_model_size(recipe)
+    if recipe.device != "auto":
+        check_device(recipe.device, "device")
 
 
 def check_data_root(root: str) -> None:
@@ -74,6 +78,12 @@ def check_writable_folder(path: str | Path, key: str) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{key}: {folder} cannot be written ({existing} is not writable by this user); "
                           "choose another folder")
+    if existing != folder:  # access() can say yes where nothing can be made (as root; /proc, /sys): try
+        try:
+            os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".stylekit-check-"))
+        except OSError as exc:
+            raise ConfigError(f"{key}: {folder} cannot be created in {existing} ({exc.strerror or exc}); "
+                              "choose another folder") from None
 
 
 def check_model_size(recipe: Recipe) -> None:

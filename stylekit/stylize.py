@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .data import list_images, load_rgb, to_image, to_tensor
+from .data import list_images, load_rgb, to_array, to_image, to_tensor
 from .errors import StylekitError
 from .models.transformer import TransformerNet
-from .runtime import autocast, cpu_has_bf16, pick_device
+from .pngstream import PngWriter
+from .hardware import autocast, pick_device, pick_precision
 from .tiling import AUTO_TILE_PIXELS, stylize_tiled, tiled_bands
 from .video import VIDEO_SUFFIXES, is_video, stylize_video
 
@@ -45,15 +46,15 @@ def plan_outputs(files: list[Path], out: Path | None, label: str = "stylized") -
     """Where each input's result goes: ``out`` (one input), ``out/STEM.png`` (a folder), or, without ``out``,
     beside the input as ``STEM_<label>.png`` (``.mp4`` for videos).
 
-    Inputs that would share an output name (``x.jpg`` and ``x.png``) keep their suffix in it (``x_jpg.png``,
-    ``x_png.png``); an output that would overwrite an input, or a file name given for several inputs, is an
-    error raised before any work is done.
+    Inputs that would share an output name keep their suffix in it (:func:`distinct_stems`); an output that
+    would overwrite an input, or a file name given for several inputs, is an error raised before any work is done.
     """
     def suffix(source: Path) -> str:
         return ".mp4" if is_video(source) else ".png"
 
     if out is None:
-        targets = [source.with_name(f"{source.stem}_{label}{suffix(source)}") for source in files]
+        stems = distinct_stems(files, [source.parent for source in files])
+        targets = [source.with_name(f"{stem}_{label}{suffix(source)}") for source, stem in zip(files, stems)]
     elif len(files) == 1 and out.suffix and not out.is_dir():
         _check_output_suffix(files[0], out)
         targets = [out]
@@ -62,14 +63,34 @@ def plan_outputs(files: list[Path], out: Path | None, label: str = "stylized") -
             raise StylekitError(f"-o {out} is a file, but {len(files)} inputs need a folder; give a folder")
         if out.suffix.lower() in (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES) and len(files) > 1:
             raise StylekitError(f"-o {out} names one file, but {len(files)} inputs were given; give a folder")
-        targets = [out / f"{source.stem}{suffix(source)}" for source in files]
-    targets = _distinct(files, targets)
+        targets = [out / f"{stem}{suffix(source)}" for source, stem in zip(files, distinct_stems(files))]
     sources = {source.resolve(): source for source in files}
     for target in targets:
         if target.resolve() in sources:
             raise StylekitError(f"the output for {sources[target.resolve()]} would overwrite that input; choose "
                                 "another -o")
     return targets
+
+
+def distinct_stems(files: Sequence[Path], folders: Sequence[Path] | None = None) -> list[str]:
+    """The stem each input's outputs are named after, distinct within the folder they go to (``folders``, one per
+    input; None: all into one): the input's stem, with its suffix added where inputs share a stem
+    (``x.jpg``, ``x.png`` → ``x_jpg``, ``x_png``), then a counter where that is not enough (``x_png_2``).
+    The one rule of every command that writes a file per input."""
+    places: list[Path | None] = list(folders) if folders is not None else [None] * len(files)
+    clashes = Counter((place, source.stem) for place, source in zip(places, files))
+    used: set[tuple[Path | None, str]] = set()
+    stems = []
+    for place, source in zip(places, files):
+        stem = source.stem
+        if clashes[place, stem] > 1:
+            stem = f"{stem}_{source.suffix.lstrip('.').lower() or 'file'}"
+        candidate, n = stem, 2
+        while (place, candidate) in used:
+            candidate, n = f"{stem}_{n}", n + 1
+        used.add((place, candidate))
+        stems.append(candidate)
+    return stems
 
 
 def _check_output_suffix(source: Path, out: Path) -> None:
@@ -83,33 +104,6 @@ def _check_output_suffix(source: Path, out: Path) -> None:
     if suffix in VIDEO_SUFFIXES or image_format not in Image.SAVE:
         raise StylekitError(f"-o {out}: cannot write a {suffix or 'suffix-less'} image; use .png, .jpg, .webp or "
                             ".tif (or give a folder)")
-
-
-def _distinct(files: list[Path], targets: list[Path]) -> list[Path]:
-    """``targets`` with clashing names made distinct: the input's suffix, then a counter, added to the stem."""
-    clashes = Counter(targets)
-    used: set[Path] = set()
-    result = []
-    for source, target in zip(files, targets):
-        if clashes[target] > 1:
-            target = target.with_name(f"{target.stem}_{source.suffix.lstrip('.').lower() or 'file'}{target.suffix}")
-        candidate, n = target, 2
-        while candidate in used:
-            candidate, n = target.with_name(f"{target.stem}_{n}{target.suffix}"), n + 1
-        used.add(candidate)
-        result.append(candidate)
-    return result
-
-
-def inference_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """'auto': fp16 on CUDA (the output is a bounded tanh, so half precision is safe), bf16 on CPUs with
-    bf16 units (2.2× faster than fp32 for a 1080p frame; at most 3 of 255 levels apart, mean 0.3), else fp32."""
-    table = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if precision != "auto":
-        return table[precision]
-    if device.type == "cuda":
-        return torch.float16
-    return torch.bfloat16 if device.type == "cpu" and cpu_has_bf16() else torch.float32
 
 
 def _runner(model: TransformerNet, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -153,19 +147,40 @@ def stylize_image(model: TransformerNet, image: Image.Image, *, dtype: torch.dty
                   tile: int | None = None, overlap: int = 64) -> Image.Image:
     """A PIL RGB image → the stylized PIL image. Tiled, the result is assembled from finished rows of tiles
     straight into the 8-bit output, so beyond the network's memory a huge image costs its input and output
-    images (4 bytes per pixel each in Pillow) and one row of tiles."""
+    images (4 bytes per pixel each in Pillow) and one row of tiles; :func:`save_stylized` spares the output."""
+    w, h = image.size
+    if not _tile_for(h, w, tile):
+        return to_image(stylize_tensor(model, to_tensor(image)[None], dtype=dtype, tile=0)[0])
+    result = Image.new("RGB", (w, h))
+    for top, band in _bands(model, image, dtype, tile, overlap):
+        result.paste(to_image(band[0]), (0, top))
+    return result
+
+
+def save_stylized(model: TransformerNet, image: Image.Image, target: Path, *, dtype: torch.dtype = torch.float32,
+                  tile: int | None = None, overlap: int = 64) -> None:
+    """Stylize ``image`` into the file ``target``. A tiled image bound for a PNG streams to the encoder a row of
+    tiles at a time (:class:`~stylekit.pngstream.PngWriter`), so beyond the network it costs its input (4 bytes
+    per pixel) and one row of tiles; any other format is encoded by Pillow from the whole result."""
+    w, h = image.size
+    if not (_tile_for(h, w, tile) and target.suffix.lower() == ".png"):
+        stylize_image(model, image, dtype=dtype, tile=tile, overlap=overlap).save(target)
+        return
+    with PngWriter(target, w, h) as png:
+        for _, band in _bands(model, image, dtype, tile, overlap):
+            for top in range(0, band.shape[2], 64):  # converted to 8 bits a few rows at a time
+                png.write(to_array(band[0, :, top:top + 64]))
+
+
+def _bands(model: TransformerNet, image: Image.Image, dtype: torch.dtype, tile: int | None, overlap: int):
+    """(top, 1×3×rows×W band) of the tiled result of a PIL image, top to bottom (:func:`tiled_bands`)."""
     w, h = image.size
     tile = _tile_for(h, w, tile)
-    if not tile:
-        return to_image(stylize_tensor(model, to_tensor(image)[None], dtype=dtype, tile=0)[0])
 
     def read(top: int, left: int, th: int, tw: int) -> torch.Tensor:
         return to_tensor(image.crop((left, top, left + tw, top + th)))[None]
 
-    result = Image.new("RGB", (w, h))
-    for top, band in tiled_bands(_runner(model, dtype), read, h, w, tile, min(overlap, tile // 2 - 1)):
-        result.paste(to_image(band[0]), (0, top))
-    return result
+    return tiled_bands(_runner(model, dtype), read, h, w, tile, min(overlap, tile // 2 - 1))
 
 
 def stylize_files(model: TransformerNet, files: list[Path], out: Path | None, *, max_size: int | None = None,
@@ -176,7 +191,7 @@ def stylize_files(model: TransformerNet, files: list[Path], out: Path | None, *,
     targets = plan_outputs(files, out, label)
     dev = pick_device(device, "--device")
     model = model.to(dev).eval()
-    dtype = inference_dtype(precision, dev)
+    dtype = pick_precision(precision, dev, inference=True)
     written = []
     for source, target in zip(files, targets):
         try:
@@ -192,7 +207,7 @@ def stylize_files(model: TransformerNet, files: list[Path], out: Path | None, *,
                 stylize_video(run_frames, source, target, batch=batch, max_size=max_size,
                               on_frames=on_frames, on_warning=on_warning)
             else:
-                stylize_image(model, load_rgb(source, max_size), dtype=dtype, tile=tile, overlap=overlap).save(target)
+                save_stylized(model, load_rgb(source, max_size), target, dtype=dtype, tile=tile, overlap=overlap)
         except Exception as exc:
             if on_error is None:
                 raise

@@ -371,7 +371,7 @@ def check_logger(logger_cls, options: dict | None = None, *, root: str | Path | 
     import tempfile
 
     from .loggers.base import Logger, StepMetrics
-    from .runs import RunDir
+    from .runs.folder import RunDir
     from .viz import image_grid
 
     assert isinstance(logger_cls, type) and issubclass(logger_cls, Logger), \

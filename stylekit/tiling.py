@@ -73,7 +73,7 @@ def tiled_bands(run: Callable[[torch.Tensor], torch.Tensor], read: Callable[[int
     for top, th in rows:
         if acc is not None and top > acc_top:  # rows above `top` get no more tiles: hand them out
             n = top - acc_top
-            yield acc_top, acc[:, :, :n] / total[:, :, :n]
+            yield acc_top, acc[:, :, :n].div_(total[:, :, :n])  # in place: no second copy of the band
             acc, total, acc_top = acc[:, :, n:], total[:, :, n:], top
         wy = feather(th, top, height, overlap)
         for (left, tw), wx in zip(cols, col_weights):
@@ -92,7 +92,7 @@ def tiled_bands(run: Callable[[torch.Tensor], torch.Tensor], read: Callable[[int
             if on_tile:
                 on_tile(done, count)
     if acc is not None:
-        yield acc_top, acc / total
+        yield acc_top, acc.div_(total)
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ from stylekit.cli import app
 from stylekit.config import load_recipe
 from stylekit.errors import ConfigError
 from stylekit.testing import tiny_recipe
-from stylekit.train import Trainer
+from stylekit.trainer import Trainer
 
 
 @pytest.fixture

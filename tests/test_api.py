@@ -136,7 +136,7 @@ def test_the_shipped_wave_models_load_and_stylize():
     photo = random_images(1, (48, 64), seed=3)[0]
     outputs = {}
     for name in ("wave_depth_aware", "wave_johnson"):
-        card = read_card(zoo.model_file(name))
+        card = read_card(zoo.shipped_model_file(name))
         assert card["style"][0]["license"] == "public domain" and card["training"]["steps"] == 2000
         assert {entry["dataset"] for entry in card.get("evaluation", [])} == {"nyu_depth_v2", "bsds500"}
         outputs[name] = stylekit.load(name).stylize(photo, precision="fp32")

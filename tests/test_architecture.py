@@ -1,4 +1,5 @@
-"""Imports point down the layers of docs/architecture.md, and no modules import each other in a circle.
+"""Imports point down the layers of docs/architecture.md, no modules import each other in a circle, and no
+module is longer than 500 lines.
 
 The import graph is read from the source with :mod:`ast` (nothing is imported). What counts as an import of a
 stylekit module: every ``import``/``from … import`` of ``stylekit…`` or a relative module, wherever it is
@@ -29,30 +30,32 @@ LAYERS = ["foundation", "functional", "components", "composition", "runtime", "e
 
 #: module (or package: everything in it) → layer; the longest matching name wins
 PLACES = {
-    # foundation: used everywhere, knows nothing of stylekit
+    # foundation: used everywhere, knows nothing of stylekit's components
     "stylekit.errors": "foundation", "stylekit.deprecation": "foundation", "stylekit.version": "foundation",
+    "stylekit.yamlio": "foundation", "stylekit.hardware": "foundation",
     # functional: pure tensor maths and transforms, no state, no registry
     "stylekit.functional": "functional", "stylekit.evaluate.functional": "functional",
     "stylekit.depth.transforms": "functional",
     # components: what plugins provide, their contracts and the weights they load
     "stylekit.components": "components", "stylekit.hookspecs": "components", "stylekit.features": "components",
-    "stylekit.metrics": "components", "stylekit.evaluate.metrics": "components", "stylekit.weights": "components",
-    "stylekit.backbones": "components", "stylekit.depth": "components", "stylekit.losses": "components",
-    "stylekit.loggers": "components", "stylekit.models": "components",
+    "stylekit.metrics": "components", "stylekit.evaluate.builtin_metrics": "components",
+    "stylekit.evaluate.looks": "components", "stylekit.weights": "components", "stylekit.backbones": "components",
+    "stylekit.depth": "components", "stylekit.losses": "components", "stylekit.loggers": "components",
+    "stylekit.models": "components",
     # composition: a recipe, the registry and the data turned into a training objective
     "stylekit.plugins": "composition", "stylekit.config": "composition", "stylekit.composer": "composition",
     "stylekit.data": "composition",
-    # runtime: running it — run folders, training, stylizing, evaluating, ablating, exporting, the Python API
+    # runtime: running it — run folders, training, stylizing, evaluating, ablating, exporting; the session
     "stylekit.runs": "runtime", "stylekit.runlock": "runtime", "stylekit.checkpoint": "runtime",
-    "stylekit.card": "runtime", "stylekit.train": "runtime", "stylekit.finite": "runtime",
-    "stylekit.distributed": "runtime", "stylekit.preflight": "runtime", "stylekit.runtime": "runtime",
-    "stylekit.stylize": "runtime", "stylekit.tiling": "runtime", "stylekit.video": "runtime",
-    "stylekit.viz": "runtime", "stylekit.evaluate": "runtime", "stylekit.ablate": "runtime",
-    "stylekit.export": "runtime", "stylekit.bench": "runtime", "stylekit.api": "runtime", "stylekit.demo": "runtime",
-    "stylekit.testing": "runtime",
+    "stylekit.card": "runtime", "stylekit.trainer": "runtime", "stylekit.finite": "runtime",
+    "stylekit.distributed": "runtime", "stylekit.preflight": "runtime", "stylekit.session": "runtime",
+    "stylekit.stylize": "runtime", "stylekit.stylizer": "runtime", "stylekit.pngstream": "runtime", "stylekit.tiling": "runtime",
+    "stylekit.video": "runtime", "stylekit.viz": "runtime", "stylekit.evaluate": "runtime",
+    "stylekit.ablate": "runtime", "stylekit.export": "runtime", "stylekit.bench": "runtime",
+    "stylekit.api": "runtime", "stylekit.run_handle": "runtime", "stylekit.demo": "runtime", "stylekit.testing": "runtime",
     # entry points: the command line, generated docs, scaffolding, and the package's public face
     "stylekit": "entry points", "stylekit.__main__": "entry points", "stylekit.cli": "entry points",
-    "stylekit.cli_tables": "entry points", "stylekit.docs": "entry points", "stylekit.scaffold": "entry points",
+    "stylekit.docs": "entry points", "stylekit.scaffold": "entry points",
 }
 
 #: (importer, imported) → why this upward import is right. Empty: the tree has none.
@@ -164,5 +167,16 @@ def test_the_check_sees_lazy_and_type_checking_imports_and_cycles(tmp_path):
     found = imports("stylekit.losses.mod", source, False, {"stylekit.losses.base"})
     assert found == [("stylekit.runs", True, 3), ("stylekit.cli", False, 5), ("stylekit.losses.base", False, 6)]
     assert layer_of("stylekit.losses.mod") == "components" and layer_of("stylekit.evaluate.runner") == "runtime"
-    assert layer_of("stylekit.evaluate.metrics") == "components"
+    assert layer_of("stylekit.evaluate.builtin_metrics") == "components"
     assert find_cycles({"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"]}) == [["a", "b", "c", "a"]]
+
+
+#: the most lines a module may have: past it, a module holds more than one job (split it by job, as runs/ is)
+MAX_MODULE_LINES = 500
+
+
+def test_every_module_fits_in_one_reading():
+    long = {name: n for name, (path, _) in modules().items()
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert not long, (f"modules over {MAX_MODULE_LINES} lines: {long}; split each by job (one module per job, "
+                      "like stylekit/runs/ or stylekit/cli/) and place the new modules in PLACES")

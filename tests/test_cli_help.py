@@ -93,3 +93,22 @@ def test_main_prints_the_hint_without_a_traceback(tmp_path, monkeypatch, capsys)
     err = " ".join(capsys.readouterr().err.split())  # unwrap the console's line breaks
     assert "Traceback" not in err
     assert "error: ONNX export needs onnx and onnxruntime, which are not installed: pip install 'stylekit[export]'" in err
+
+
+def test_help_shows_the_demo_extra_in_brackets():
+    for args in (["--help"], ["demo", "--help"]):
+        output = " ".join(CliRunner().invoke(app, args, env=ENV).output.split())
+        assert "(needs stylekit[demo])" in output, args
+
+
+def test_models_at_80_columns_shows_whole_names_and_which_has_the_depth_term():
+    from stylekit.models import zoo
+
+    names = zoo.list_models()
+    if len(names) < 2:
+        pytest.skip("needs the shipped models")
+    output = CliRunner().invoke(app, ["models"], env={"COLUMNS": "80", "TERM": "dumb"}).output
+    starts = [output.index(f"│ {name} ") for name in names]  # each name whole, in the first column
+    blocks = dict(zip(names, (output[a:b] for a, b in zip(starts, [*starts[1:], len(output)]))))
+    assert "depth×50" in blocks["wave_depth_aware"] and "depth×" not in blocks["wave_johnson"]
+    assert all(len(line) <= 80 for line in output.splitlines())

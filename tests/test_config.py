@@ -152,6 +152,17 @@ def test_presets_apply_named_overrides(tmp_path):
         load_recipe(path, preset="subtle")
 
 
+def test_every_key_value_option_reads_values_alike():
+    """--set, --option and --depth-option share one reader: 1e-5 is a number, an empty value is None."""
+    from stylekit.yamlio import options_from_texts
+
+    assert options_from_texts(["weights=/a/b.pt", "input_size=128", "eps=1e-5", "x="], "--option") == \
+        {"weights": "/a/b.pt", "input_size": 128, "eps": 1e-5, "x": None}
+    assert parse_override("losses.tv.weight=1e-5") == (["losses", "tv", "weight"], 1e-5)
+    with pytest.raises(ConfigError, match="--depth-option 'size'"):
+        options_from_texts(["size"], "--depth-option")
+
+
 def test_learning_rate_schedule_is_a_function_of_the_step():
     from stylekit.config import OptimConfig
 

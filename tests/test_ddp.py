@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from stylekit.checkpoint import latest_checkpoint, load_train_state
 from stylekit.config import validate_recipe
 from stylekit.testing import tiny_recipe
-from stylekit.train import Trainer
+from stylekit.trainer import Trainer
 
 
 def _distributed_worker(rank: int, world_size: int, init_file: str, raw: dict, run_dir: str, resume: bool) -> None:

@@ -142,19 +142,13 @@ def skip_unless(condition, reason: str) -> None:
         (pytest.fail if os.environ.get("STYLEKIT_REQUIRE_BROWSER") == "1" else pytest.skip)(reason)
 
 
-@pytest.mark.loopback
-@GRADIO_WARNINGS
-def test_browser_upload_shows_and_downloads_the_stylized_photo(server, tmp_path):
-    """A real headless Chromium: upload the photo, see the stylized picture, click Download PNG."""
+def chromium(tmp_path: Path, downloads: Path | None = None):
+    """Headless Debian Chromium that reaches nothing but 127.0.0.1 (skips, or under STYLEKIT_REQUIRE_BROWSER=1
+    fails, where Chromium, its driver or Selenium is missing)."""
     skip_unless(CHROMIUM and CHROMEDRIVER, "needs Chromium and its driver: apt-get install chromium chromium-driver")
     skip_unless(importlib.util.find_spec("selenium"), "needs Selenium: pip install selenium")
     from selenium import webdriver
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    url, photo = server
-    downloads = tmp_path / "downloads"
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -164,9 +158,23 @@ def test_browser_upload_shows_and_downloads_the_stylized_photo(server, tmp_path)
                  # nothing but this machine resolves: a page that tried to reach the internet would fail here
                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
         options.add_argument(flag)
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                              "download.prompt_for_download": False})
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    if downloads is not None:
+        options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                                  "download.prompt_for_download": False})
+    return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+
+
+@pytest.mark.loopback
+@GRADIO_WARNINGS
+def test_browser_upload_shows_and_downloads_the_stylized_photo(server, tmp_path):
+    """A real headless Chromium: upload the photo, see the stylized picture, click Download PNG."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, photo = server
+    downloads = tmp_path / "downloads"
+    driver = chromium(tmp_path, downloads)
     try:
         driver.get(url)
         wait = WebDriverWait(driver, 60)
@@ -185,5 +193,55 @@ def test_browser_upload_shows_and_downloads_the_stylized_photo(server, tmp_path)
         assert [p.name for p in saved] == ["img_000-tiny.png"]
         assert np.array_equal(np.asarray(Image.open(saved[0]), dtype=np.int16),
                               np.asarray(shown.convert("RGB"), dtype=np.int16))
+    finally:
+        driver.quit()
+
+
+def test_a_file_that_is_no_image_gets_one_sentence(workspace, tmp_path):
+    from stylekit.demo import DemoEngine
+
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("not a photo")
+    engine = DemoEngine(device="cpu", output_dir=tmp_path / "outputs")
+    with pytest.raises(StylekitError, match=r"^notes\.jpg: not an image Pillow can read; give a JPEG, PNG or WebP"):
+        engine.stylize(fake, "runs/tiny", 1.0)
+    engine.close()
+
+
+@pytest.fixture
+def not_a_photo(tmp_path) -> Path:
+    fake = tmp_path / "notes.png"
+    fake.write_text("not a photo")
+    return fake
+
+
+@pytest.mark.loopback
+@GRADIO_WARNINGS
+def test_client_uploading_a_non_image_gets_a_message_not_a_processing_error(server, tmp_path, not_a_photo):
+    from gradio_client import Client, handle_file
+
+    url, _ = server
+    client = Client(url, analytics_enabled=False, verbose=False, download_files=str(tmp_path / "client"))
+    with pytest.raises(Exception, match="not an image Pillow can read") as caught:
+        client.predict(handle_file(str(not_a_photo)), "runs/tiny", 1.0, api_name="/stylize")
+    assert "preprocess" not in str(caught.value)
+
+
+@pytest.mark.loopback
+@GRADIO_WARNINGS
+def test_browser_upload_of_a_non_image_shows_one_sentence(server, tmp_path, not_a_photo):
+    """What a new user saw in headless Chromium: a non-image upload gets our sentence, not Gradio's raw error."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, _ = server
+    driver = chromium(tmp_path)
+    try:
+        driver.get(url)
+        wait = WebDriverWait(driver, 60)
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#photo input[type=file]")).send_keys(str(not_a_photo))
+        shown = wait.until(lambda d: "not an image" in d.find_element(By.TAG_NAME, "body").text
+                           and d.find_element(By.TAG_NAME, "body").text)
+        assert "notes.png: not an image Pillow can read" in shown and "preprocess" not in shown
     finally:
         driver.quit()

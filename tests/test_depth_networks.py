@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 from conftest import SHARED_WEIGHTS, needs_shared
@@ -135,3 +136,22 @@ def test_plugins_command_lists_the_depth_networks():
     assert result.exit_code == 0, result.output
     for name in ("hourglass", "midas_small", "dpt_hybrid", "dpt_large", "depth_anything_v2", "torchscript"):
         assert name in result.output
+
+
+def test_depth_never_writes_two_inputs_to_one_output(tmp_path):
+    """`stylekit depth a/x.jpg b/x.png` writes x_jpg_depth.png and x_png_depth.png, not one x_depth.png twice."""
+    from typer.testing import CliRunner
+
+    from stylekit.cli import app
+    from stylekit.testing import make_images
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    make_images(tmp_path / "a", 1)[0].rename(tmp_path / "a" / "x.jpg")
+    Image.open(make_images(tmp_path / "src", 1, seed=3)[0]).save(tmp_path / "b" / "x.png")
+    result = CliRunner().invoke(app, ["depth", str(tmp_path / "a" / "x.jpg"), str(tmp_path / "b" / "x.png"), "-o",
+                                      str(tmp_path / "out"), "--plugin", "stylekit.testing", "--network",
+                                      "tiny_depth"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "x_jpg_depth.png", "x_jpg_depth_color.png", "x_png_depth.png", "x_png_depth_color.png"]

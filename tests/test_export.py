@@ -74,7 +74,7 @@ def test_torchscript_loads_without_stylekit(tmp_path, checkpoint):
 def test_half_precision_model_file_is_half_the_size_and_stylizes_alike(tmp_path, checkpoint):
     """--format safetensors: the file to share or ship in stylekit/models/pretrained/ (float16 weights)."""
     from stylekit.checkpoint import load_model
-    from stylekit.models.zoo import list_models, model_file
+    from stylekit.models.zoo import list_models, shipped_model_file
 
     path, net = checkpoint
     shelf = tmp_path / "pretrained"
@@ -87,7 +87,7 @@ def test_half_precision_model_file_is_half_the_size_and_stylizes_alike(tmp_path,
     x = torch.rand(1, 3, 33, 47) * 255
     with torch.no_grad():
         assert (loaded(x) - net(x)).abs().max() < 1.0  # on the 0–255 scale
-    assert list_models(root=shelf) == ["tiny_wave"] and model_file("tiny_wave", root=shelf) == out
+    assert list_models(root=shelf) == ["tiny_wave"] and shipped_model_file("tiny_wave", root=shelf) == out
     assert (shelf / "tiny_wave.md").is_file()  # its card, named after it (several models share the folder)
     wrong = CliRunner().invoke(app, ["export", str(path), "--format", "safetensors", "-o", str(tmp_path / "m.pt")])
     assert wrong.exit_code == 2 and ".safetensors" in wrong.output
@@ -101,7 +101,7 @@ def test_shipped_models_are_listed_and_stylize_by_name(tmp_path, checkpoint, mon
 
     import json
 
-    from stylekit.card import read_card
+    from stylekit.checkpoint import read_card
 
     path, _ = checkpoint
     shelf = tmp_path / "pretrained"

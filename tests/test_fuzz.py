@@ -310,7 +310,7 @@ def test_training_mistakes_are_found_before_the_first_step(world, tmp_path, case
 
 
 def test_out_of_memory_during_training_says_what_to_lower(world, tmp_path, monkeypatch):
-    from stylekit.train import Trainer
+    from stylekit.trainer import Trainer
 
     def exhausted(self, images):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
@@ -529,7 +529,8 @@ def test_export_refuses_a_crafted_checkpoint_too(world, tmp_path):
 def test_checkpoint_paths_that_hold_no_model(world, tmp_path, case):
     target = {"missing": tmp_path / "nope", "empty_folder": tmp_path}[case] if case != "run_without_checkpoints" \
         else _run_without_checkpoints(world, tmp_path)
-    assert_clean_error(cli("stylize", target, world / "style.jpg", "-o", tmp_path / "o.png"), "no checkpoint at")
+    said = "no such file or folder" if case == "missing" else "no checkpoint at"
+    assert_clean_error(cli("stylize", target, world / "style.jpg", "-o", tmp_path / "o.png"), str(target), said)
 
 
 def _run_without_checkpoints(world: Path, tmp_path: Path) -> Path:

@@ -16,7 +16,7 @@ from stylekit.depth import EffnetDepthLite, HedDepthLite, TorchScriptDepth
 from stylekit.errors import ConfigError
 from stylekit.evaluate import DEPTH_JUDGES, run_evaluation
 from stylekit.evaluate.judges import choose_depth_judge, header_lines, shared_with, trained_through
-from stylekit.evaluate.metrics import EdgePreservation, EvalNetworks, SSIM
+from stylekit.evaluate.builtin_metrics import EdgePreservation, EvalNetworks, SSIM
 from stylekit.features import NetworkSpec
 from stylekit.metrics import MetricContext
 from stylekit.plugins import get_registry

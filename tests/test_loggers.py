@@ -15,7 +15,7 @@ from stylekit.errors import ConfigError, StylekitError
 from stylekit.loggers import JsonlLogger, StepMetrics, TensorBoardLogger
 from stylekit.runs import RunDir
 from stylekit.testing import check_logger, tiny_recipe
-from stylekit.train import Trainer
+from stylekit.trainer import Trainer
 
 
 def event_data(folder):

@@ -33,15 +33,10 @@ class MeanShift(stylekit.Metric):
         return (content.mean((2, 3)) - stylized.mean((2, 3))).norm(dim=1)
 
 
-def test_one_base_class_and_the_old_path_warns():
-    from stylekit.evaluate.metrics import SSIM
+def test_one_base_class():
+    from stylekit.evaluate.builtin_metrics import SSIM
 
     assert issubclass(SSIM, stylekit.Metric)
-    with pytest.warns(DeprecationWarning, match="stylekit.metrics"):
-        from stylekit.evaluate.metrics import Metric as old
-    assert old is stylekit.Metric
-    with pytest.warns(DeprecationWarning):
-        assert stylekit.evaluate.Metric is stylekit.Metric
 
 
 def test_a_forward_only_metric_reports_one_column_named_after_it():

@@ -19,7 +19,7 @@ from stylekit.errors import ConfigError
 from stylekit.models.transformer import TransformerNet
 from stylekit.runs import RunDir, changes_model
 from stylekit.testing import tiny_recipe
-from stylekit.train import Trainer
+from stylekit.trainer import Trainer
 
 LICENSE, ATTRIBUTION = "CC BY 4.0", "A. Painter, Blue Study (2020)"
 

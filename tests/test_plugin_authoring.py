@@ -19,7 +19,7 @@ from stylekit.plugins import KIND_HOOKS, PluginManager
 from stylekit.scaffold import ScaffoldError, scaffold
 from stylekit.testing import (TinyDepth, TinyVGG, check_backbone, check_depth_network, check_metric, check_term,
                               tiny_recipe, tiny_registry)
-from stylekit.train import Trainer
+from stylekit.trainer import Trainer
 
 
 def test_builtin_terms_pass_the_contract_checks():

@@ -16,9 +16,9 @@ from stylekit.cli import app
 from stylekit.config import dump_recipe, validate_recipe
 from stylekit.errors import StylekitError
 from stylekit.models.transformer import TransformerNet
-from stylekit.runs import RunDir, RunLockedError, RunPathError, read_run
+from stylekit.runs import RunDir, RunLockedError, RunPathError, read_run, untrusted_plugins
 from stylekit.testing import make_images, tiny_recipe
-from stylekit.train import Trainer
+from stylekit.trainer import Trainer
 
 
 def dead_pid() -> int:
@@ -40,7 +40,8 @@ def test_layout_round_trip(tmp_path):
     run = RunDir(tmp_path / "run")
     assert run.is_empty() and not run.holds_run() and run.latest_checkpoint() is None
     with run:
-        run.start("name: tiny\nschedule: {iterations: 4}\n", "tiny", {"overrides": ["losses.style.weight=2"]})
+        run.start("name: tiny\nschedule: {iterations: 4}\n", "tiny", {"overrides": ["losses.style.weight=2"],
+                                                                   "environment": {"torch": "2.x"}})
         run.write_status("running", 2, 4)
         with run.open_metrics() as fh:
             for step in (1, 2, 3):
@@ -61,7 +62,7 @@ def test_layout_round_trip(tmp_path):
     record = read_run(run.path)
     assert (record.recipe, record.state, record.step, record.iterations) == ("tiny", "running", 2, 4)
     assert record.final == {"style": 0.2} and record.changes == "style.weight=2"
-    assert record.info["command"] and record.info["environment"]["torch"]
+    assert record.info["command"] and record.info["environment"]["torch"] == "2.x"
     assert run.read_status()["pid"] == os.getpid()
 
 
@@ -214,10 +215,10 @@ def test_untrusted_plugins(tmp_path, monkeypatch):
     (run.path / "extra_mod.py").write_text("")
     given = str(tmp_path / "mine.py")
     plugins = ["stylekit.testing", str(run.path / "extra.py"), given, "extra_mod", "no_such_module_xyz"]
-    assert run.untrusted_plugins(plugins, given=[given]) == [str(run.path / "extra.py")]
+    assert untrusted_plugins(run, plugins, given=[given]) == [str(run.path / "extra.py")]
     monkeypatch.syspath_prepend(str(run.path))  # e.g. started from inside the run folder
-    assert run.untrusted_plugins(plugins, given=[given]) == [str(run.path / "extra.py"), "extra_mod"]
-    assert run.untrusted_plugins(plugins, given=[given, "extra_mod", str(run.path / "extra.py")]) == []
+    assert untrusted_plugins(run, plugins, given=[given]) == [str(run.path / "extra.py"), "extra_mod"]
+    assert untrusted_plugins(run, plugins, given=[given, "extra_mod", str(run.path / "extra.py")]) == []
 
 
 EXTRA_PLUGIN = textwrap.dedent("""
@@ -272,13 +273,18 @@ def test_resume_trusts_only_given_plugins_and_records_changes(tmp_path):
 
 def test_resuming_a_run_from_before_a_new_recipe_field_records_no_change(tmp_path):
     """A recipe field added to stylekit since the run started, at its default, is not a change to the run."""
+    from stylekit.session import resume_changes
+
     run = RunDir(tmp_path / "run")
-    current = yaml.safe_load(dump_recipe(validate_recipe(tiny_recipe(tmp_path))))
+    recipe = validate_recipe(tiny_recipe(tmp_path))
+    current = yaml.safe_load(dump_recipe(recipe))
     older = {**current, "log": {k: v for k, v in current["log"].items() if k not in ("loggers", "logger_options")}}
     run.start(yaml.safe_dump(older), "tiny", {})
-    assert run.record_resume(3, yaml.safe_dump(current), {}) == []
-    with_tensorboard = {**current, "log": {**current["log"], "loggers": ["jsonl", "tensorboard"]}}
-    assert run.record_resume(3, yaml.safe_dump(with_tensorboard), {}) == ["log.loggers"]
+    assert resume_changes(run, recipe) == []
+    changed = resume_changes(run, validate_recipe(tiny_recipe(tmp_path, log={"loggers": ["jsonl", "tensorboard"]})))
+    assert "log.loggers" in changed and all(key.startswith("log.") for key in changed)
+    with pytest.raises(StylekitError, match="model.channels would change the network"):
+        resume_changes(run, validate_recipe(tiny_recipe(tmp_path, model={"channels": 4})))
 
 
 # -- module boundaries ------------------------------------------------------------------
@@ -299,7 +305,7 @@ def test_testing_helpers_do_not_import_the_trainer(tmp_path):
     _fresh_python(f"import sys, pathlib; from stylekit import testing; from stylekit.plugins import get_registry; "
                   f"testing.tiny_recipe(pathlib.Path({str(tmp_path)!r})); "
                   "testing.check_term(get_registry().get('loss', 'tv')); "
-                  "assert 'stylekit.train' not in sys.modules, 'stylekit.testing imported the trainer'")
+                  "assert 'stylekit.trainer' not in sys.modules, 'stylekit.testing imported the trainer'")
     import inspect
     import re
 

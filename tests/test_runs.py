@@ -92,3 +92,15 @@ def test_compare_shows_config_diff_and_metrics(tmp_path):
     assert result.exit_code != 0 and "two or more" in str(result.exception)
     result = CliRunner().invoke(app, ["runs", "compare", str(a), str(tmp_path / "nope")])
     assert "not a run directory" in str(result.exception)
+
+
+def test_before_any_run_runs_says_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["runs"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "No runs yet" in result.output and "stylekit train" in result.output
+    (tmp_path / "runs").mkdir()
+    assert "No runs under runs/ yet" in CliRunner().invoke(app, ["runs"]).output
+    fake_run(tmp_path / "runs", "a", "finished")
+    assert "1 run(s) under runs/" in CliRunner().invoke(app, ["runs"], env={"COLUMNS": "200"}).output
+    missing = CliRunner().invoke(app, ["runs", "elsewhere"])
+    assert missing.exit_code == 2 and "elsewhere is not a folder" in str(missing.exception)

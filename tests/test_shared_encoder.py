@@ -155,7 +155,7 @@ def test_trainer_keeps_one_hed(tmp_path):
     """The quickstart's pairing in a real trainer: backbone hed_vgg16 + depth term on hed_depth_lite."""
     from stylekit.config import Recipe
     from stylekit.testing import tiny_recipe
-    from stylekit.train import Trainer
+    from stylekit.trainer import Trainer
 
     raw = tiny_recipe(tmp_path, backbone={"name": "hed_vgg16", "options": {"weights": "random"}},
                       losses={"depth": {"weight": 1.0, "network": "hed_depth_lite", "network_options": HED_DEPTH}})

@@ -12,7 +12,7 @@ from stylekit.config import validate_recipe
 from stylekit.data import ImageFolder, list_images
 from stylekit.errors import NonFiniteLossError
 from stylekit.testing import tiny_recipe
-from stylekit.train import Trainer
+from stylekit.trainer import Trainer
 
 
 def _losses(tmp_path, name, **overrides):
@@ -38,7 +38,7 @@ def test_mixed_precision_and_channels_last_match_fp32(tmp_path):
 
 
 def test_channels_last_default_follows_device_and_precision(tmp_path):
-    from stylekit.runtime import pick_channels_last
+    from stylekit.hardware import pick_channels_last
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert pick_channels_last(None, cuda, torch.bfloat16) == (True, True)

@@ -146,19 +146,56 @@ def test_video_is_stylized_frame_by_frame_with_audio(tmp_path):
 
 
 def test_auto_precision_follows_the_device_and_bf16_stays_close_to_fp32(monkeypatch):
-    import stylekit.stylize as stylize_module
+    import stylekit.hardware as hardware
     from stylekit.models import TransformerNet
-    from stylekit.stylize import _runner, inference_dtype
+    from stylekit.stylize import _runner
 
     cpu = torch.device("cpu")
-    assert inference_dtype("auto", torch.device("cuda")) == torch.float16
-    monkeypatch.setattr(stylize_module, "cpu_has_bf16", lambda: True)
-    assert inference_dtype("auto", cpu) == torch.bfloat16
-    monkeypatch.setattr(stylize_module, "cpu_has_bf16", lambda: False)
-    assert inference_dtype("auto", cpu) == torch.float32
-    assert inference_dtype("fp32", torch.device("cuda")) == torch.float32
+    assert hardware.pick_precision("auto", torch.device("cuda"), inference=True) == torch.float16
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: True)
+    assert hardware.pick_precision("auto", cpu, inference=True) == torch.bfloat16
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: False)
+    assert hardware.pick_precision("auto", cpu, inference=True) == torch.float32
+    assert hardware.pick_precision("fp32", torch.device("cuda"), inference=True) == torch.float32
     torch.manual_seed(0)
     net = TransformerNet({"channels": 8, "residual_blocks": 2}).eval()
     x = torch.rand(1, 3, 48, 40) * 255
     difference = (_runner(net, torch.bfloat16)(x) - _runner(net, torch.float32)(x)).abs()
     assert float(difference.max()) < 4.0 and float(difference.mean()) < 1.0  # 0–255 scale
+
+
+# -- memory: a huge image streams to the PNG encoder ---------------------------------------------------------------
+
+def test_png_writer_writes_what_pillow_reads_and_leaves_no_partial_file(tmp_path):
+    from PIL import Image
+
+    from stylekit.pngstream import PngWriter
+
+    rng = np.random.default_rng(0)
+    smooth = np.cumsum(rng.integers(0, 3, (53, 71, 3)), axis=1).clip(0, 255).astype(np.uint8)
+    with PngWriter(tmp_path / "a.png", 71, 53) as png:
+        for top in range(0, 53, 20):  # bands of any height
+            png.write(smooth[top:top + 20])
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), smooth)
+    with pytest.raises(ValueError, match="40 of the PNG's 53 rows"):
+        with PngWriter(tmp_path / "b.png", 71, 53) as png:
+            png.write(smooth[:40])
+    assert not (tmp_path / "b.png").exists()
+
+
+def test_a_tiled_png_is_written_a_row_of_tiles_at_a_time(tmp_path, monkeypatch):
+    """The result never exists whole: each band handed to the encoder is at most one row of tiles, and the file
+    holds exactly what stylize_image returns."""
+    from PIL import Image
+
+    from stylekit import pngstream
+    from stylekit.stylize import save_stylized, stylize_image
+
+    net, photo = _net("instance"), Image.fromarray(np.asarray(_texture(300, 220, 60)[0].permute(1, 2, 0).byte()))
+    bands = []
+    write = pngstream.PngWriter.write
+    monkeypatch.setattr(pngstream.PngWriter, "write", lambda self, rows: (bands.append(len(rows)), write(self, rows)))
+    save_stylized(net, photo, tmp_path / "out.png", tile=96, overlap=16)
+    assert sum(bands) == 300 and len(bands) > 3 and max(bands) <= 96
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png")),
+                          np.asarray(stylize_image(net, photo, tile=96, overlap=16)))

@@ -14,7 +14,7 @@ from stylekit.config import validate_recipe
 from stylekit.errors import NonFiniteLossError
 from stylekit.losses.base import LossBatch
 from stylekit.testing import make_images, tiny_recipe
-from stylekit.train import Trainer
+from stylekit.trainer import Trainer
 
 
 def test_gradients_reach_the_transformer_and_never_the_backbone(tmp_path):
@@ -68,7 +68,7 @@ def test_train_checkpoint_stylize_end_to_end(tmp_path):
 
 
 def test_precision_auto_says_why(monkeypatch):
-    from stylekit.runtime import pick_precision, precision_reason
+    from stylekit.hardware import pick_precision, precision_reason
 
     cpu = torch.device("cpu")
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # how an AVX2-only laptop looks to oneDNN

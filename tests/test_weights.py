@@ -246,3 +246,40 @@ def test_timm_files_load_strictly_whole_or_features_only(tmp_path):
     assert torch.equal(again(x, ["layer4"])["layer4"], net(x, ["layer4"])["layer4"])
     with pytest.raises(WeightsMismatchError, match=r"whole\.pth does not fit timm's resnet10t: .*expected"):
         TimmBackbone({"model": "resnet10t", "weights": str(tmp_path / "whole.pth")})
+
+
+def test_offline_timm_fails_at_once_naming_the_file(monkeypatch, tmp_path):
+    """Offline, a timm backbone without a local file never asks the hub (timm would retry for ~40 s): the error
+    names the file to provide; a copy already in Hugging Face's cache is used without any network access."""
+    import socket
+
+    import huggingface_hub.constants
+    import timm
+    from safetensors.torch import save_file
+
+    from stylekit import create_backbone
+
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("no network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("STYLEKIT_WEIGHTS_DIR", str(tmp_path / "weights"))
+    with pytest.raises(WeightsNotFoundError, match=r"resnet18.*offline.*weights/resnet18\.safetensors"):
+        create_backbone("timm", model="resnet18")
+    assert attempts == []
+
+    snapshot = tmp_path / "hf" / "models--timm--resnet18.a1_in1k" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc")
+    torch.manual_seed(0)
+    state = timm.create_model("resnet18", pretrained=False).state_dict()
+    save_file(state, str(snapshot / "model.safetensors"))
+    backbone = create_backbone("timm", model="resnet18")
+    assert torch.equal(backbone.net.conv1.weight, state["conv1.weight"]) and attempts == []

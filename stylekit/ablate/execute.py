@@ -21,8 +21,8 @@ from typing import Any, Sequence
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from ..config import load_raw, load_recipe
-from ..runs import RunDir, read_run, run_info
+from ..runs.folder import RunDir
+from ..runs.records import read_run
 from .grid import Grid
 from .plan import Action, format_duration
 
@@ -43,7 +43,7 @@ def train_command(grid: Grid, action: Action, run_dir: Path) -> list[str]:
     """The ``python -m stylekit train`` command line a parallel job runs.
 
     A resumed run is given the grid's plugins (the recipe's and ``--plugin``'s) again: they are the
-    user's, so its config.yaml may import them (see :meth:`RunDir.check_plugins`).
+    user's, so its config.yaml may import them (see :func:`stylekit.runs.trust.check_plugins`).
     """
     cmd = [sys.executable, "-m", "stylekit", "train"]
     if action.kind == "resume":
@@ -91,30 +91,23 @@ def _outcome_from_disk(run_dir: Path, fallback_reason: str = "") -> Outcome:
 
 
 def run_in_process(grid: Grid, actions: Sequence[Action], console: Console, show_progress: bool = True) -> list[Outcome]:
-    """``--jobs 1``: train one run after another in this process (no re-import per run), each with its bar."""
-    from ..plugins import get_registry
-    from ..train import Trainer
+    """``--jobs 1``: train one run after another in this process (no re-import per run), each with its bar,
+    through the session as ``stylekit train`` does."""
+    from .. import session
 
     outcomes = []
     for i, action in enumerate(actions, 1):
-        folder = grid.run_dir(action.run)
-        run_dir = folder.path
+        run_dir = grid.run_dir(action.run).path
         console.rule(f"[bold]run {i}/{len(actions)}[/] {action.run.name}  [dim]({action.run.label})[/]")
         started = time.perf_counter()
         try:
             if action.kind == "resume":
-                raw = load_raw(folder.inside(folder.config))
-                folder.check_plugins(raw.get("plugins") or [], given=grid.trusted_plugins)
-                recipe = load_recipe(None, extra_plugins=grid.plugins, raw=raw)
-                info: dict[str, Any] = {}
+                session.resume_run(run_dir, plugins=grid.plugins, trusted=grid.trusted_plugins, console=console,
+                                   show_progress=show_progress)
             else:
-                overrides = grid.full_overrides(action.run)
-                recipe = load_recipe(grid.recipe_path, overrides, without=list(action.run.without),
-                                     extra_plugins=grid.plugins)
-                info = run_info(grid.recipe_path, overrides, action.run.without, name=action.run.name,
-                                grid=str(grid.directory))
-            Trainer(recipe, folder, registry=get_registry(recipe.plugins), console=console,
-                    resume=action.kind == "resume", run_info=info, show_progress=show_progress).fit()
+                session.start_run(grid.recipe_path, grid.full_overrides(action.run), without=action.run.without,
+                                  plugins=grid.plugins, run_dir=run_dir, console=console, show_progress=show_progress,
+                                  info={"display_name": action.run.name, "grid": str(grid.directory)})
             outcomes.append(Outcome(action.run.name, "finished", "", time.perf_counter() - started))
         except KeyboardInterrupt:
             raise

@@ -21,7 +21,8 @@ import yaml
 from ..config import Recipe, apply_overrides, dump_recipe, load_raw, load_recipe, parse_override, select_terms
 from ..errors import ConfigError
 from ..loggers import JsonlLogger
-from ..runs import RunDir, atomic_write_text, run_name, safe_name, shorten_name
+from ..runs.folder import RunDir, atomic_write_text, safe_name
+from ..runs.naming import run_name, shorten_name
 
 GRID_FILE = "grid.json"
 LOGS_DIR = "logs"

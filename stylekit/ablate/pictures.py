@@ -7,7 +7,9 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..runs import RunDir, RunRecord, eval_columns, term_columns
+from ..runs.folder import RunDir
+from ..runs.records import RunRecord
+from ..runs.tables import eval_columns, term_columns
 from .grid import Grid, GridRun
 
 def contact_images(grid: Grid, source: Path | None, count: int) -> list[Path]:
@@ -30,7 +32,7 @@ def contact_sheet(grid: Grid, records: Sequence[RunRecord], images: Sequence[Pat
 
     from ..checkpoint import load_model
     from ..data import load_image
-    from ..runtime import pick_device
+    from ..hardware import pick_device
     from ..stylize import stylize_tensor
     from ..viz import image_grid
 

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..config import load_recipe
-from ..runs import config_diff
+from ..runs.records import config_diff
 from .grid import Grid, GridRun
 
 
@@ -84,7 +84,7 @@ def calibrate(grid: Grid, run: GridRun | None = None, steps: int = 3) -> Calibra
 
     from ..data import collate
     from ..plugins import get_registry
-    from ..train import Trainer
+    from ..trainer import Trainer
 
     run = run or grid.runs[0]
     recipe = load_recipe(grid.recipe_path, grid.full_overrides(run), without=list(run.without),

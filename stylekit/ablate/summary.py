@@ -16,8 +16,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import StylekitError
-from ..runs import EVAL_DIR, EVAL_METRICS_FILE, RunDir, RunRecord, atomic_write_text, eval_columns, fmt, read_run, \
-    state_text, term_columns
+from ..runs.folder import EVAL_DIR, EVAL_METRICS_FILE, RunDir, atomic_write_text
+from ..runs.records import RunRecord, read_run
+from ..runs.tables import eval_columns, fmt, state_text, term_columns
 from .grid import Grid
 from .pictures import contact_images, contact_sheet, tradeoff_plot
 

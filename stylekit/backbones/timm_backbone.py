@@ -9,7 +9,6 @@ encoder does: such a backbone and that depth network share one encoder (:class:`
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Iterable
@@ -18,7 +17,7 @@ import torch
 from pydantic import Field
 
 from ..errors import WeightsMismatchError, WeightsNotFoundError
-from ..weights import (identify, load_state, mismatch, offline, read_state_dict, resolve_choice, unwrap,
+from ..weights import (cache_dir, identify, load_state, mismatch, offline, read_state_dict, resolve_choice, unwrap,
                        weights_dir)
 from ..functional import IMAGENET_MEAN, IMAGENET_STD
 from .base import Backbone, BackboneOptions
@@ -91,23 +90,29 @@ class TimmBackbone(Backbone):
         return net
 
     def _from_timm(self, pretrained: bool):
-        """timm's own weights (its Hugging Face / URL cache), or random."""
+        """timm's own weights (its Hugging Face / URL cache), or random. Offline, only a copy already in those
+        caches is used, read by :meth:`_from_file`: timm itself would retry the hub for tens of seconds."""
         import timm
 
         model = self.options.model
         if pretrained and offline():
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            cached = timm_cache_file(model)
+            if cached is None:
+                raise WeightsNotFoundError(f"pretrained weights for timm model {model!r} are not on this machine and "
+                                           f"offline mode is on (--offline or STYLEKIT_OFFLINE=1). {self._where()}")
+            return self._from_file(cached)
         try:
             return timm.create_model(model, features_only=True, pretrained=pretrained)
         except Exception as exc:
             if not pretrained:
                 raise
-            wdir = weights_dir()
-            where = f"{wdir}/{model}.safetensors" if wdir else f"<DIR>/{model}.safetensors (--weights-dir DIR)"
-            raise WeightsNotFoundError(
-                f"pretrained weights for timm model {model!r} could not be loaded ({type(exc).__name__}: {exc}). "
-                f"Offline, put them at {where} or pass backbone.options.weights=/path/to/file."
-            ) from exc
+            raise WeightsNotFoundError(f"pretrained weights for timm model {model!r} could not be loaded "
+                                       f"({type(exc).__name__}: {exc}). {self._where()}") from exc
+
+    def _where(self) -> str:
+        wdir, model = weights_dir(), self.options.model
+        where = f"{wdir}/{model}.safetensors" if wdir else f"<DIR>/{model}.safetensors with --weights-dir DIR"
+        return f"Put the file at {where} (.pth and .bin work too), or give backbone.options.weights=/path/to/file."
 
     def _from_file(self, path: Path):
         """A local file, read by stylekit (no pickled code runs) and loaded strictly.
@@ -157,3 +162,26 @@ class TimmBackbone(Backbone):
         feats = self.net((images - self.mean) / self.std)
         by_name = dict(zip(self._names, feats))
         return {name: by_name[name] for name in wanted}
+
+
+def timm_cache_file(model: str) -> Path | None:
+    """The file timm would load ``model``'s pretrained weights from, if a download already put it on this machine
+    (Hugging Face's cache, else torch hub's), found without any network access."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(model)
+    if cfg is None:
+        return None
+    if cfg.hf_hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        for filename in dict.fromkeys([cfg.hf_hub_filename or "model.safetensors", "model.safetensors",
+                                       "pytorch_model.bin"]):
+            found = try_to_load_from_cache(cfg.hf_hub_id.split("@")[0], filename)
+            if isinstance(found, str):
+                return Path(found)
+    if cfg.url:
+        found = cache_dir() / Path(cfg.url).name
+        if found.is_file():
+            return found
+    return None

@@ -66,7 +66,7 @@ class VGGBackbone(Backbone):
         import torchvision
 
         # Built on the meta device: torchvision would otherwise randomly initialize the 100M-parameter classifier
-        # we never use (seconds per run). The convolutions get torchvision's own init, then load_weights().
+        # we never use (seconds per run). The convolutions get torchvision's own init, then _load_chosen_weights().
         with torch.device("meta"):
             features = getattr(torchvision.models, self.arch)(weights=None).features
         self.features: nn.Sequential = features.to_empty(device="cpu")
@@ -78,14 +78,14 @@ class VGGBackbone(Backbone):
             if isinstance(module, nn.ReLU):
                 module.inplace = True  # tap_sequential keeps tapped conv outputs from being overwritten
         self._names = vgg_layer_names(self.features)
-        self.load_weights()
+        self._load_chosen_weights()
         self.freeze()
 
     @property
     def layer_names(self) -> list[str]:
         return list(self._names)
 
-    def load_weights(self) -> None:
+    def _load_chosen_weights(self) -> None:
         raise NotImplementedError
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
@@ -132,7 +132,7 @@ class TorchvisionVGG(VGGBackbone):
         return identify(value, torchvision_weights_file(member, label), f"torchvision {label}",
                         names=enum.__members__, component=cls.name)
 
-    def load_weights(self) -> None:
+    def _load_chosen_weights(self) -> None:
         import torchvision
 
         enum = getattr(torchvision.models, self.weights_enum)
@@ -225,7 +225,7 @@ class HEDVGG16(VGGBackbone):
     EDGE_LAYERS = ("side1", "side2", "side3", "side4", "side5", "fused", "edges")
     SIDE_TAPS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
 
-    def load_weights(self) -> None:
+    def _load_chosen_weights(self) -> None:
         # Keras 'same' max-pooling equals PyTorch's ceil mode (identical when H, W are multiples of 16).
         for module in self.features:
             if isinstance(module, nn.MaxPool2d):

@@ -7,10 +7,6 @@ import torch
 from PIL import Image
 
 from .. import functional
-from ..deprecation import moved
-
-__getattr__ = moved(__name__, {"least_squares_align": "stylekit.functional:align_scale_shift",
-                               "normalize01": "stylekit.functional:normalize_min_max"})
 
 
 def nearness(depth_map: torch.Tensor, output_kind: str) -> torch.Tensor:

@@ -1,167 +1,31 @@
 """``stylekit evaluate``: measure what depth-aware style transfer claims to preserve (depth, edges, saliency).
 
-:func:`run_evaluation` is the whole pipeline (the CLI is a thin wrapper): open the sources, read what each
-model was trained through, choose a depth judge independent of that (:mod:`.judges`), build the networks,
-compute every registered metric (or those asked for) per (source, image), summarize with BCa bootstrap CIs,
-optionally compare a candidate with a baseline, and write metrics.json/.csv, report.md/.html and the figures.
+Two kinds of module live here: the built-in metrics, which are components (:mod:`.builtin_metrics`,
+:mod:`.looks`, their maths in :mod:`.functional`), and the evaluation runtime (:mod:`.pipeline`,
+:mod:`.runner`, :mod:`.judges`, :mod:`.report`, :mod:`.console`). The registry imports the built-in metrics
+from this package, so this face imports nothing itself: each name below is loaded from its module when it is
+first used, and building the registry never loads the evaluation runtime.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Sequence
+import importlib
+from typing import Any
 
-import torch
+#: public name → the module (in this package) that defines it
+_HOMES = {
+    "BUILTIN_METRICS": "builtin_metrics", "EvalNetworks": "builtin_metrics", "all_columns": "builtin_metrics",
+    "metrics_markdown": "builtin_metrics", "DEPTH_JUDGES": "judges", "DepthJudge": "judges",
+    "EvalResult": "runner", "EvalSettings": "runner", "EvaluationError": "runner", "MIN_RELIABLE_N": "runner",
+    "Source": "runner", "compare": "runner", "evaluate": "runner", "open_source": "runner", "summarize": "runner",
+    "EvaluationOutput": "pipeline", "depth_judge": "pipeline", "run_evaluation": "pipeline",
+    "select_metrics": "pipeline",
+}
 
-from ..deprecation import moved
-from ..errors import ConfigError
-from ..features import NetworkSpec
-from ..metrics import Column, MetricUnavailable
-from .judges import (DEPTH_JUDGES, DepthJudge, Trained, choose_depth_judge, header_lines, shared_with,
-                     trained_through, weights_of)
-from .metrics import BUILTIN_METRICS, NOT_IMPLEMENTED, EvalNetworks, all_columns, metrics_markdown
-from .runner import (MIN_RELIABLE_N, EvalResult, EvalSettings, EvaluationError, Source, compare, evaluate,
-                     open_source, summarize)
-
-__all__ = ["BUILTIN_METRICS", "Column", "DEPTH_JUDGES", "DepthJudge", "EvalNetworks", "EvalResult", "EvalSettings",
-           "EvaluationError", "MIN_RELIABLE_N", "MetricUnavailable", "Source", "all_columns", "compare",
-           "depth_judge", "evaluate", "metrics_markdown", "open_source", "parse_options", "run_evaluation",
-           "select_metrics", "summarize"]
-
-# stylekit.Metric is the one metric base class, and summarise is spelled summarize; the old names still work,
-# with a DeprecationWarning.
-__getattr__ = moved(__name__, {"Metric": "stylekit.metrics:Metric", "summarise": "stylekit.evaluate:summarize"})
+__all__ = sorted(_HOMES)
 
 
-def parse_options(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
-    """``["k=v", …]`` → dict; values are YAML (numbers, booleans, lists)."""
-    from ..config import safe_yaml_load
-
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE")
-        key, value = item.split("=", 1)
-        out[key.strip()] = safe_yaml_load(value, f"{flag} {key.strip()}") if value.strip() else ""
-    return out
-
-
-def depth_judge(registry, name: str | None, options: dict[str, Any], trained: list[Trained],
-                candidates: Sequence[NetworkSpec] = DEPTH_JUDGES) -> DepthJudge:
-    """The depth network that judges depth: the one named (``--depth-network``; ``--depth-option weights=FILE``
-    alone means a TorchScript file), else the first of ``candidates`` independent of the evaluated models."""
-    known = ", ".join(registry.names("depth")) or "(none)"
-    if name is None and "weights" in options:
-        name = "torchscript"
-    if name is None:
-        if options:
-            raise ConfigError(f"--depth-option {', '.join(options)} needs --depth-network NAME (registered depth "
-                              f"networks: {known}); without it the depth judge is chosen automatically")
-        return choose_depth_judge(trained, registry, candidates)
-    if name not in registry.names("depth"):
-        raise ConfigError(f"--depth-network {name!r} is not registered; registered depth networks: {known}")
-    if name == "torchscript" and "weights" not in options:
-        raise ConfigError("--depth-network torchscript needs --depth-option weights=/path/to/model.pt")
-    spec = NetworkSpec.of("depth", name, options)
-    return DepthJudge(spec, shared_with(weights_of(spec, registry), trained), chosen=True)
-
-
-def select_metrics(registry, names: Sequence[str] | None = None) -> tuple[list[type], list[str]]:
-    """The registered metric classes to compute (the built-ins in report order, then plugins' by name) and the
-    not-yet-implemented ones to report; ``names`` (``--metrics``) picks some, an unknown name is an error."""
-    registered = [registry.get("metric", n) for n in registry.names("metric")]
-    order = {cls: i for i, cls in enumerate(BUILTIN_METRICS)}
-    classes = sorted(registered, key=lambda cls: (order.get(cls, len(order)), cls.name))
-    if names is None:
-        return classes, list(NOT_IMPLEMENTED)
-    names = list(dict.fromkeys(names))
-    unknown = [n for n in names if n not in registry.names("metric") and n not in NOT_IMPLEMENTED]
-    if unknown:
-        raise EvaluationError(f"--metrics: no metric named {', '.join(unknown)}; registered metrics: "
-                              f"{', '.join(cls.name for cls in classes)} (plugins add theirs with --plugin)")
-    return [cls for cls in classes if cls.name in names], [n for n in names if n in NOT_IMPLEMENTED]
-
-
-@dataclass
-class EvaluationOutput:
-    result: EvalResult
-    summary: dict
-    comparison: dict | None
-    files: dict[str, Path]
-
-
-def run_evaluation(models: Sequence[str | Path], content: str | Path, out: str | Path, *,
-                   reference_dirs: Sequence[str | Path] = (), reference_pattern: str = "{stem}", style: str | Path | None = None,
-                   depth_network: str | None = None, depth_options: dict[str, Any] | None = None,
-                   depth_judges: Sequence[NetworkSpec] = DEPTH_JUDGES, metrics: Sequence[str] | None = None,
-                   backbone: str = "vgg16", backbone_options: dict[str, Any] | None = None,
-                   hed_options: dict[str, Any] | None = None, bsds_gt: str | Path | None = None,
-                   compare_models: bool | None = None, style_size: int = 256,
-                   settings: EvalSettings | None = None, device: str = "cpu",
-                   plugins: Sequence[str] = (), progress: Callable[[str, int, int], None] | None = None,
-                   warn: Callable[[str], None] | None = None) -> EvaluationOutput:
-    from ..data import list_images, read_images
-    from ..plugins import get_registry
-    from ..runtime import pick_device
-    from . import report
-
-    settings = settings or EvalSettings()
-    registry = get_registry(plugins)
-    if not models and not reference_dirs:
-        raise EvaluationError("nothing to evaluate: give checkpoints or folders of stylized images "
-                              "(and/or --reference-dir)")
-    content = Path(content).expanduser()
-    if not content.exists():
-        raise EvaluationError(f"--content: {content} does not exist")
-    list_images(content, what="--content")  # a folder without images is found before any network is built
-    if bsds_gt is not None and not Path(bsds_gt).is_dir():
-        raise EvaluationError(f"--bsds-gt: {bsds_gt} is not a folder of BSDS500 groundTruth .mat files")
-    dev = torch.device("cuda") if device == "auto" and torch.cuda.is_available() else \
-        pick_device("cpu" if device == "auto" else device, "--device")
-    sources = [open_source(m, device=dev) for m in models]
-    sources += [open_source(r, name=f"reference:{Path(r).name}", device=dev, pattern=reference_pattern) for r in reference_dirs]
-    names = [s.name for s in sources]
-    for i, s in enumerate(sources):  # unique names: the tables and figure key on them
-        if names.count(s.name) > 1:
-            s.name = f"{s.name}#{i + 1}"
-    metric_classes, not_implemented = select_metrics(registry, metrics)
-    trained = [trained_through(s.name, s.recipe, registry) for s in sources]
-    judge = None
-    if any(cls.name == "depth" for cls in metric_classes):
-        judge = depth_judge(registry, depth_network, dict(depth_options or {}), trained, depth_judges)
-    loss_backbone = NetworkSpec.of("backbone", backbone, backbone_options or {})
-    networks = EvalNetworks(registry, depth=judge.spec if judge else None, backbone=loss_backbone, device=dev,
-                            hed=NetworkSpec.of("backbone", "hed_vgg16", hed_options or {}))
-    if judge is not None:
-        networks.get("depth")  # a depth network that cannot be built is an error, not a missing column
-    style_path = Path(style) if style is not None else next((s.style_image for s in sources if s.style_image), None)
-    if style_path is not None and not style_path.is_file():
-        raise EvaluationError(f"--style: {style_path} does not exist")
-    style_original = read_images([style_path], "--style")[0][0] if style_path is not None else None
-    style_image = read_images([style_path], "--style", style_size)[0][0] if style_path is not None else None
-    result = evaluate(sources, content, networks, style=style_image, style_original=style_original,
-                      bsds_gt=Path(bsds_gt) if bsds_gt else None,
-                      settings=settings, progress=progress, warn=warn, metric_classes=metric_classes,
-                      not_implemented=not_implemented)
-    result.header = header_lines(judge, trained, result.metrics, loss_backbone, registry)
-    summary = summarize(result, settings)
-    comparison = None
-    if compare_models or (compare_models is None and len(sources) == 2):
-        if len(sources) < 2:
-            raise EvaluationError("--compare needs two sources: BASELINE then CANDIDATE")
-        base, cand = result.sources[0], result.sources[1]
-        comparison = {"baseline": base, "candidate": cand, "rows": compare(result, base, cand, settings)}
-    # absolute paths: `stylekit export --evaluation` finds the model in this file from any working folder
-    inputs = {"models": [_absolute(m) for m in models], "reference_dirs": [_absolute(r) for r in reference_dirs],
-              "content": _absolute(content), "style": _absolute(style_path) if style_path else None,
-              "bsds_gt": _absolute(bsds_gt) if bsds_gt else None, "max_images": settings.max_images,
-              "size": settings.size, "seed": settings.seed, "bootstrap": settings.bootstrap,
-              "edge_threshold": settings.edge_threshold, "edge_thin": settings.edge_thin,
-              "metrics": [cls.name for cls in metric_classes]}
-    files = report.write_all(result, summary, comparison, Path(out), inputs)
-    return EvaluationOutput(result, summary, comparison, files)
-
-
-def _absolute(path: str | Path) -> str:
-    return str(Path(path).absolute())
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)

@@ -13,10 +13,6 @@ import torch
 import torch.nn.functional as F
 
 from .. import functional as common
-from ..deprecation import moved
-
-__getattr__ = moved(__name__, {"align_scale_shift": "stylekit.functional:align_scale_shift",
-                               "binarise_edges": "stylekit.evaluate.functional:binarize_edges"})
 
 EPS = 1e-8
 

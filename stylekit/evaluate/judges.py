@@ -65,7 +65,7 @@ def trained_through(source: str, recipe: dict | None, registry) -> Trained:
         raw = dict(raw or {})
         name = raw.pop("term", key)
         try:
-            term = registry.get("loss", name)(raw, key=key)
+            term = registry.build("loss", name, raw, where=f"losses.{key}", key=key)
         except Exception as exc:  # noqa: BLE001 - an unknown term or options from another version: say so
             trained.unknown.append(f"term {key} ({type(exc).__name__}: {str(exc).splitlines()[0]})")
             continue

@@ -8,13 +8,13 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..data import to_image
 from ..metrics import Column
-from .metrics import columns_markdown
+from ..runs.folder import EVAL_METRICS_FILE
+from .builtin_metrics import columns_markdown
 from .runner import MIN_RELIABLE_N, EvalResult
 
 #: where a run name may be cut when shortened for a figure
@@ -100,7 +100,7 @@ def write_json(result: EvalResult, summary: dict, comparison: dict | None, out: 
                                 "better": c.better} for c in result.columns},
             "unavailable": unavailable_text(result), "skipped": result.skipped, "summary": summary,
             "comparison": comparison, "per_image": result.per_image}
-    path = out / "metrics.json"
+    path = out / EVAL_METRICS_FILE
     path.write_text(json.dumps(clean(data), indent=2, ensure_ascii=False))
     return path
 

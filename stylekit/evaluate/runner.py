@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -19,14 +18,11 @@ import torch
 import torch.nn.functional as F
 
 from ..data import describe_unreadable, list_images, load_image
-from ..deprecation import moved
 from ..errors import StylekitError
 from ..functional import align_scale_shift, normalize_min_max
 from ..metrics import Column, Metric, MetricContext, MetricUnavailable
 from . import functional as Fm
-from .metrics import BUILTIN_METRICS, NOT_IMPLEMENTED, EvalNetworks, load_bsds_boundaries, not_implemented_reason
-
-__getattr__ = moved(__name__, {"summarise": "stylekit.evaluate.runner:summarize"})  # the old spelling
+from .builtin_metrics import BUILTIN_METRICS, NOT_IMPLEMENTED, EvalNetworks, load_bsds_boundaries, not_implemented_reason
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 #: below this many images the comparison's verdicts are reported as unreliable
@@ -52,12 +48,6 @@ class Source:
     #: the recipe the checkpoint was trained with (None: a folder, or no recipe recorded)
     recipe: dict | None = None
 
-    def stylise(self, stem: str, content: torch.Tensor, device: torch.device) -> torch.Tensor:
-        """The old spelling of :meth:`stylize`."""
-        warnings.warn("Source.stylise is now spelled Source.stylize (the old name will be removed)",
-                      DeprecationWarning, stacklevel=2)
-        return self.stylize(stem, content, device)
-
     def stylize(self, stem: str, content: torch.Tensor, device: torch.device) -> torch.Tensor:
         if self.kind == "checkpoint":
             with torch.no_grad():
@@ -75,7 +65,7 @@ class Source:
 def _recipe(model_file: Path) -> dict | None:
     """The recipe recorded with a checkpoint: its meta.json, else its run's config.yaml."""
     from ..checkpoint import META_FILE
-    from ..runs import RunDir
+    from ..runs.folder import RunDir
 
     try:
         return json.loads((model_file.parent / META_FILE).read_text())["recipe"]
@@ -96,20 +86,25 @@ def _recipe_style(recipe: dict | None) -> Path | None:
 
 def open_source(path: str | Path, name: str | None = None, device: torch.device | str = "cpu",
                 pattern: str = "{stem}") -> Source:
-    """A checkpoint (run dir / checkpoint dir / model.safetensors) or a folder of stylized images."""
-    from ..checkpoint import find_model_file, load_model
-    from ..runs import RunDir
+    """A checkpoint (run dir / checkpoint dir / model.safetensors / a shipped model's name) or a folder of stylized
+    images."""
+    from ..checkpoint import load_model
+    from ..models.zoo import list_models
+    from ..runs.folder import RunDir
+    from ..session import resolve_model
 
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise EvaluationError(f"{path} does not exist (give a run folder, a checkpoint or a folder of images)")
+    text = str(path)
+    path = Path(text).expanduser()
     try:
-        model_file = find_model_file(path)
+        model_file = resolve_model(text)
     except StylekitError:
+        if not path.exists():
+            raise EvaluationError(f"{text} does not exist: give a run folder, a checkpoint, a folder of images or a "
+                                  f"shipped model's name ({', '.join(list_models()) or 'none ship here'})") from None
         model_file = None
     if model_file is not None and model_file.suffix == ".safetensors":
         model = load_model(model_file).to(device).eval()
-        label = name or (path.name if path.is_dir() else path.parent.name)
+        label = name or (text if not path.exists() else path.name if path.is_dir() else path.parent.name)
         run = RunDir.containing(model_file)
         if name is None and run is not None and not path.samefile(run.path):  # a checkpoint: say whose
             label = f"{run.name}/{model_file.parent.name}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, ClassVar, Iterable, Protocol, Sequence
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol, Sequence
 
 from ..components import Component, ComponentOptions
 
@@ -110,9 +110,10 @@ class LoggerSet:
         self.started: list[Logger] = []  # finalize closes these (a logger whose start failed has nothing open)
 
     @classmethod
-    def build(cls, names: Iterable[str], options: dict[str, dict[str, Any]], registry) -> LoggerSet:
-        """One logger per name in ``log.loggers`` (an unknown name: an error listing the registered loggers)."""
-        return cls([registry.get("logger", name)(options.get(name)) for name in names])
+    def build(cls, recipe, registry) -> LoggerSet:
+        """One logger per name in the recipe's ``log.loggers``, built from its validated options."""
+        return cls([registry.build(kind, name, recipe.options_at(where), where=where)
+                    for kind, name, _, where, _ in recipe.components() if kind == "logger"])
 
     def __iter__(self):
         return iter(self.loggers)

@@ -22,13 +22,6 @@ from torch import nn
 
 from .. import features, functional
 from ..components import Component, ComponentOptions
-from ..deprecation import moved
-
-# Tap, NetworkSpec and Features live in stylekit.features, the maths in stylekit.functional; a plugin
-# importing them from here still works, with a DeprecationWarning.
-__getattr__ = moved(__name__, {"Features": "stylekit.features:Features", "NetworkSpec": "stylekit.features:NetworkSpec",
-                               "Tap": "stylekit.features:Tap",
-                               "feature_reconstruction": "stylekit.functional:feature_reconstruction"})
 
 
 @dataclass

@@ -6,12 +6,10 @@ import torch
 from pydantic import Field
 
 from .. import functional
-from ..deprecation import moved
 from ..features import Tap
 from .base import LossBatch, LossTerm, TermOptions
 
 __all__ = ["ContentLoss", "ContentOptions"]
-__getattr__ = moved(__name__, {"feature_reconstruction": "stylekit.functional:feature_reconstruction"})
 
 
 class ContentOptions(TermOptions):

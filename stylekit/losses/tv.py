@@ -8,10 +8,7 @@ import torch
 from pydantic import Field
 
 from .. import functional
-from ..deprecation import moved
 from .base import LossBatch, LossTerm, TermOptions
-
-__getattr__ = moved(__name__, {"total_variation": "stylekit.functional:total_variation"})
 
 
 class TVOptions(TermOptions):

@@ -35,7 +35,7 @@ def list_models(pattern: str = "*", root: Path | None = None) -> list[str]:
     return [name for name in shipped_models(root) if fnmatch.fnmatch(name, pattern)]
 
 
-def model_file(name: str, root: Path | None = None) -> Path:
+def shipped_model_file(name: str, root: Path | None = None) -> Path:
     """The file of shipped model ``name``; an error that lists the shipped names otherwise."""
     models = shipped_models(root)
     if name in models:

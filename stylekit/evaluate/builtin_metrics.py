@@ -13,7 +13,6 @@ image's depth and edges are computed once however many models are compared.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +20,6 @@ from pydantic import Field
 from torch import nn
 
 from .. import metrics as base
-from ..deprecation import moved
 from ..errors import StylekitError, WeightsNotFoundError
 from ..features import NetworkSpec, Perception
 from ..functional import feature_reconstruction, gram_matrix
@@ -30,10 +28,6 @@ from ..metrics import Column, MetricContext, MetricOptions, MetricUnavailable
 from ..weights import WeightsFile, resolve_weights
 from . import functional as Fm
 from .looks import LOOKS_METRICS
-
-# One Metric base class, in stylekit.metrics; a plugin subclassing it from here still works, with a warning.
-__getattr__ = moved(__name__, {"Metric": "stylekit.metrics:Metric"})
-
 
 # -- networks -------------------------------------------------------------------------------------------------
 class _Memo:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
-from rich.table import Table
 from rich.text import Text
 from torch.utils.data import DataLoader
 
 from . import distributed, preflight
-from .card import build_card, style_entries
-from .checkpoint import load_train_state, load_weights, save_checkpoint
+from .card import build_card, environment_info, style_entries
+from .checkpoint import load_train_state, read_model_state, save_checkpoint
 from .composer import LossComposer, build_terms
 from .config import Recipe, dump_recipe
 from .data import ImageFolder, ResumableSampler, collate, list_images, read_images
@@ -35,8 +33,9 @@ from .finite import FiniteCheck
 from .loggers import LoggerSet, StepMetrics
 from .losses.base import LossBatch, TermContext
 from .models.transformer import TransformerNet
-from .runs import MODEL_FILE, RunDir, RunLockedError, environment_info
-from .runtime import autocast, cpu_description, pick_channels_last, pick_device, pick_precision, precision_reason
+from .runs.folder import MODEL_FILE, RunDir, RunLockedError
+from .run_handle import Run, RunInterrupted
+from .hardware import autocast, cpu_description, pick_channels_last, pick_device, pick_precision, precision_reason
 from .viz import image_grid, plot_loss_curves
 
 
@@ -49,15 +48,6 @@ class TrainProgress(Progress):
         yield self.make_tasks_table(self.tasks)
         if self.terms:
             yield Text(self.terms, style="dim")
-
-
-@dataclass
-class RunResult:
-    run_dir: Path
-    steps: int
-    final: dict[str, dict[str, float]] = field(default_factory=dict)
-    skipped_images: list[str] = field(default_factory=list)
-    seconds: float = 0.0
 
 
 class Trainer:
@@ -79,9 +69,10 @@ class Trainer:
         self.dist = distributed.context()
         if not self.dist.is_main:  # only rank 0 talks and writes
             self.console, self.show_progress = Console(stderr=True, quiet=True), False
-        self.device = distributed.device_for(self.dist, pick_device(recipe.device))
-        self.dtype = pick_precision(recipe.precision, self.device)
-        self.precision_reason = precision_reason(recipe.precision, self.device, self.dtype)
+        device = pick_device(recipe.device)
+        self.dtype = pick_precision(recipe.precision, device)
+        self.precision_reason = precision_reason(recipe.precision, device, self.dtype)
+        self.device = distributed.device_for(self.dist, device)  # this rank's GPU, when distributed on CUDA
         self.resume = resume
         self.run_info = run_info or {}
         self.step = 0
@@ -99,7 +90,7 @@ class Trainer:
         preflight.check_recipe(r, self.run_dir)
         torch.manual_seed(r.schedule.seed)
         if self.dist.is_main:  # first: a logger that cannot work (a missing package) stops the run before any work
-            self.loggers = LoggerSet.build(r.log.loggers, r.log.logger_options, self.registry)
+            self.loggers = LoggerSet.build(r, self.registry)
             # what every checkpoint's model card says about the style and the software (read once)
             self.card_style = style_entries(r.style.images, r.style.license, r.style.attribution)
             self.versions = environment_info()
@@ -113,7 +104,8 @@ class Trainer:
         self.finite = FiniteCheck(self.composer.keys, perf.finite_check_every or (
             r.log.every if self.device.type == "cuda" else 1), self.dist)
         self.perception = Perception(self.registry)
-        self.perception.require(NetworkSpec.of("backbone", r.backbone.name, r.backbone.options), alias=BACKBONE)
+        self.perception.require(NetworkSpec.of("backbone", r.backbone.name, r.options_at("backbone.options")),
+                                alias=BACKBONE)
         for spec in self.composer.networks():
             self.perception.require(spec)
         self.perception.to(self.device)
@@ -191,12 +183,12 @@ class Trainer:
             raise StylekitError(f"--resume: {self.run_dir} has no checkpoint to resume from")
         step = RunDir.step_of(ckpt)
         if self.dist.is_main:
-            changed = self.run.record_resume(step if step is not None else -1, dump_recipe(self.recipe),
-                                             self.run_info)
+            self.run.record_resume(step if step is not None else -1, dump_recipe(self.recipe), self.run_info)
+            changed = self.run_info.get("changed") or []
             if changed:
                 self.console.print(f"Resuming with changes (recorded in {self.run.info.name}, "
                                    f"{self.run.config.name} updated): {', '.join(changed)}")
-        self.model.load_state_dict(load_weights(ckpt / MODEL_FILE, self.recipe.model, self.device))
+        self.model.load_state_dict(read_model_state(ckpt / MODEL_FILE, self.recipe.model, self.device))
         state, _ = load_train_state(ckpt)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
@@ -277,17 +269,17 @@ class Trainer:
             if self.dist.is_main:
                 self.run.release()
 
-    def fit(self) -> RunResult:
+    def fit(self) -> Run:
         with self._writing():
             return self._fit()
 
-    def _fit(self) -> RunResult:
+    def _fit(self) -> Run:
         self.build()
         r = self.recipe
         if self.resume:
             self._restore()
         elif self.dist.is_main:
-            self.run.start(dump_recipe(r), r.name, self.run_info)
+            self.run.start(dump_recipe(r), r.name, {**self.run_info, "environment": self.versions})
         self._write_status("running")
         weights = self.composer.weights()
         self.console.print(
@@ -300,7 +292,7 @@ class Trainer:
         if self.step >= r.schedule.iterations:
             self.console.print(f"Nothing to do: the run already reached {self.step} steps.")
             self._write_status("finished")
-            return RunResult(self.run_dir, self.step, self._final_table_data(), self.skipped, self.elapsed)
+            return Run(self.run_dir, self.step, self._final_table_data(), self.elapsed, list(self.skipped))
         self.finite.start(self.step, self.device)
         sums = {k: torch.zeros((), device=self.device) for k in self.composer.keys}
         count = 0
@@ -354,7 +346,7 @@ class Trainer:
             state, reason = "interrupted", f"interrupted at step {self.step}"
             if self.step > 0 and self.finite.first_bad_step(collective=False) < 0:
                 self._checkpoint(barrier=False)
-            raise
+            raise RunInterrupted(self.run_dir, self.step, self.run.latest_checkpoint()) from None
         except BaseException as exc:
             state, reason = "failed", f"{type(exc).__name__}: {exc}"
             raise
@@ -367,7 +359,7 @@ class Trainer:
             if self.dist.is_main:
                 plot_loss_curves(self.run.metrics, self.run.loss_curves,
                                  title=f"{r.name} ({self.run_dir.name})")
-        return RunResult(self.run_dir, self.step, self._final_table_data(), self.skipped, self.elapsed)
+        return Run(self.run_dir, self.step, self._final_table_data(), self.elapsed, list(self.skipped))
 
     def train_step(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """One optimizer step. Content-side features are computed without gradient, once for all terms."""
@@ -436,17 +428,3 @@ class Trainer:
 
     def _final_table_data(self) -> dict[str, dict[str, float]]:
         return dict(self.last_metrics.get("terms", {}))
-
-
-def summary_table(result: RunResult, title: str = "Run summary") -> Table:
-    table = Table(title=title)
-    table.add_column("term")
-    table.add_column("unweighted", justify="right")
-    table.add_column("weighted", justify="right")
-    for key, value in result.final.items():
-        table.add_row(key, f"{value['raw']:.4g}", f"{value['weighted']:.4g}")
-    table.add_section()
-    table.add_row("steps", str(result.steps), "")
-    table.add_row("time", f"{result.seconds:.0f} s", "")
-    table.add_row("skipped images", str(len({s.split(': ', 1)[0] for s in result.skipped_images})), "")
-    return table
