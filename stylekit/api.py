@@ -58,7 +58,8 @@ def train(recipe: RecipeSource | None = None, overrides: Overrides | None = None
 
 
 def list_components(kind: str, pattern: str = "*", plugins: Sequence[PathOrName] = ()) -> list[str]:
-    """Registered component names of ``kind`` (loss, backbone, depth, metric, logger) matching ``pattern`` (fnmatch),
+    """Registered component names of ``kind`` (loss, backbone, depth, metric, logger, model) matching ``pattern``
+    (fnmatch),
     like ``timm.list_models("resnet*")``. ``plugins``: extra plugin files or modules to load first."""
     if kind not in KIND_HOOKS:
         raise StylekitError(f"unknown component kind {kind!r}; kinds: {', '.join(KIND_HOOKS)}")

@@ -2,8 +2,8 @@
 
 Layout of ``RUN/checkpoints/step_0000500/``::
 
-    model.safetensors   weights; metadata holds the format version and model options,
-                        so this one file is enough to stylize
+    model.safetensors   weights; metadata holds the format version, the network's registered name
+                        (``model_name``) and options, so this one file is enough to stylize
     meta.json           step, recipe (resolved), the metrics at that step and the model card
                         (stylekit.card; also in the safetensors metadata, so the model file carries it)
     train_state.pt      optimizer, RNG and loop state; loaded with ``weights_only=True``
@@ -16,7 +16,7 @@ checkpoints live in a run folder (and which is the latest) is :class:`~stylekit.
 
 Files are checked before anything is allocated from them: the safetensors header
 (length, JSON, dtypes, shapes, offsets within the file) and every tensor's name and
-shape against the network that ``model_options`` describes (built on the ``meta``
+shape against the network that ``model_name`` and ``model_options`` describe (built on the ``meta``
 device, which allocates nothing), with bounds on those options. A malformed or crafted
 file is a :class:`CheckpointError` that names it, never a traceback or a huge allocation.
 """
@@ -39,30 +39,34 @@ from pydantic import ValidationError
 from safetensors.torch import load_file, save_file
 
 from .card import METADATA_KEY, card_metadata, parse_card, upgrade_card
+from .components import ComponentOptions
 from .errors import CheckpointError, StylekitError
-from .models.transformer import TransformerNet, TransformerOptions
+from .models.base import TransformerNetwork
+from .models.transformer import TransformerNet
 from .runs.folder import META_FILE, MODEL_FILE, STATE_FILE, RunDir, atomic_write_text  # noqa: F401 (re-exported)
 
-FORMAT_VERSION = 1
+#: 2: ``model_name`` names the network (files without it, format 1, hold Johnson's); Johnson's networks are still
+#: written as format 1, which older stylekits read
+FORMAT_VERSION = 2
+#: the network of a model file without ``model_name``
+DEFAULT_MODEL = "johnson"
 #: safetensors' own limit on the JSON header
 MAX_HEADER_BYTES = 100_000_000
-#: bounds on ``model_options`` read from a file (the paper's network: 32 channels, 5 blocks)
-MAX_CHANNELS = 1024
-MAX_RESIDUAL_BLOCKS = 64
 #: safetensors dtype → (bytes per element, torch dtype)
 DTYPES = {"F64": (8, torch.float64), "F32": (4, torch.float32), "F16": (2, torch.float16),
           "BF16": (2, torch.bfloat16), "I64": (8, torch.int64), "I32": (4, torch.int32), "I16": (2, torch.int16),
           "I8": (1, torch.int8), "U8": (1, torch.uint8), "BOOL": (1, torch.bool)}
 
 
-def save_model(model: TransformerNet, path: Path, extra_metadata: dict[str, str] | None = None) -> None:
-    metadata = {"format": "stylekit.transformer", "format_version": str(FORMAT_VERSION),
+def save_model(model: TransformerNetwork, path: Path, extra_metadata: dict[str, str] | None = None) -> None:
+    version = 1 if model.name == DEFAULT_MODEL else FORMAT_VERSION  # Johnson's: readable by older stylekits
+    metadata = {"format": "stylekit.transformer", "format_version": str(version), "model_name": model.name,
                 "model_options": model.options.model_dump_json(), **(extra_metadata or {})}
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(path), metadata=metadata)
 
 
-def save_checkpoint(run_dir: Path, step: int, model: TransformerNet, train_state: dict[str, Any],
+def save_checkpoint(run_dir: Path, step: int, model: TransformerNetwork, train_state: dict[str, Any],
                     meta: dict[str, Any], keep: int = 3) -> Path:
     run = RunDir(run_dir)
     final = run.checkpoint_dir(step)
@@ -101,6 +105,21 @@ def find_model_file(path: str | Path) -> Path:
         if ckpt is not None:
             return ckpt / MODEL_FILE
     raise CheckpointError(f"no checkpoint at {path}: give a run folder, a checkpoint folder or a {MODEL_FILE} file")
+
+
+def model_file_for(path_or_name: str | os.PathLike) -> Path:
+    """The ``model.safetensors`` a path or a name stands for: a run's latest checkpoint, a checkpoint folder's
+    model, a file as given, or a shipped model's file (``stylekit models`` lists them)."""
+    from .models import zoo
+
+    text = os.fspath(path_or_name)
+    path = Path(text).expanduser()
+    if path.exists():
+        return find_model_file(path)
+    if os.sep in text or "/" in text or text.endswith(zoo.SUFFIX):
+        raise StylekitError(f"{text}: no such file or folder; give a run folder (e.g. runs/quickstart), a checkpoint "
+                            "folder or a model.safetensors file")
+    return zoo.shipped_model_file(text)
 
 
 def model_label(path: str | Path) -> str:
@@ -193,7 +212,9 @@ def read_card(model_file: str | Path) -> dict[str, Any]:
     return upgrade_card(card) if isinstance(card, dict) else {}
 
 
-def _model_options(file: Path, metadata: dict[str, str]) -> TransformerOptions:
+def _model_options(file: Path, metadata: dict[str, str]) -> tuple[type[TransformerNetwork], ComponentOptions]:
+    """(network class, its validated options) from a model file's metadata; a file without ``model_name``
+    (written before networks were plugins) holds Johnson's network."""
     if metadata.get("format") != "stylekit.transformer":
         raise CheckpointError(f"{file} is not a stylekit transformer checkpoint (its metadata has format="
                               f"{metadata.get('format')!r:.60}); give a model.safetensors written by stylekit")
@@ -207,36 +228,57 @@ def _model_options(file: Path, metadata: dict[str, str]) -> TransformerOptions:
                               "Upgrade stylekit.")
     if "model_options" not in metadata:
         raise CheckpointError(f"{file}: its metadata has no model_options; the file is corrupt")
+    cls = model_class(metadata.get("model_name", DEFAULT_MODEL), file)
     try:
-        options = TransformerOptions.model_validate_json(metadata["model_options"])
+        options = cls.Options.model_validate_json(metadata["model_options"])
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'model_options'}: {e['msg']}" for e in exc.errors())
         raise CheckpointError(f"{file}: invalid model_options in its metadata ({problems[:300]})") from None
-    if problem := model_size_problem(options):
+    if problem := model_size_problem(options, cls):
         raise CheckpointError(f"{file}: model_options {problem}; the file is corrupt or crafted")
-    return options
+    return cls, options
 
 
-def model_size_problem(options: TransformerOptions) -> str | None:
-    """Why ``options`` describe an absurdly large network (checked before anything is built), or None."""
-    if options.channels > MAX_CHANNELS or options.residual_blocks > MAX_RESIDUAL_BLOCKS:
-        return (f"channels={options.channels}, residual_blocks={options.residual_blocks}: stylekit accepts at most "
-                f"{MAX_CHANNELS} channels and {MAX_RESIDUAL_BLOCKS} residual blocks (the paper's network: 32 and 5)")
-    return None
+def model_class(name: str, file: Path | None = None) -> type[TransformerNetwork]:
+    """The registered network class ``name`` (the built-ins and installed plugins)."""
+    from .plugins import get_registry
+
+    registry = get_registry()
+    if name not in registry.names("model"):
+        where = f"{file} holds" if file is not None else "the recipe names"
+        raise CheckpointError(f"{where} a {name!r} network, which no installed plugin registers (known networks: "
+                              f"{', '.join(registry.names('model'))}); install the package that provides it")
+    return registry.get("model", name)
 
 
-def expected_tensors(options: TransformerOptions) -> dict[str, tuple[tuple[int, ...], bool]]:
-    """{name: (shape, is floating point)} of the network ``options`` describes, built without allocating."""
+def model_size_problem(options: ComponentOptions, cls: type[TransformerNetwork] = TransformerNet) -> str | None:
+    """Why ``options`` describe an absurdly large ``cls`` network (checked before anything is built), or None."""
+    return cls.size_problem(options)
+
+
+def expected_tensors(options: ComponentOptions, cls: type[TransformerNetwork] = TransformerNet
+                     ) -> dict[str, tuple[tuple[int, ...], bool]]:
+    """{name: (shape, is floating point)} of the ``cls`` network ``options`` describe, built without allocating."""
     with torch.device("meta"):
-        net = TransformerNet(options)
+        net = cls(options)
+    return _tensors_of(net)
+
+
+def _tensors_of(net: torch.nn.Module) -> dict[str, tuple[tuple[int, ...], bool]]:
     return {k: (tuple(v.shape), v.is_floating_point()) for k, v in net.state_dict().items()}
 
 
-def check_model_file(file: Path, options: TransformerOptions | None = None) -> TransformerOptions:
-    """Validate ``file`` (header, then names and shapes against ``options`` or its own ``model_options``)."""
+def check_model_file(file: Path, network: TransformerNetwork | None = None
+                     ) -> tuple[type[TransformerNetwork], ComponentOptions]:
+    """Validate ``file`` (header, then names and shapes against ``network`` or its own ``model_name`` and
+    ``model_options``); returns (network class, options) as the file describes them."""
     metadata, tensors = read_safetensors_header(file)
-    options = _model_options(file, metadata) if options is None else options
-    expected = expected_tensors(options)
+    cls, options = _model_options(file, metadata)
+    if network is not None and type(network).name != cls.name:
+        raise CheckpointError(f"{file} holds a {cls.name!r} network, not the {type(network).name!r} one expected; "
+                              "use the checkpoint that belongs to this recipe")
+    expected = _tensors_of(network) if network is not None else expected_tensors(options, cls)
+    described = network.options if network is not None else options
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
     wrong = [f"{k} is {list(tensors[k][1])}, expected {list(expected[k][0])}" for k in sorted(expected)
@@ -247,14 +289,15 @@ def check_model_file(file: Path, options: TransformerOptions | None = None) -> T
                ([f"unexpected {', '.join(extra[:3])}" + (" …" if len(extra) > 3 else "")] if extra else []) + \
                wrong[:3] + kinds[:3]
     if problems:
-        raise CheckpointError(f"{file} does not hold the network its options describe ({options.model_dump()}): "
+        raise CheckpointError(f"{file} does not hold the network its options describe ({described.model_dump()}): "
                               f"{'; '.join(problems)}. Use the checkpoint that belongs to these options.")
-    return options
+    return cls, options
 
 
-def read_model_state(file: Path, options: TransformerOptions, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """The validated state dict of ``file`` for a network with ``options`` (resuming checks against the recipe)."""
-    check_model_file(file, options)
+def read_model_state(file: Path, network: TransformerNetwork | None = None,
+                     device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The validated state dict of ``file`` (for ``network`` when given: resuming checks against the recipe's)."""
+    check_model_file(file, network)
     try:
         state = load_file(str(file), device=str(device))
     except Exception as exc:  # safetensors' own checks, I/O errors while reading the data
@@ -266,13 +309,13 @@ def read_model_state(file: Path, options: TransformerOptions, device: str | torc
     return state
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> TransformerNet:
-    """Load a transformer from safetensors (no pickle), validated before anything is allocated."""
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> TransformerNetwork:
+    """Load a transformer network (any registered kind) from safetensors (no pickle), validated before anything
+    is allocated."""
     file = find_model_file(path)
-    metadata, _ = read_safetensors_header(file)
-    options = _model_options(file, metadata)
-    state = read_model_state(file, options, map_location)
-    model = TransformerNet(options)
+    cls, options = check_model_file(file)
+    state = read_model_state(file, None, map_location)
+    model = cls(options)
     # Format migrations go here (version < FORMAT_VERSION), e.g. dropping legacy norm statistics.
     model.load_state_dict(state, strict=True)
     return model.eval()

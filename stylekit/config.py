@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any, Iterable, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from .components import ComponentOptions, format_validation_error
 from .errors import ConfigError, OptionsError, StylekitError
 from .hardware import PRECISIONS
-from .models.transformer import TransformerOptions
 from .plugins import get_registry, plugin_file
+from .recipe_model import ModelConfig, with_style_names
 from .yamlio import key_value_text, parse_key_value, safe_yaml_load
 
 BUILTIN_PREFIX = "builtin:"
@@ -53,14 +53,29 @@ class DataConfig(Section):
 
 
 class StyleConfig(Section):
-    images: list[str] = Field(..., min_length=1, description="Style image path(s); several are averaged (Gram targets).")
+    images: list[str] = Field(..., min_length=1, description="Style image path(s). A single-style network matches "
+                                                            "their mean Gram matrices; a multi-style one (e.g. "
+                                                            "`model.name: cin`) learns one style per image.")
     size: int = Field(256, ge=16, description="Style images are resized so their longer side is this many pixels.")
-    license: str | None = Field(None, description="License of the style image(s), e.g. 'public domain' or "
-                                                "'CC BY-SA 4.0'; recorded in every checkpoint's model card and "
-                                                "in exported models. It describes `images`: change it with them.")
-    attribution: str | None = Field(None, description="Who made the style image(s) and where they come from, e.g. "
-                                                    "'Hokusai, The Great Wave off Kanagawa (c. 1831)'; recorded in "
-                                                    "model cards like the license.")
+    license: str | list[str] | None = Field(
+        None, description="License of the style image(s), e.g. 'public domain' or 'CC BY-SA 4.0', or a list with "
+                          "one per image; recorded in every checkpoint's model card and in exported models. It "
+                          "describes `images`: change it with them.")
+    attribution: str | list[str] | None = Field(
+        None, description="Who made the style image(s) and where they come from, e.g. 'Hokusai, The Great Wave off "
+                          "Kanagawa (c. 1831)', or a list with one per image; recorded in model cards like the license.")
+    sampling: Literal["element", "batch"] = Field(
+        "element", description="Multi-style networks: 'element' draws a style per batch element (as Dumoulin et "
+                               "al.'s code, magenta's image_utils.style_image_inputs), 'batch' one per batch.")
+
+    @model_validator(mode="after")
+    def _one_per_image(self):
+        for key in ("license", "attribution"):
+            value = getattr(self, key)
+            if isinstance(value, list) and len(value) != len(self.images):
+                raise ValueError(f"{key} lists {len(value)} entries for {len(self.images)} images; give one per "
+                                 "image, in the same order, or a single text for all")
+        return self
 
 
 class BackboneConfig(Section):
@@ -137,7 +152,7 @@ class Recipe(Section):
     plugins: list[str] = Field(default_factory=list, description="Plugin files or modules to load.")
     data: DataConfig = Field(..., description="Training images (content photographs).")
     style: StyleConfig = Field(..., description="Style image(s).")
-    model: TransformerOptions = Field(default_factory=TransformerOptions, description="Transformer network options.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Transformer network: its name and options.")
     backbone: BackboneConfig = Field(default_factory=BackboneConfig, description="Perception backbone.")
     losses: dict[str, dict[str, Any]] = Field(
         ..., description="Loss terms by name: `{weight: …, <term options>}`; `term: NAME` reuses a term under another key.")
@@ -159,10 +174,12 @@ class Recipe(Section):
 
     def components(self) -> list[tuple[str, str, str, str, dict[str, Any]]]:
         """(kind, name, key of the name, key of the options, options) of every component the recipe configures:
-        the loss terms (by key; ``term:`` names a reused term), the backbone, the loggers."""
+        the transformer network, the loss terms (by key; ``term:`` names a reused term), the backbone, the
+        loggers."""
         terms = [("loss", str((spec or {}).get("term", key)), f"losses.{key}", f"losses.{key}",
                   {k: v for k, v in (spec or {}).items() if k != "term"}) for key, spec in sorted(self.losses.items())]
-        return [*terms, ("backbone", self.backbone.name, "backbone.name", "backbone.options", self.backbone.options),
+        return [("model", self.model.name, "model.name", "model", self.model.options()), *terms,
+                ("backbone", self.backbone.name, "backbone.name", "backbone.options", self.backbone.options),
                 *(("logger", name, "log.loggers", f"log.logger_options.{name}", self.log.logger_options.get(name) or {})
                   for name in self.log.loggers)]
 
@@ -218,7 +235,8 @@ def upgrade_keys(raw: dict, source: str = "recipe", warn: bool = True) -> dict:
     return raw
 
 
-PATH_KEYS: tuple[tuple[str, ...], ...] = (("data", "root"), ("data", "cache_dir"), ("style", "images"), ("plugins",), ("log", "sample_images"))
+PATH_KEYS: tuple[tuple[str, ...], ...] = (("data", "root"), ("data", "cache_dir"), ("style", "images"), ("plugins",),
+                                          ("log", "sample_images"), ("model", "init"))
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -422,7 +440,9 @@ def validate_recipe(raw: dict, registry=None, *, extra_plugins: Iterable[str] = 
     registry = registry if registry is not None else get_registry(recipe.plugins)
     for kind, name, name_key, options_key, options in components:
         try:
-            registry.get(kind, name, name_key)  # an unknown name is reported under the key that names it
+            cls = registry.get(kind, name, name_key)  # an unknown name is reported under the key that names it
+            if kind == "model" and (options := with_style_names(cls, options, recipe.style.images, errors)) is None:
+                continue
             recipe._options[options_key] = registry.options(kind, name, options, options_key)
         except OptionsError as exc:
             errors.append(exc.problems)
@@ -438,6 +458,8 @@ def validate_recipe(raw: dict, registry=None, *, extra_plugins: Iterable[str] = 
     recipe.losses = {key.removeprefix("losses."): ({"term": name} if f"losses.{name}" != key else {}) | dumped[key]
                      for kind, name, key, _, _ in components if kind == "loss"}
     recipe.backbone.options = dumped["backbone.options"]
+    recipe.model = ModelConfig(name=recipe.model.name, init=recipe.model.init, train=recipe.model.train,
+                               **dumped["model"])
     recipe.log.logger_options = {name: dumped[f"log.logger_options.{name}"] for name in recipe.log.loggers
                                  if dumped[f"log.logger_options.{name}"] or name in recipe.log.logger_options}
     return recipe

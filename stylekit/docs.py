@@ -132,7 +132,8 @@ def documented_models(registry=None) -> list[type[BaseModel]]:
 KIND_TITLES = {"loss": "Loss terms (`losses.<key>`)", "backbone": "Perception backbones (`backbone.options`)",
                "depth": "Depth networks (used by terms through `networks()`)",
                "metric": "Evaluation metrics (`stylekit evaluate`)",
-               "logger": "Training loggers (`log.loggers`; options in `log.logger_options.<name>`)"}
+               "logger": "Training loggers (`log.loggers`; options in `log.logger_options.<name>`)",
+               "model": "Transformer networks (`model.name`; their options are the other `model` keys)"}
 
 
 def render_recipe_reference(registry=None) -> str:

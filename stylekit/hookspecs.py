@@ -49,3 +49,12 @@ def stylekit_loggers() -> list[type]:
     A recipe chooses loggers by name (``log.loggers: [jsonl, tensorboard]``); during training each
     receives the logged metrics, the sample grids and the resolved recipe (rank 0 only).
     """
+
+
+@hookspec
+def stylekit_transformers() -> list[type]:
+    """Return transformer-network classes (subclasses of :class:`stylekit.TransformerNetwork`).
+
+    A recipe picks one by name (``model.name``, default ``johnson``); its other ``model`` keys are the
+    network's options. Checkpoints record the name, so loading a model finds the same class.
+    """

@@ -36,6 +36,7 @@ KIND_HOOKS: dict[str, str] = {
     "depth": "stylekit_depth_networks",
     "metric": "stylekit_metrics",
     "logger": "stylekit_loggers",
+    "model": "stylekit_transformers",
 }
 
 BUILTIN_PLUGINS = (
@@ -44,6 +45,7 @@ BUILTIN_PLUGINS = (
     "stylekit.depth",
     "stylekit.evaluate.builtin_metrics",
     "stylekit.loggers",
+    "stylekit.models",
 )
 
 

@@ -15,10 +15,11 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
-from .checkpoint import expected_tensors, model_size_problem
+from .checkpoint import expected_tensors, model_file_for, model_size_problem
 from .config import BUILTIN_PREFIX, Recipe
-from .errors import ConfigError
+from .errors import ConfigError, StylekitError
 from .hardware import check_device
+from .plugins import get_registry
 
 #: bytes of memory per transformer parameter while training: weights, gradients, Adam's two moments
 TRAINING_BYTES_PER_PARAMETER = 16
@@ -38,6 +39,7 @@ def check_recipe(recipe: Recipe, run_dir: str | Path | None = None) -> None:
     else:
         check_writable_folder(run_dir, "the run folder")
     check_model_size(recipe)
+    check_model_init(recipe)
     if recipe.device != "auto":
         check_device(recipe.device, "device")
 
@@ -88,15 +90,41 @@ def check_writable_folder(path: str | Path, key: str) -> None:
 
 def check_model_size(recipe: Recipe) -> None:
     """The transformer's parameters (with gradients and Adam state) must fit in this machine's memory."""
-    if problem := model_size_problem(recipe.model):
+    cls = get_registry(recipe.plugins).get("model", recipe.model.name, "model.name")
+    options = recipe.options_at("model")
+    if problem := model_size_problem(options, cls):
         raise ConfigError(f"model: {problem}")
-    parameters = sum(math.prod(shape) for shape, _ in expected_tensors(recipe.model).values())
+    parameters = sum(math.prod(shape) for shape, _ in expected_tensors(options, cls).values())
     needed = parameters * TRAINING_BYTES_PER_PARAMETER
     memory = _physical_memory()
     if memory and needed > memory:
-        raise ConfigError(f"model: channels={recipe.model.channels}, residual_blocks={recipe.model.residual_blocks} "
-                          f"means {parameters:,} parameters, about {needed / 2**30:.1f} GiB to train, more than this "
-                          f"machine's {memory / 2**30:.1f} GiB; use fewer channels or blocks (paper: 32 and 5)")
+        raise ConfigError(f"model: {key_value_summary(options)} means {parameters:,} parameters, about "
+                          f"{needed / 2**30:.1f} GiB to train, more than this machine's {memory / 2**30:.1f} GiB; "
+                          "use fewer channels or blocks (paper: 32 and 5)")
+
+
+def key_value_summary(options) -> str:
+    """``channels=32, residual_blocks=5`` from a network's options (their integer values)."""
+    return ", ".join(f"{k}={v}" for k, v in options.model_dump().items() if isinstance(v, int) and not isinstance(v, bool))
+
+
+def check_model_init(recipe: Recipe) -> None:
+    """``model.init`` names a model stylekit can find; ``model.train: new_styles`` adds styles to a multi-style
+    network it starts from, without weight decay (which would move the styles that are kept)."""
+    model = recipe.model
+    if model.init:
+        try:
+            model_file_for(model.init)
+        except StylekitError as exc:
+            raise ConfigError(f"model.init: {exc}") from None
+    if model.train != "new_styles":
+        return
+    if not model.init or "styles" not in get_registry(recipe.plugins).get("model", model.name).Options.model_fields:
+        raise ConfigError("model.train: new_styles adds styles to a trained multi-style network: give its run or "
+                          "model file as model.init and a multi-style model.name (cin, cin_lite)")
+    if recipe.optim.weight_decay:
+        raise ConfigError("model.train: new_styles needs optim.weight_decay: 0 (weight decay would change the "
+                          "styles that are kept)")
 
 
 def check_taps(terms: Iterable, perception) -> None:

@@ -27,11 +27,10 @@ import torch
 from rich.console import Console
 
 from . import distributed
-from .checkpoint import find_model_file
+from .checkpoint import model_file_for
 from .components import Component, ComponentOptions
 from .config import Recipe, absolute_paths, load_raw, load_recipe
 from .errors import ConfigError, StylekitError
-from .models import zoo
 from .plugins import Registry, get_registry
 from .preflight import check_recipe
 from .run_handle import Run
@@ -118,7 +117,7 @@ def resume_changes(folder: RunDir, recipe: Recipe) -> list[str]:
     old = folder.read_config()
     new = recipe.model_dump(mode="json", exclude={"extends"})
     diff = config_diff([old, new]) if old else {}
-    changed = [k for k, (before, after) in diff.items() if not (before is MISSING and after == _default_of(k))]
+    changed = [k for k, (before, after) in diff.items() if not (before is MISSING and after == _default_of(k, recipe))]
     model_keys = [k for k in changed if k.startswith("model.")]
     if model_keys:
         raise ConfigError(f"--resume {folder.path}: {', '.join(model_keys)} would change the network the checkpoint "
@@ -126,12 +125,16 @@ def resume_changes(folder: RunDir, recipe: Recipe) -> list[str]:
     return changed
 
 
-def _default_of(key: str) -> Any:
-    """The recipe schema's default for dotted ``key`` (``MISSING``: required, or not a field)."""
+def _default_of(key: str, recipe: Recipe) -> Any:
+    """The recipe schema's default for dotted ``key`` (``MISSING``: required, or not a field); ``model.KEY``, an
+    option of the recipe's network, has its ``Options``' default."""
     from pydantic import BaseModel
 
     model: Any = Recipe
     *sections, name = key.split(".")
+    if sections == ["model"] and name not in type(recipe.model).model_fields:
+        model = type(recipe.options_at("model"))
+        sections = []
     for part in sections:
         found = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
         model = found.annotation if found is not None else None
@@ -149,7 +152,7 @@ def _default_of(key: str) -> Any:
 def build_component(kind: str, name: str, options: Mapping[str, Any] | ComponentOptions | None = None, *,
                     plugins: Iterable[PathOrName] = (), registry: Registry | None = None, where: str = "",
                     **extra: Any) -> Component:
-    """A registered component of any kind (loss, backbone, depth, metric, logger…) from its name and options:
+    """A registered component of any kind (loss, backbone, depth, metric, logger, model…) from its name and options:
     the options are validated once into the component's own model (an already validated model is used as it
     is); errors name ``where`` (the recipe key or option the options came from)."""
     registry = registry if registry is not None else get_registry(plugins)
@@ -160,14 +163,7 @@ def build_component(kind: str, name: str, options: Mapping[str, Any] | Component
 def resolve_model(path_or_name: PathOrName) -> Path:
     """The ``model.safetensors`` a path or a name stands for: a run's latest checkpoint, a checkpoint folder's
     model, a file as given, or a shipped model's file (``stylekit models`` lists them)."""
-    text = os.fspath(path_or_name)
-    path = Path(text).expanduser()
-    if path.exists():
-        return find_model_file(path)
-    if os.sep in text or "/" in text or text.endswith(zoo.SUFFIX):
-        raise StylekitError(f"{text}: no such file or folder; give a run folder (e.g. runs/quickstart), a checkpoint "
-                            "folder or a model.safetensors file")
-    return zoo.shipped_model_file(text)
+    return model_file_for(path_or_name)
 
 
 def load(path_or_name: PathOrName, *, device: str | torch.device = "cpu") -> Stylizer:

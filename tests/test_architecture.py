@@ -44,10 +44,12 @@ PLACES = {
     "stylekit.models": "components",
     # composition: a recipe, the registry and the data turned into a training objective
     "stylekit.plugins": "composition", "stylekit.config": "composition", "stylekit.composer": "composition",
-    "stylekit.data": "composition",
+    "stylekit.data": "composition", "stylekit.recipe_model": "composition",
     # runtime: running it — run folders, training, stylizing, evaluating, ablating, exporting; the session
     "stylekit.runs": "runtime", "stylekit.runlock": "runtime", "stylekit.checkpoint": "runtime",
-    "stylekit.card": "runtime", "stylekit.trainer": "runtime", "stylekit.finite": "runtime",
+    "stylekit.card": "runtime", "stylekit.trainer": "runtime", "stylekit.multistyle": "runtime",
+    "stylekit.onnx_backend": "runtime",
+    "stylekit.finite": "runtime",
     "stylekit.distributed": "runtime", "stylekit.preflight": "runtime", "stylekit.session": "runtime",
     "stylekit.stylize": "runtime", "stylekit.stylizer": "runtime", "stylekit.pngstream": "runtime", "stylekit.tiling": "runtime",
     "stylekit.video": "runtime", "stylekit.viz": "runtime", "stylekit.evaluate": "runtime",

@@ -17,22 +17,23 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
+from ..components import ComponentOptions
+from .base import TransformerNetwork
 from .fast_layers import use_fast_layers
 
 
-class TransformerOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TransformerOptions(ComponentOptions):
     norm: Literal["batch", "instance", "instance_floor"] = Field(
         "instance", description="'batch' as in Johnson's paper, 'instance' as in later practice (Ulyanov et al.); "
                                 "'instance_floor': instance norm whose variance has a floor, the channel's typical "
                                 "variance over training images (no bright blobs in flat regions).")
     upsample: Literal["deconv", "nearest"] = Field(
         "deconv", description="'deconv': fractionally-strided conv (paper); 'nearest': upsample + conv (no checkerboard).")
-    channels: int = Field(32, ge=4, description="Width of the first conv; later stages use 2× and 4× (paper: 32).")
+    channels: int = Field(32, ge=4, description="Width of the first conv; later stages use 2× and 4× (paper: 32; "
+                                                "16 is the half width of jcjohnson's instance-norm models).")
     residual_blocks: int = Field(5, ge=0, description="Number of residual blocks (paper: 5).")
 
 
@@ -112,25 +113,45 @@ class UpsampleLayer(nn.Sequential):
         super().__init__(*layers, _norm(norm, cout), nn.ReLU(inplace=True))
 
 
-class TransformerNet(nn.Module):
-    """Feed-forward stylization network. Input and output: RGB in [0, 255], N×3×H×W.
+class TransformerNet(TransformerNetwork):
+    """Johnson et al. 2016's network (the default); `channels: 16` is the half width of jcjohnson's models.
 
-    ``fast=False`` keeps the plain modules (for TorchScript, or to read the network as listed);
-    the default swaps in the equal-but-faster forms once, here (:mod:`stylekit.models.fast_layers`).
+    Input and output: RGB in [0, 255], N×3×H×W. jcjohnson/fast-neural-style's README ("Models with instance
+    normalization") trains its released instance-norm models at half this width, "smaller and faster without
+    sacrificing model quality". ``fast=False`` keeps the plain modules (for TorchScript, or to read the
+    network as listed); the default swaps in the equal-but-faster forms once, here
+    (:mod:`stylekit.models.fast_layers`).
     """
+
+    name = "johnson"
+    Options = TransformerOptions
+    size_limits = {"channels": 1024, "residual_blocks": 64}
 
     def __init__(self, options: TransformerOptions | dict | None = None, *, fast: bool = True):
         super().__init__()
-        self.options = o = TransformerOptions.model_validate(options or {})
+        self.options = o = self.Options.model_validate(options or {})
         c = o.channels
         self.down = nn.Sequential(ConvLayer(3, c, 9, norm=o.norm), ConvLayer(c, 2 * c, 3, 2, norm=o.norm),
                                   ConvLayer(2 * c, 4 * c, 3, 2, norm=o.norm))
-        self.residual = nn.Sequential(*[ResidualBlock(4 * c, o.norm) for _ in range(o.residual_blocks)])
+        self.residual = nn.Sequential(*[self.residual_block(4 * c) for _ in range(o.residual_blocks)])
         self.up = nn.Sequential(UpsampleLayer(4 * c, 2 * c, o.upsample, o.norm),
                                 UpsampleLayer(2 * c, c, o.upsample, o.norm))
         self.out = nn.Sequential(nn.ReflectionPad2d(4), nn.Conv2d(c, 3, 9))  # no norm, no ReLU
         if fast:
             use_fast_layers(self)
+
+    def residual_block(self, channels: int) -> nn.Module:
+        """One of the residual blocks (the paper's: two 3×3 convs); variants build their own."""
+        return ResidualBlock(channels, self.options.norm)
+
+    def plain(self) -> TransformerNet:
+        """This network in the paper's plain modules (no fast layers), with the same weights."""
+        net = type(self)(self.options, fast=False)
+        net.load_state_dict(self.state_dict())
+        return net.to(next(self.parameters()).device).train(self.training)
+
+    def export_body(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.up(self.residual(self.down(x))))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         h, w = images.shape[-2:]
@@ -139,6 +160,5 @@ class TransformerNet(nn.Module):
         x = images / 127.5 - 1.0
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > 4 else "replicate")
-        y = self.out(self.up(self.residual(self.down(x))))
-        y = y[..., :h, :w]
+        y = self.export_body(x)[..., :h, :w]
         return 127.5 * (torch.tanh(y) + 1.0)  # scaled tanh: [0, 255]
