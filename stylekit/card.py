@@ -34,17 +34,24 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def style_entries(images: list[str], license: str | None = None, attribution: str | None = None) -> list[dict]:
+def style_entries(images: list[str], license: str | list[str] | None = None,
+                  attribution: str | list[str] | None = None, styles: list[str] | None = None) -> list[dict]:
     """Each style image's file name and sha256 (none for a file that cannot be read), with the recipe's license
-    and attribution when it gives them. Only the name: the card travels, the training machine's paths need not."""
+    and attribution when it gives them (one for all images, or a list with one each) and, for a multi-style
+    network, the name of the style it teaches (``styles``). Only the file's name: the card travels, the
+    training machine's paths need not."""
+    def each(value: str | list[str] | None) -> list[str | None]:
+        return list(value) if isinstance(value, list) else [value] * len(images)
+
     entries = []
-    for image in images:
+    for i, (image, license_, attribution_) in enumerate(zip(images, each(license), each(attribution))):
         try:
             digest = sha256_file(image)
         except OSError:
             digest = None
         entry = {"name": Path(image).name, "sha256": digest}
-        entry.update({k: v for k, v in (("license", license), ("attribution", attribution)) if v})
+        entry.update({k: v for k, v in (("license", license_), ("attribution", attribution_),
+                                        ("style", styles[i] if styles else None)) if v})
         entries.append(entry)
     return entries
 
@@ -138,12 +145,20 @@ def card_markdown(card: dict[str, Any], usage: str = "") -> str:
     lines = [f"# {card.get('name') or card.get('recipe_name') or 'stylekit model'}", "",
              f"A feed-forward style-transfer network (Johnson et al. 2016) trained with stylekit from the recipe "
              f"`{card.get('recipe_name', '?')}`." + (f" {card['description']}" if card.get("description") else ""),
-             "", "## Style", "", "| image | sha256 | license | attribution |", "|---|---|---|---|"]
+             ""]
+    styles = [entry["style"] for entry in card.get("style") or [] if entry.get("style")]
+    if styles:  # a multi-style network
+        lines += [f"One network for {len(styles)} styles (conditional instance normalization, Dumoulin et al. "
+                  f"2017): pick one (`--style {styles[0]}`) or blend them (`--style {styles[0]}=0.5,"
+                  f"{styles[-1]}=0.5`).", ""]
+    lines += ["## Style" + ("s" if styles else ""), "", "| " + ("style | " if styles else "")
+              + "image | sha256 | license | attribution |", "|---" * (5 if styles else 4) + "|"]
     for entry in card.get("style") or []:
-        lines.append(f"| {_cell(entry.get('name'))} | `{entry.get('sha256') or 'unknown'}` | "
+        lines.append("| " + (f"{_cell(entry.get('style'))} | " if styles else "")
+                     + f"{_cell(entry.get('name'))} | `{entry.get('sha256') or 'unknown'}` | "
                      f"{_cell(entry.get('license') or 'not given')} | {_cell(entry.get('attribution'))} |")
-    if not any(entry.get("license") for entry in card.get("style") or []):
-        lines += ["", "The recipe gives no license for the style image (`style.license`): check its terms before "
+    if not all(entry.get("license") for entry in card.get("style") or [{}]):
+        lines += ["", "The recipe gives no license for a style image (`style.license`): check its terms before "
                       "distributing images made with this model."]
     losses = ", ".join(f"{k} × {v:g}" if isinstance(v, (int, float)) else k
                        for k, v in (training.get("losses") or {}).items())

@@ -21,7 +21,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
 from rich.text import Text
 from torch.utils.data import DataLoader
 
-from . import distributed, preflight
+from . import distributed, multistyle, preflight
 from .card import build_card, environment_info, style_entries
 from .checkpoint import load_train_state, read_model_state, save_checkpoint
 from .composer import LossComposer, build_terms
@@ -32,7 +32,6 @@ from .features import BACKBONE, Features, NetworkSpec, Perception
 from .finite import FiniteCheck
 from .loggers import LoggerSet, StepMetrics
 from .losses.base import LossBatch, TermContext
-from .models.transformer import TransformerNet
 from .runs.folder import MODEL_FILE, RunDir, RunLockedError
 from .run_handle import Run, RunInterrupted
 from .hardware import autocast, cpu_description, pick_channels_last, pick_device, pick_precision, precision_reason
@@ -91,10 +90,15 @@ class Trainer:
         torch.manual_seed(r.schedule.seed)
         if self.dist.is_main:  # first: a logger that cannot work (a missing package) stops the run before any work
             self.loggers = LoggerSet.build(r, self.registry)
-            # what every checkpoint's model card says about the style and the software (read once)
-            self.card_style = style_entries(r.style.images, r.style.license, r.style.attribution)
+        self.model = self.registry.build("model", r.model.name, r.options_at("model"), where="model")
+        self.styles = self.model.styles  # a multi-style network: one style per style image
+        new_styles = multistyle.init_from(self.model, r.model.init) if r.model.init else list(self.styles)
+        multistyle.check_new_styles(r, new_styles)
+        self.drawn = [self.styles.index(name) for name in new_styles]  # the styles batches are drawn from
+        self.model.to(self.device)
+        if self.dist.is_main:  # what every checkpoint's model card says about the style and the software (read once)
+            self.card_style = style_entries(r.style.images, r.style.license, r.style.attribution, self.styles)
             self.versions = environment_info()
-        self.model = TransformerNet(r.model).to(self.device)
         perf = r.performance
         self.channels_last, self.perception_channels_last = pick_channels_last(perf.channels_last, self.device,
                                                                                self.dtype)
@@ -117,7 +121,8 @@ class Trainer:
         self.taps, self.output_taps = self.composer.taps(), self.composer.output_taps()
         self._set_style_targets()
         self.train_model = self._training_module()
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=r.optim.lr, betas=r.optim.betas,
+        trained = multistyle.trainable_parameters(self.model, r.model.train, new_styles)
+        self.optimizer = torch.optim.Adam(trained, lr=r.optim.lr, betas=r.optim.betas,
                                           weight_decay=r.optim.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16 and self.device.type == "cuda")
         self.files = list_images(r.data.root, r.data.extensions)
@@ -149,7 +154,8 @@ class Trainer:
                 image = image.to(self.device)
                 images.append(image)
                 features.append(self.perception.extract(image, style_taps) if style_taps else {})
-        context = TermContext(perception=self.perception, style_images=images, device=self.device)
+        context = TermContext(perception=self.perception, style_images=images, device=self.device,
+                              per_style=bool(self.styles))
         for term in self.composer.terms:
             term.prepare(context)
             term.set_style(features)
@@ -188,7 +194,7 @@ class Trainer:
             if changed:
                 self.console.print(f"Resuming with changes (recorded in {self.run.info.name}, "
                                    f"{self.run.config.name} updated): {', '.join(changed)}")
-        self.model.load_state_dict(read_model_state(ckpt / MODEL_FILE, self.recipe.model, self.device))
+        self.model.load_state_dict(read_model_state(ckpt / MODEL_FILE, self.model, self.device))
         state, _ = load_train_state(ckpt)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
@@ -227,15 +233,30 @@ class Trainer:
         rows = []
         with torch.no_grad(), autocast(self.device, self.dtype):
             for image in self.samples:
-                rows.append([image[0], self.model(image.to(self.device))[0].float().cpu()])
+                styled = [self.model(image.to(self.device), *self._sample_styles(s))[0].float().cpu()
+                          for s in range(max(1, len(self.styles)))]
+                rows.append([image[0], *styled])
         self.model.train(was_training)
-        grid = image_grid(rows, column_titles=["content", "stylized"], cell=256,
+        grid = image_grid(rows, column_titles=["content", *(self.styles or ["stylized"])], cell=256,
                           title=f"{self.recipe.name} - step {self.step}")
         out = self.run.sample_file(self.step)
         out.parent.mkdir(exist_ok=True)
         grid.save(self.run.inside(out))
         self.loggers.log_image("samples", grid, self.step)
         return out
+
+    def _sample_styles(self, index: int) -> tuple[torch.Tensor, ...]:
+        """The extra arguments of the network for a sample in style ``index`` (none for a single-style one)."""
+        return (torch.tensor([index], device=self.device),) if self.styles else ()
+
+    def style_labels(self, step: int) -> torch.Tensor | None:
+        """The style of each image of this rank's batch at ``step`` (None for a single-style network)."""
+        if not self.styles:
+            return None
+        r = self.recipe
+        return multistyle.style_labels(r.schedule.seed, step, r.schedule.batch_size, self.drawn,
+                                       per_batch=r.style.sampling == "batch", rank=self.dist.rank,
+                                       world=self.dist.world_size)
 
     # -- the loop -------------------------------------------------------------
     @contextmanager
@@ -296,7 +317,7 @@ class Trainer:
         self.finite.start(self.step, self.device)
         sums = {k: torch.zeros((), device=self.device) for k in self.composer.keys}
         count = 0
-        self.model.train()
+        self.model.train(r.model.train == "all")  # adding styles: the shared layers run as at inference
         progress = TrainProgress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(bar_width=30),
                                  MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                                  TextColumn("ETA"), TimeRemainingColumn(),
@@ -314,7 +335,7 @@ class Trainer:
                 while self.step < r.schedule.iterations:
                     batch = next(batches)
                     self._note_skipped(batch["skipped"])
-                    raw = self.train_step(batch["image"])
+                    raw = self.train_step(batch["image"])  # a multi-style network: styles drawn for the step
                     self.step += 1
                     self.samples_seen += r.schedule.batch_size * self.dist.world_size
                     for k, v in raw.items():
@@ -361,13 +382,17 @@ class Trainer:
                                  title=f"{r.name} ({self.run_dir.name})")
         return Run(self.run_dir, self.step, self._final_table_data(), self.elapsed, list(self.skipped))
 
-    def train_step(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One optimizer step. Content-side features are computed without gradient, once for all terms."""
+    def train_step(self, images: torch.Tensor, styles: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One optimizer step (``styles``: each image's style, for a multi-style network). Content-side features
+        are computed without gradient, once for all terms."""
         x = images.to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        if self.styles and styles is None:
+            styles = self.style_labels(self.step)
+        labels = styles.to(self.device) if styles is not None else None
         with autocast(self.device, self.dtype):
-            y = self.train_model(x)
+            y = self.train_model(x, labels) if labels is not None else self.train_model(x)
             perceived_y, perceived_x = y, x
             if self.perception_channels_last:
                 perceived_y = y.contiguous(memory_format=torch.channels_last)
@@ -375,7 +400,7 @@ class Trainer:
             out_features = self.perception.extract(perceived_y, self.output_taps)
             with torch.no_grad():  # only the layers compared between ŷ and x (not the style-only ones)
                 content_features = self.perception.extract(perceived_x, self.taps) if self.taps else Features()
-        total, raw = self.composer(LossBatch(y, x, out_features, content_features))
+        total, raw = self.composer(LossBatch(y, x, out_features, content_features, style=labels))
         self.finite.track(total, raw)
         if self.finite.every == 1:  # per-step check: a bad step never updates the weights
             self._check_finite()

@@ -32,6 +32,7 @@ class LossBatch:
     content: torch.Tensor  # x
     output_features: features.Features
     content_features: features.Features  # computed under no_grad
+    style: torch.Tensor | None = None  # a multi-style network: each image's style (index into the style images)
 
 
 @dataclass
@@ -41,6 +42,9 @@ class TermContext:
     perception: features.Perception  # the run's frozen networks; the recipe's backbone is network "backbone"
     style_images: list[torch.Tensor]  # each 1×3×H×W, RGB in [0, 255], on the training device
     device: torch.device
+    #: a multi-style network learns one style per style image (``batch.style`` says which); else the images
+    #: together are one style
+    per_style: bool = False
 
 
 class TermOptions(ComponentOptions):
@@ -111,6 +115,21 @@ class LossTerm(Component, nn.Module):
 
     def set_style(self, style_features: list[features.Features]) -> None:
         """Precompute style targets, one :class:`~stylekit.features.Features` per style image (its ``style_taps``)."""
+
+    def style_targets(self, per_image: list[torch.Tensor]) -> torch.Tensor:
+        """Targets computed per style image → the term's targets, S×…: one per style for a multi-style network
+        (``context.per_style``), else their mean (1×…: the images together are one style)."""
+        stacked = torch.stack(per_image).detach()
+        context = self.__dict__.get("_context")
+        return stacked if context is not None and context.per_style else stacked.mean(0, keepdim=True)
+
+    @staticmethod
+    def target_of(targets: torch.Tensor, batch: LossBatch) -> torch.Tensor:
+        """The target of each image of ``batch`` from :meth:`style_targets`' result: its style's row (N×…) for a
+        multi-style network, else the one target (1×…, broadcast over the batch)."""
+        if batch.style is None or len(targets) == 1:
+            return targets
+        return targets[batch.style.to(targets.device)]
 
     def forward(self, batch: LossBatch) -> torch.Tensor:
         """Return the unweighted loss of each image in the batch, shape (N,)."""

@@ -72,11 +72,11 @@ class StyleLoss(LossTerm):
     style_taps = output_taps
 
     def set_style(self, style_features: list[Features]) -> None:
-        # Several style images: the target is their mean Gram matrix.
+        # Several style images: the target is their mean Gram matrix (a multi-style network: one per style).
         for layer in self.options.layers:
             tap = Tap(layer, self._network_key())
             grams = [functional.gram_matrix(f[tap]).mean(0) for f in style_features]
-            self.targets[layer] = torch.stack(grams).mean(0, keepdim=True).detach()
+            self.targets[layer] = self.style_targets(grams)
             target = self.targets[layer]
             # the divisor in the reduction's own units: mean (or sum) of the squared target entries
             norm = target.pow(2).mean() if self.options.reduction == "mean" else target.pow(2).sum((1, 2)).mean()
@@ -89,7 +89,7 @@ class StyleLoss(LossTerm):
         total = 0.0
         for layer, w in zip(self.options.layers, weights):
             features = batch.output_features[Tap(layer, self._network_key())]
-            diff = functional.gram_matrix(features) - self.targets[layer].to(batch.output.device)
+            diff = functional.gram_matrix(features) - self.target_of(self.targets[layer], batch).to(batch.output.device)
             squared = diff.pow(2)
             distance = squared.sum((1, 2)) if self.options.reduction == "sum" else squared.mean((1, 2))
             total = total + (w / self.scales[layer]) * distance
