@@ -27,7 +27,7 @@ from torch import nn
 
 from .card import CARD_FILE, METADATA_KEY, card_markdown, card_metadata, card_summary, evaluation_entry
 from .errors import StylekitError
-from .models.transformer import TransformerNet
+from .models.base import TransformerNetwork
 from .session import resolve_model
 
 #: largest allowed |onnxruntime − PyTorch| on the 0–255 scale
@@ -44,18 +44,46 @@ class ExportError(StylekitError):
 class Deployable(nn.Module):
     """The transformer with shape-independent padding: RGB 0–255 N×3×H×W in, same shape out (H, W ≥ 5)."""
 
-    def __init__(self, net: TransformerNet):
+    def __init__(self, net: TransformerNetwork):
         super().__init__()
-        self.down, self.residual, self.up, self.out = net.down, net.residual, net.up, net.out
+        self.net = net
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         h, w = images.shape[2], images.shape[3]
         pad_h = (4 - h % 4) % 4
         pad_w = (4 - w % 4) % 4
         x = F.pad(images / 127.5 - 1.0, [0, pad_w, 0, pad_h], mode="reflect")
-        y = self.out(self.up(self.residual(self.down(x))))
+        y = self.net.export_body(x)
         y = y[:, :, :h, :w]
         return 127.5 * (torch.tanh(y) + 1.0)
+
+
+class ConditionalDeployable(Deployable):
+    """A multi-style network as :class:`Deployable`, with a second input: ``style_weights``, S weights over its
+    styles (one-hot for one style, any mixture to blend), for every image of the batch."""
+
+    def forward(self, images: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
+        with self.net.conditioned(style_weights.reshape(1, -1)):
+            return super().forward(images)
+
+
+def deployable(net: TransformerNetwork) -> Deployable:
+    return ConditionalDeployable(net) if net.styles else Deployable(net)
+
+
+def example_inputs(net: TransformerNetwork, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The inputs an exported ``net`` takes for ``image``: the image, and for a multi-style network a mixture of
+    all its styles (so every style's γ/β takes part in the checks)."""
+    if not net.styles:
+        return (image,)
+    count = len(net.styles)
+    return image, torch.arange(1, count + 1, dtype=torch.float32) / (count * (count + 1) / 2)
+
+
+def run_network(net: TransformerNetwork, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """``net`` (in float32, on the CPU, in eval mode) on :func:`example_inputs`' inputs."""
+    with torch.no_grad():
+        return net.float().cpu().eval()(*inputs)
 
 
 def _example(size: int = 512, seed: int = 0) -> torch.Tensor:
@@ -95,23 +123,37 @@ USAGE = {
 }
 
 
-def usage(format_: str, exported: str | Path) -> str:
-    return USAGE[format_].replace("PATH", repr(Path(exported).name))
+#: what a multi-style network's export takes beside the image
+STYLE_USAGE = {
+    "onnx": " A multi-style network has a second input, `style_weights`: {n} float32 weights over its styles ({names}), "
+            "one-hot to pick one, any mixture summing to 1 to blend.",
+    "torchscript": " A multi-style network takes a second argument: {n} float weights over its styles ({names}), one-hot "
+                   "to pick one, any mixture summing to 1 to blend.",
+    "safetensors": " A multi-style network needs a style: `--style {first}` or `stylize(image, style={first!r})`.",
+}
 
 
-def export_onnx(model: TransformerNet, path: str | Path, *, opset: int = 17, verify_size: int = 512,
+def usage(format_: str, exported: str | Path, styles: list[str] | None = None) -> str:
+    text = USAGE[format_].replace("PATH", repr(Path(exported).name))
+    if styles:
+        text += STYLE_USAGE[format_].format(n=len(styles), names=", ".join(styles), first=styles[0])
+    return text
+
+
+def export_onnx(model: TransformerNetwork, path: str | Path, *, opset: int = 17, verify_size: int = 512,
                 card: dict | None = None) -> float:
     """Write ``path`` (with ``card`` in its ``metadata_props``) and return max |onnxruntime − PyTorch| on a
-    ``verify_size`` image; raise above tolerance."""
+    ``verify_size`` image; raise above tolerance. A multi-style network gets a second input, ``style_weights``."""
     require_onnx()
     path = Path(path)
-    net = Deployable(model.float().cpu().eval()).eval()
+    net = deployable(model.float().cpu().eval()).eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the legacy exporter is chatty (deprecation, instance-norm mode)
-            torch.onnx.export(net, (_example(64),), str(path), dynamo=False, opset_version=opset,
-                              input_names=["image"], output_names=["stylized"],
+            torch.onnx.export(net, example_inputs(model, _example(64)), str(path), dynamo=False,
+                              opset_version=opset, input_names=["image", "style_weights"][:1 + bool(model.styles)],
+                              output_names=["stylized"],
                               dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
                                             "stylized": {0: "batch", 2: "height", 3: "width"}})
     except (ImportError, getattr(torch.onnx, "OnnxExporterError", ImportError)) as exc:
@@ -144,7 +186,7 @@ def read_onnx_card(path: str | Path) -> dict:
     return parse_card(props.get(METADATA_KEY))
 
 
-def verify_onnx(path: str | Path, model: TransformerNet, size: int = 512) -> float:
+def verify_onnx(path: str | Path, model: TransformerNetwork, size: int = 512) -> float:
     try:
         import onnxruntime as ort
     except ImportError as exc:
@@ -152,10 +194,9 @@ def verify_onnx(path: str | Path, model: TransformerNet, size: int = 512) -> flo
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = 0.0
     for h, w in ((size, size), (size - 3, size // 2 + 1)):  # also a size that is not a multiple of 4
-        x = _example(size)[:, :, :h, :w].contiguous()
-        with torch.no_grad():
-            expected = model.float().cpu().eval()(x).numpy()
-        got = session.run(None, {"image": x.numpy()})[0]
+        inputs = example_inputs(model, _example(size)[:, :, :h, :w].contiguous())
+        expected = run_network(model, inputs).numpy()
+        got = session.run(None, dict(zip(("image", "style_weights"), (i.numpy() for i in inputs))))[0]
         if got.shape != expected.shape:
             raise ExportError(f"{path}: ONNX output shape {got.shape} != PyTorch {expected.shape} for {h}×{w} input")
         worst = max(worst, float(abs(got - expected).max()))
@@ -165,30 +206,29 @@ def verify_onnx(path: str | Path, model: TransformerNet, size: int = 512) -> flo
     return worst
 
 
-def export_torchscript(model: TransformerNet, path: str | Path, *, card: dict | None = None) -> float:
+def export_torchscript(model: TransformerNetwork, path: str | Path, *, card: dict | None = None) -> float:
     """Script the model (sizes stay dynamic; ``card`` as extra files ``model_card.json`` and ``MODEL_CARD.md``)
-    and return max |TorchScript − PyTorch| on a small odd-sized image."""
+    and return max |TorchScript − PyTorch| on a small odd-sized image. A multi-style network, whose style is
+    set on its norm layers for each call, is traced instead (checked at another size than traced)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    plain = TransformerNet(model.options, fast=False)
-    plain.load_state_dict(model.state_dict())
-    net = Deployable(plain.float().cpu().eval()).eval()
+    net = deployable(model.float().cpu().eval().plain().eval()).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        scripted = torch.jit.script(net)
-        extra = {f"{METADATA_KEY}.json": json.dumps(card), CARD_FILE: card_markdown(card, usage("torchscript", path))} \
-            if card else {}
+        scripted = torch.jit.trace(net, example_inputs(model, _example(64))) if model.styles else torch.jit.script(net)
+        extra = {f"{METADATA_KEY}.json": json.dumps(card),
+                 CARD_FILE: card_markdown(card, usage("torchscript", path, model.styles))} if card else {}
         torch.jit.save(scripted, str(path), _extra_files=extra)
         loaded = torch.jit.load(str(path))
-    x = _example(96)[:, :, :93, :70].contiguous()
+    inputs = example_inputs(model, _example(96)[:, :, :93, :70].contiguous())
     with torch.no_grad():
-        diff = float((loaded(x) - model(x)).abs().max())
+        diff = float((loaded(*inputs) - run_network(model, inputs)).abs().max())
     if not diff < ONNX_TOLERANCE:
         raise ExportError(f"{path}: TorchScript differs from PyTorch by up to {diff:.3g}")
     return diff
 
 
-def export_safetensors(model: TransformerNet, source: str | Path, path: str | Path, *, half: bool = True,
+def export_safetensors(model: TransformerNetwork, source: str | Path, path: str | Path, *, half: bool = True,
                        card: dict | None = None) -> float:
     """A stylekit model file to share or ship (``stylekit/models/pretrained/``): the checkpoint's weights, in
     float16 when ``half`` (half the size; stylize loads them into float32), with the source file's metadata
@@ -208,9 +248,8 @@ def export_safetensors(model: TransformerNet, source: str | Path, path: str | Pa
     if card:
         metadata.update(card_metadata(card))  # e.g. with the held-out results `export --evaluation` added
     save_file(state, str(path), metadata={**metadata, "stored_dtype": str(dtype).removeprefix("torch.")})
-    x = _example(96)[:, :, :93, :70].contiguous()
-    with torch.no_grad():
-        diff = float((load_model(path)(x) - model(x)).abs().max())
+    inputs = example_inputs(model, _example(96)[:, :, :93, :70].contiguous())
+    diff = float((run_network(load_model(path), inputs) - run_network(model, inputs)).abs().max())
     if not diff < ONNX_TOLERANCE:
         raise ExportError(f"{path}: the {dtype} copy differs from the checkpoint by up to {diff:.3g} (0–255 scale); "
                           "export without --half")
@@ -222,7 +261,8 @@ def write_card(card: dict, exported: str | Path, format_: str) -> Path:
     ``NAME.md`` for a safetensors model file, so several can share a folder (``stylekit/models/pretrained/``)."""
     exported = Path(exported)
     out = exported.parent / (f"{exported.stem}.md" if format_ == "safetensors" else CARD_FILE)
-    out.write_text(card_markdown(card, usage(format_, exported)), encoding="utf-8")
+    styles = [entry["style"] for entry in card.get("style") or [] if entry.get("style")]
+    out.write_text(card_markdown(card, usage(format_, exported, styles)), encoding="utf-8")
     return out
 
 

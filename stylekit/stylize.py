@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 
 from .data import list_images, load_rgb, to_array, to_image, to_tensor
 from .errors import StylekitError
-from .models.transformer import TransformerNet
+from .models.conditional import StyleError, StyleSpec
 from .pngstream import PngWriter
 from .hardware import autocast, pick_device, pick_precision
 from .tiling import AUTO_TILE_PIXELS, stylize_tiled, tiled_bands
@@ -106,9 +108,75 @@ def _check_output_suffix(source: Path, out: Path) -> None:
                             ".tif (or give a folder)")
 
 
-def _runner(model: TransformerNet, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
+# -- what runs: a network with its style, strength and colors -------------------------------------------------
+
+def blend(content: torch.Tensor, styled: torch.Tensor, strength: float) -> torch.Tensor:
+    """``content + strength·(styled − content)``, clamped to [0, 255]: 0 gives the photo, 1 the stylized image."""
+    return (content + strength * (styled - content)).clamp(0, 255) if strength < 1.0 else styled.clamp(0, 255)
+
+
+#: ITU-R BT.601 luma weights of R, G, B (the Y of JPEG's YCbCr)
+LUMA = (0.299, 0.587, 0.114)
+
+
+def keep_colors(content: torch.Tensor, styled: torch.Tensor) -> torch.Tensor:
+    """The stylized image's brightness with the photo's colors: in YCbCr, the stylized Y with the photo's Cb and
+    Cr, i.e. the photo shifted by the change in Y (RGB = Y + a function of Cb, Cr only)."""
+    luma = content.new_tensor(LUMA).view(1, 3, 1, 1)
+    change = ((styled.float() - content.float()) * luma).sum(1, keepdim=True)
+    return content.float() + change
+
+
+class Adjusted(nn.Module):
+    """A network's result with the photo's colors (``preserve_color``) and blended with the photo (``strength``),
+    per pixel, so tiles and video frames are adjusted alike."""
+
+    def __init__(self, net: nn.Module, strength: float = 1.0, preserve_color: bool = False):
+        super().__init__()
+        self.net, self.strength, self.preserve_color = net, strength, preserve_color
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        styled = self.net(images)
+        if self.preserve_color:
+            styled = keep_colors(images, styled)
+        return blend(images.float(), styled.float(), self.strength)
+
+
+def stylization(model: nn.Module, style: StyleSpec | None = None, *, strength: float = 1.0,
+                preserve_color: bool = False) -> nn.Module:
+    """``model`` as ``stylekit stylize`` and :meth:`Stylizer.stylize` run it: a multi-style network conditioned
+    on ``style`` (a name, an index or a mixture), with the photo's colors when ``preserve_color``, blended with
+    the photo by ``strength`` (0: the photo, 1: fully stylized). Images in, images out."""
+    if not 0.0 <= strength <= 1.0:
+        raise StyleError(f"strength {strength}: give a value from 0 (the photo) to 1 (fully stylized)")
+    if getattr(model, "styles", None):
+        model = model.styled(style)
+    elif style is not None:
+        raise StyleError(f"style {style!r}: this model was trained for one style; a style is chosen only for "
+                         "multi-style models (`stylekit models` lists their styles)")
+    return Adjusted(model, strength, preserve_color) if strength < 1.0 or preserve_color else model
+
+
+def style_label(style: StyleSpec | None) -> str:
+    """A short file-name part for a style choice: ``udnie``, ``wave0.6-udnie0.4`` (empty for none)."""
+    if style is None:
+        return ""
+    if isinstance(style, Mapping):
+        text = "-".join(f"{name}{weight:g}" for name, weight in style.items())
+    else:
+        text = str(style).replace("=", "").replace(",", "-")
+    return re.sub(r"[^\w.+-]", "_", text)[:60]
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    """Where ``model`` computes: its parameters' device (a network run by another runtime: the CPU)."""
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _runner(model: nn.Module, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
     """N×3×h×w → N×3×h×w for any h, w ≥ 1: inputs below :data:`MIN_SIDE` are edge-padded, then cropped back."""
-    device = next(model.parameters()).device
+    device = _device_of(model)
 
     @torch.no_grad()
     def run(batch: torch.Tensor) -> torch.Tensor:
@@ -129,7 +197,7 @@ def _tile_for(h: int, w: int, tile: int | None) -> int:
 
 
 @torch.no_grad()
-def stylize_tensor(model: TransformerNet, image: torch.Tensor, *, dtype: torch.dtype = torch.float32,
+def stylize_tensor(model: nn.Module, image: torch.Tensor, *, dtype: torch.dtype = torch.float32,
                    tile: int | None = None, overlap: int = 64) -> torch.Tensor:
     """1×3×H×W in [0, 255] (any H, W ≥ 1) → same shape, stylized, on the CPU.
 
@@ -143,7 +211,7 @@ def stylize_tensor(model: TransformerNet, image: torch.Tensor, *, dtype: torch.d
     return run(image).cpu()
 
 
-def stylize_image(model: TransformerNet, image: Image.Image, *, dtype: torch.dtype = torch.float32,
+def stylize_image(model: nn.Module, image: Image.Image, *, dtype: torch.dtype = torch.float32,
                   tile: int | None = None, overlap: int = 64) -> Image.Image:
     """A PIL RGB image → the stylized PIL image. Tiled, the result is assembled from finished rows of tiles
     straight into the 8-bit output, so beyond the network's memory a huge image costs its input and output
@@ -157,7 +225,7 @@ def stylize_image(model: TransformerNet, image: Image.Image, *, dtype: torch.dty
     return result
 
 
-def save_stylized(model: TransformerNet, image: Image.Image, target: Path, *, dtype: torch.dtype = torch.float32,
+def save_stylized(model: nn.Module, image: Image.Image, target: Path, *, dtype: torch.dtype = torch.float32,
                   tile: int | None = None, overlap: int = 64) -> None:
     """Stylize ``image`` into the file ``target``. A tiled image bound for a PNG streams to the encoder a row of
     tiles at a time (:class:`~stylekit.pngstream.PngWriter`), so beyond the network it costs its input (4 bytes
@@ -172,7 +240,7 @@ def save_stylized(model: TransformerNet, image: Image.Image, target: Path, *, dt
                 png.write(to_array(band[0, :, top:top + 64]))
 
 
-def _bands(model: TransformerNet, image: Image.Image, dtype: torch.dtype, tile: int | None, overlap: int):
+def _bands(model: nn.Module, image: Image.Image, dtype: torch.dtype, tile: int | None, overlap: int):
     """(top, 1×3×rows×W band) of the tiled result of a PIL image, top to bottom (:func:`tiled_bands`)."""
     w, h = image.size
     tile = _tile_for(h, w, tile)
@@ -183,7 +251,24 @@ def _bands(model: TransformerNet, image: Image.Image, dtype: torch.dtype, tile: 
     return tiled_bands(_runner(model, dtype), read, h, w, tile, min(overlap, tile // 2 - 1))
 
 
-def stylize_files(model: TransformerNet, files: list[Path], out: Path | None, *, max_size: int | None = None,
+def style_sheet(model: nn.Module, image: Image.Image, *, dtype: torch.dtype = torch.float32, columns: int = 4,
+                cell: int = 384, tile: int | None = None) -> Image.Image:
+    """Every style of ``model`` on one photo, ``columns`` to a row: the photo, then each style, captioned with its
+    name (a single-style model: its one look), as ``stylekit sheet`` writes it."""
+    from .viz import image_grid
+
+    content = to_tensor(image)[None]
+    names = list(getattr(model, "styles", None) or [])
+    looks = [("photo", content[0])]
+    for name in names or [None]:
+        net = stylization(model, name)
+        looks.append((name or "stylized", stylize_tensor(net, content, dtype=dtype, tile=tile)[0]))
+    rows = [looks[i:i + columns] for i in range(0, len(looks), columns)]
+    return image_grid([[look for _, look in row] for row in rows], captions=[[name for name, _ in row] for row in rows],
+                      cell=cell)
+
+
+def stylize_files(model: nn.Module, files: list[Path], out: Path | None, *, max_size: int | None = None,
                   device: str = "auto", precision: str = "auto", tile: int | None = None, overlap: int = 64,
                   batch: int = 4, label: str = "stylized", on_error=None, on_done=None, on_warning=None,
                   on_frames=None) -> list[Path]:

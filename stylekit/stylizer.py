@@ -19,8 +19,11 @@ from torch import nn
 from .checkpoint import load_model, read_card
 from .errors import ImageInputError
 from .hardware import check_precision, pick_device, pick_precision
-from .models.transformer import TransformerNet
-from .stylize import stylize_tensor
+from .models.base import TransformerNetwork
+from .models.conditional import StyleSpec
+from .stylize import blend, stylization, stylize_tensor
+
+__all__ = ["ImageLike", "Stylizer", "blend"]
 
 ImageLike = TypeVar("ImageLike", Image.Image, np.ndarray, torch.Tensor)
 
@@ -29,10 +32,11 @@ class Stylizer(nn.Module):
     """A trained style network, ready for images of any kind and size (what :func:`load` returns).
 
     Calling it (``forward``) is the raw network: N×3×H×W float in [0, 255] → the same shape, with
-    gradients, for use inside other PyTorch code. :meth:`stylize` is the convenient, no-gradient entry.
+    gradients, for use inside other PyTorch code (a multi-style network also takes ``style``).
+    :meth:`stylize` is the convenient, no-gradient entry; :attr:`styles` lists a multi-style network's styles.
     """
 
-    def __init__(self, net: TransformerNet, source: str = "", card: dict | None = None):
+    def __init__(self, net: TransformerNetwork, source: str = "", card: dict | None = None):
         super().__init__()
         self.net = net
         #: where the weights came from (a file path), for display
@@ -48,36 +52,41 @@ class Stylizer(nn.Module):
         eval mode on ``device`` (``"auto"``: CUDA, else MPS, else the CPU)."""
         return cls(load_model(file), source=str(file), card=read_card(file)).to(pick_device(str(device)))
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images)
+    def forward(self, images: torch.Tensor, style: StyleSpec | None = None) -> torch.Tensor:
+        return self.net(images, style) if self.styles else self.net(images)
+
+    @property
+    def styles(self) -> list[str]:
+        """The styles of a multi-style network, in order (``stylize(image, style=NAME)``); [] for a single style."""
+        return list(self.net.styles)
 
     @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
     @torch.no_grad()
-    def stylize(self, image: ImageLike, *, strength: float = 1.0, precision: str = "auto", tile: int | None = None,
+    def stylize(self, image: ImageLike, *, style: StyleSpec | None = None, strength: float = 1.0,
+                preserve_color: bool = False, precision: str = "auto", tile: int | None = None,
                 overlap: int = 64) -> ImageLike:
         """Stylize a PIL image, a numpy H×W×3 uint8 array or a float tensor (3×H×W or N×3×H×W, 0–255).
 
         Returns the same kind: PIL RGB, numpy H×W×3 uint8, or a tensor of the input's shape, dtype and device.
-        ``strength`` blends with the content (0: the photo, 1: fully stylized). ``precision``: ``"auto"``
+        ``style`` (multi-style networks, see :attr:`styles`): a name (``"udnie"``), an index, or a blend
+        (``{"wave": 0.6, "udnie": 0.4}`` or ``"wave=0.6,udnie=0.4"``; weights are rescaled to sum to 1).
+        ``strength`` blends with the content (0: the photo, 1: fully stylized); ``preserve_color`` keeps the
+        photo's colors (the stylized brightness with the photo's YCbCr chroma). ``precision``: ``"auto"``
         (fp16 on CUDA, bf16 on CPUs with bf16 units, else fp32), ``"fp32"``, ``"fp16"`` or ``"bf16"``.
         ``tile``: None tiles above ~4 megapixels (512 px tiles), 0 never; see ``stylekit stylize --tile``.
         """
         if not 0.0 <= strength <= 1.0:
             raise ImageInputError(f"strength={strength}: give a value from 0 (the photo) to 1 (fully stylized)")
         check_precision(precision, "precision=", ImageInputError)
+        net = stylization(self.net, style, strength=strength, preserve_color=preserve_color)
         batch, restore = _as_batch(image)
         dtype = pick_precision(precision, self.device, inference=True)
-        styled = torch.cat([stylize_tensor(self.net, item[None], dtype=dtype, tile=tile, overlap=overlap)
+        styled = torch.cat([stylize_tensor(net, item[None], dtype=dtype, tile=tile, overlap=overlap)
                             for item in batch])
-        return restore(blend(batch, styled, strength))
-
-
-def blend(content: torch.Tensor, styled: torch.Tensor, strength: float) -> torch.Tensor:
-    """``content + strength·(styled − content)``, clamped to [0, 255]: 0 gives the photo, 1 the stylized image."""
-    return (content + strength * (styled - content)).clamp(0, 255) if strength < 1.0 else styled.clamp(0, 255)
+        return restore(styled.clamp(0, 255))
 
 
 def _as_batch(image):

@@ -20,16 +20,19 @@ def _font(size: int = 14):
 
 
 def image_grid(rows: Sequence[Sequence[torch.Tensor | Image.Image]], column_titles: Sequence[str] = (),
-               row_titles: Sequence[str] = (), title: str = "", cell: int = 192, pad: int = 4) -> Image.Image:
+               row_titles: Sequence[str] = (), title: str = "", cell: int = 192, pad: int = 4,
+               captions: Sequence[Sequence[str]] = ()) -> Image.Image:
     """Rows of images (tensors in [0, 255] or PIL), each scaled to fill a ``cell``-wide column (small
     images are enlarged, so a 128-px training sample is as easy to look at as a large one); a row is as
-    tall as its tallest image, so landscape rows leave no empty bands."""
+    tall as its tallest image, so landscape rows leave no empty bands. ``captions``: a text above each image
+    (rows of them, like ``rows``)."""
     font = _font(14)
     n_cols = max(len(r) for r in rows)
     label_w = 140 if row_titles else 0
     header = (22 if title else 0) + (20 if column_titles else 0)
+    caption_h = 20 if captions else 0
     images = [[_fit(_as_image(item), cell) for item in row] for row in rows]
-    heights = [max([img.height for img in row] + [cell // 4]) for row in images]
+    heights = [max([img.height for img in row] + [cell // 4]) + caption_h for row in images]
     width = label_w + n_cols * (cell + pad) + pad
     height = header + sum(h + pad for h in heights) + pad
     canvas = Image.new("RGB", (width, height), "white")
@@ -46,7 +49,9 @@ def image_grid(rows: Sequence[Sequence[torch.Tensor | Image.Image]], column_titl
             draw.multiline_text((pad, y + 4), _wrap(row_titles[r], 18), fill="black", font=font)
         for c, img in enumerate(row):
             x = label_w + pad + c * (cell + pad)
-            canvas.paste(img, (x + (cell - img.width) // 2, y + (row_h - img.height) // 2))
+            if r < len(captions) and c < len(captions[r]):
+                draw.text((x, y + 2), captions[r][c], fill="black", font=font)
+            canvas.paste(img, (x + (cell - img.width) // 2, y + caption_h + (row_h - caption_h - img.height) // 2))
         y += row_h + pad
     return canvas
 

@@ -41,7 +41,11 @@ def models(pattern: str = typer.Argument("*", help="Shell-style filter on the na
         table.add_row("loss terms", printable(terms or "not recorded"))
         table.add_row("trained", printable(f"{training.get('steps')} steps, {training.get('image_size')} px, "
                                            f"backbone {training.get('backbone')}" if training else "not recorded"))
-        table.add_row("style", printable(style or "not recorded"))
+        styles = [s["style"] for s in card.get("style") or [] if s.get("style")]
+        if styles:  # a multi-style network: what --style takes
+            table.add_row("styles", printable(f"{', '.join(styles)} (--style NAME, or a blend: --style "
+                                              f"{styles[0]}=0.5,{styles[-1]}=0.5)"))
+        table.add_row("style" + ("s" if len(card.get("style") or []) > 1 else ""), printable(style or "not recorded"))
         table.add_row("held-out", printable(results or "—"))
         table.add_section()
     console.print(table)
