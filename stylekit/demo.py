@@ -1,7 +1,9 @@
 """``stylekit demo``: try trained models in the browser (a Gradio app; ``pip install "stylekit[demo]"``).
 
 A photo (upload, webcam or clipboard) → the stylized picture, with a model picker over the runs in a folder
-and the models shipped with stylekit, a strength slider that blends with the photo, and a PNG download.
+and the models shipped with stylekit, a strength slider that blends with the photo, and a PNG download. A
+multi-style model adds its style list, a second style to blend with and a blend slider (its γ/β mixed, as
+``--style a=0.6,b=0.4``).
 The app is for a trusted local network: it binds to 127.0.0.1 unless told otherwise, never opens a share
 link and sends no analytics (Gradio's telemetry and version check are off).
 
@@ -106,12 +108,19 @@ class DemoEngine:
             self._models[file] = load(file, device=self.device)
         return self._models[file]
 
-    def stylize(self, photo: str | os.PathLike, source: str, strength: float) -> tuple[np.ndarray, Path]:
-        """The photo file (as the browser sent it) → (stylized H×W×3 uint8, a PNG of it to download)."""
+    def styles(self, source: str) -> list[str]:
+        """The styles of a multi-style model ([] for a single-style one)."""
         with self._lock:
-            return self._stylize(photo, source, strength)
+            return self.model(source).styles
 
-    def _stylize(self, photo, source: str, strength: float) -> tuple[np.ndarray, Path]:
+    def stylize(self, photo: str | os.PathLike, source: str, strength: float,
+                style: dict[str, float] | None = None) -> tuple[np.ndarray, Path]:
+        """The photo file (as the browser sent it) → (stylized H×W×3 uint8, a PNG of it to download); ``style``: a
+        multi-style model's style mixture ({name: weight}; None: its first style)."""
+        with self._lock:
+            return self._stylize(photo, source, strength, style)
+
+    def _stylize(self, photo, source: str, strength: float, style: dict[str, float] | None) -> tuple[np.ndarray, Path]:
         from PIL import Image, ImageOps
 
         from .data import describe_unreadable, load_rgb, to_tensor
@@ -124,10 +133,12 @@ class DemoEngine:
             image = ImageOps.contain(image, (self.max_size, self.max_size), Image.Resampling.LANCZOS)
         content = to_tensor(image)[None]
         model = self.model(source)
-        key = (model.source, hashlib.sha1(content.numpy().tobytes()).hexdigest(), tuple(content.shape))
+        style = (style or {model.styles[0]: 1.0}) if model.styles else None
+        key = (model.source, tuple(sorted((style or {}).items())), hashlib.sha1(content.numpy().tobytes()).hexdigest(),
+               tuple(content.shape))
         styled = self._results.get(key)
         if styled is None:
-            styled = model.stylize(content)
+            styled = model.stylize(content, style=style)
             self._results[key] = styled
             while len(self._results) > RESULT_CACHE:
                 self._results.popitem(last=False)
@@ -159,24 +170,56 @@ def _gradio():
     return gradio
 
 
+def mixture(style: str | None, blend_with: str | None, blend: float) -> dict[str, float] | None:
+    """The demo's style controls as a mixture: ``style`` alone, or ``blend`` of ``blend_with`` and the rest of
+    ``style`` (None: no style chosen, a single-style model)."""
+    if not style:
+        return None
+    if not blend_with or blend_with == NO_BLEND or blend_with == style or blend <= 0:
+        return {style: 1.0}
+    if blend >= 1:
+        return {blend_with: 1.0}
+    return {style: round(1.0 - blend, 6), blend_with: round(blend, 6)}
+
+
+#: the "blend with" choice that blends nothing
+NO_BLEND = "(none)"
+
+
 def build_app(choices: list[Choice], engine: DemoEngine, *, refresh: Callable[[], list[Choice]] | None = None):
-    """The Gradio Blocks app. Its API endpoint ``/stylize`` takes (photo file, model source, strength) and
-    returns (stylized image, PNG file), which is what the tests call through ``gradio_client``."""
+    """The Gradio Blocks app. Its API endpoint ``/stylize`` takes (photo file, model source, strength, style,
+    style to blend with, blend) and returns (stylized image, PNG file), which is what the tests call through
+    ``gradio_client``; the style inputs matter only for a multi-style model."""
     gr = _gradio()
 
-    def run(photo: str | None, source: str | None, strength: float) -> tuple[Any, Any]:
+    def run(photo: str | None, source: str | None, strength: float, style: str | None = None,
+            blend_with: str | None = None, blend: float = 0.0) -> tuple[Any, Any]:
         if photo is None:
             raise gr.Error("Upload a photo, paste one or take one with the webcam first.")
         if not source:
             raise gr.Error("Pick a model first.")
         try:
-            picture, path = engine.stylize(photo, source, float(strength))
+            picture, path = engine.stylize(photo, source, float(strength), mixture(style, blend_with, float(blend)))
         except StylekitError as exc:  # the user's to fix: said in the page, not as a traceback in the log
             raise gr.Error(str(exc), print_exception=False) from exc
         return picture, str(path)
 
-    def run_if_ready(photo, source, strength):
-        return run(photo, source, strength) if photo is not None and source else (None, None)
+    def run_if_ready(photo, source, strength, style, blend_with, blend):
+        ready = photo is not None and source
+        return run(photo, source, strength, style, blend_with, blend) if ready else (None, None)
+
+    def styles_of(source: str | None) -> list[str]:
+        try:
+            return engine.styles(source) if source else []
+        except StylekitError:  # said when stylizing
+            return []
+
+    def style_controls(source: str | None):
+        """The style list, the style to blend with and the blend slider for ``source`` (hidden: one style)."""
+        styles = styles_of(source)
+        return (gr.Dropdown(choices=styles, value=styles[0] if styles else None, visible=bool(styles)),
+                gr.Dropdown(choices=[NO_BLEND, *styles], value=NO_BLEND, visible=bool(styles)),
+                gr.Slider(value=0.0, visible=bool(styles)))
 
     def rescan():
         fresh = refresh() if refresh else choices
@@ -193,6 +236,15 @@ def build_app(choices: list[Choice], engine: DemoEngine, *, refresh: Callable[[]
             rescan_button = gr.Button("Rescan runs", scale=1, size="sm")
             strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Strength", scale=3,
                                  info="0: the photo, 1: fully stylized")
+        first = styles_of(choices[0].source if choices else None)
+        with gr.Row(equal_height=True):
+            style = gr.Dropdown(choices=first, value=first[0] if first else None, visible=bool(first), label="Style",
+                                scale=3, elem_id="style", info="This model's styles")
+            blend_with = gr.Dropdown(choices=[NO_BLEND, *first], value=NO_BLEND, visible=bool(first),
+                                     label="Blend with", scale=3, elem_id="blend-with",
+                                     info="A second style, mixed in by the blend slider")
+            blend = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Blend", scale=3, visible=bool(first),
+                              elem_id="blend", info="0: the first style only, 1: the second only")
         with gr.Row():
             photo = _readable_uploads(gr, gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"],
                                                    label="Photo", elem_id="photo"))
@@ -201,10 +253,12 @@ def build_app(choices: list[Choice], engine: DemoEngine, *, refresh: Callable[[]
         with gr.Row():
             button = gr.Button("Stylize", variant="primary", elem_id="stylize")
             download = gr.DownloadButton("Download PNG", elem_id="download")
-        inputs, outputs = [photo, model, strength], [result, download]
+        inputs, outputs = [photo, model, strength, style, blend_with, blend], [result, download]
         button.click(run, inputs, outputs, api_name="stylize")
-        gr.on([photo.change, model.change, strength.release], run_if_ready, inputs, outputs,
-              api_visibility="private", trigger_mode="always_last")
+        gr.on([photo.change, strength.release, style.input, blend_with.input, blend.release], run_if_ready, inputs,
+              outputs, api_visibility="private", trigger_mode="always_last")
+        model.change(style_controls, model, [style, blend_with, blend], api_visibility="private").then(
+            run_if_ready, inputs, outputs, api_visibility="private")
         rescan_button.click(rescan, None, model, api_visibility="private")
     return app
 

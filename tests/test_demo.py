@@ -245,3 +245,112 @@ def test_browser_upload_of_a_non_image_shows_one_sentence(server, tmp_path, not_
         assert "notes.png: not an image Pillow can read" in shown and "preprocess" not in shown
     finally:
         driver.quit()
+
+
+# -- a multi-style model: its style list and the blend slider ---------------------------------------------------
+
+def tiny_multi_net(seed: int = 0):
+    from stylekit.models.conditional import ConditionalNet
+
+    torch.manual_seed(seed)
+    net = ConditionalNet({"channels": 4, "residual_blocks": 1, "styles": ["wave", "udnie", "scream"]})
+    for parameter in net.style_parameters():  # styles that differ visibly
+        parameter.data += torch.randn_like(parameter)
+    return net
+
+
+@pytest.fixture
+def multi_server(workspace, tmp_path, monkeypatch):
+    """The demo with a shipped three-style model preselected: yields (url, photo)."""
+    pytest.importorskip("gradio", reason='the demo needs Gradio: pip install "stylekit[demo]"')
+    from stylekit.demo import DemoEngine, build_app, model_choices, serve
+
+    (tmp_path / "shipped").mkdir()
+    save_model(tiny_multi_net(), tmp_path / "shipped" / "multi.safetensors")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    engine = DemoEngine(device="cpu", output_dir=tmp_path / "outputs")
+    demo_app = build_app(model_choices(shipped="multi"), engine)
+    url = serve(demo_app, port=free_port(), block=False)
+    yield url, workspace
+    demo_app.close()
+    engine.close()
+
+
+def blended(photo: Path, style) -> np.ndarray:
+    return np.asarray(stylekit.load("multi").stylize(Image.open(photo), style=style), dtype=np.int16)
+
+
+def test_blend_controls_make_the_mixture_the_python_api_takes():
+    from stylekit.demo import NO_BLEND, mixture
+
+    assert mixture(None, None, 0.5) is None  # a single-style model
+    assert mixture("wave", NO_BLEND, 0.7) == {"wave": 1.0} == mixture("wave", "udnie", 0.0)
+    assert mixture("wave", "udnie", 0.4) == {"wave": 0.6, "udnie": 0.4}
+    assert mixture("wave", "udnie", 1.0) == {"udnie": 1.0} and mixture("wave", "wave", 0.5) == {"wave": 1.0}
+
+
+@pytest.mark.loopback
+@GRADIO_WARNINGS
+def test_client_picks_and_blends_the_styles_of_a_multi_style_model(multi_server, tmp_path):
+    from gradio_client import Client, handle_file
+
+    url, photo = multi_server
+    client = Client(url, analytics_enabled=False, verbose=False, download_files=str(tmp_path / "client"))
+
+    def shown(*style_inputs):
+        picture, _ = client.predict(handle_file(str(photo)), "multi", 1.0, *style_inputs, api_name="/stylize")
+        return np.asarray(Image.open(picture).convert("RGB"), dtype=np.int16)
+
+    udnie = shown("udnie", "(none)", 0.0)
+    assert np.abs(udnie - blended(photo, "udnie")).max() <= 1
+    mixed = shown("wave", "udnie", 0.4)
+    assert np.abs(mixed - blended(photo, {"wave": 0.6, "udnie": 0.4})).max() <= 1
+    assert np.abs(mixed - udnie).mean() > 1 and np.abs(mixed - blended(photo, "wave")).mean() > 1
+
+
+@pytest.mark.loopback
+@GRADIO_WARNINGS
+def test_browser_lists_the_styles_and_blends_two_with_the_slider(multi_server, tmp_path):
+    """Headless Chromium: the style list shows the model's styles; pick a second style, move the blend slider to
+    0.4, stylize: the page shows the Python API's blend of the two."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, photo = multi_server
+    driver = chromium(tmp_path)
+    try:
+        driver.get(url)
+        wait = WebDriverWait(driver, 60)
+        style_input = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "#style input")))
+        assert style_input.get_attribute("value") == "wave"
+        style_input.click()  # the list of the model's styles opens
+        listed = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#style li[role=option]") or False)
+        assert [option.get_attribute("aria-label") for option in listed] == ["wave", "udnie", "scream"]
+        style_input.send_keys(Keys.ESCAPE)
+        second = driver.find_element(By.CSS_SELECTOR, "#blend-with input")
+        second.click()
+        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "#blend-with li[aria-label=udnie]"))).click()
+        assert wait.until(lambda d: second.get_attribute("value") == "udnie")
+        amount = driver.find_element(By.CSS_SELECTOR, "#blend input[type=number]")
+        amount.send_keys(Keys.CONTROL, "a")
+        amount.send_keys("0.4", Keys.TAB)
+        assert wait.until(lambda d: driver.find_element(By.CSS_SELECTOR, "#blend input[type=range]")
+                          .get_attribute("value") == "0.4")
+        driver.find_element(By.CSS_SELECTOR, "#photo input[type=file]").send_keys(str(photo))
+        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "#stylize"))).click()
+        expected_picture = blended(photo, {"wave": 0.6, "udnie": 0.4})
+
+        def shows_the_blend(d):
+            src = d.find_element(By.CSS_SELECTOR, "#result img").get_attribute("src") if \
+                d.find_elements(By.CSS_SELECTOR, "#result img") else None
+            if not src:
+                return False
+            with urllib.request.urlopen(src, timeout=30) as response:
+                picture = np.asarray(Image.open(response).convert("RGB"), dtype=np.int16)
+            return picture.shape == expected_picture.shape and np.abs(picture - expected_picture).max() <= 1
+
+        assert wait.until(shows_the_blend)
+    finally:
+        driver.quit()
