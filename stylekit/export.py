@@ -256,12 +256,12 @@ def export_safetensors(model: TransformerNetwork, source: str | Path, path: str 
     return diff
 
 
-def write_card(card: dict, exported: str | Path, format_: str) -> Path:
+def write_card(card: dict, exported: str | Path, format_: str, styles: list[str] | None = None) -> Path:
     """``MODEL_CARD.md`` beside the exported file (what it is, its style's license, how it was trained, how to run it);
     ``NAME.md`` for a safetensors model file, so several can share a folder (``stylekit/models/pretrained/``)."""
     exported = Path(exported)
     out = exported.parent / (f"{exported.stem}.md" if format_ == "safetensors" else CARD_FILE)
-    styles = [entry["style"] for entry in card.get("style") or [] if entry.get("style")]
+    styles = styles or [entry["style"] for entry in card.get("style") or [] if entry.get("style")]
     out.write_text(card_markdown(card, usage(format_, exported, styles)), encoding="utf-8")
     return out
 

@@ -99,7 +99,7 @@ def export(
         diff = export_torchscript(model, output, card=card)
         console.print(f"{output}: TorchScript (loads with torch.jit.load, no stylekit needed); "
                       f"max abs difference {diff:.3g}")
-    card_file = write_card(card, output, format_)
+    card_file = write_card(card, output, format_, model.styles)
     console.print(f"{card_file}: model card" + ("" if card else " (none recorded: a checkpoint from before model "
                                                                  "cards, so it says only how to run the file)"))
 
