@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .functional import IMAGENET_MEAN, IMAGENET_STD
-from .models.transformer import TransformerNet
+from .models.base import TransformerNetwork
 
 #: dense peak TFLOP/s by device-name fragment: (bf16/fp16 tensor cores, TF32 tensor cores, plain fp32)
 DEVICE_PEAKS = {
@@ -272,7 +272,8 @@ def run_training_bench(raw: dict, *, steps: int = 10, rounds: int = 3, warmup: i
         trainer.build()
     device, batch, size = trainer.device, recipe.schedule.batch_size, recipe.data.image_size
     style_weight = float(recipe.losses.get("style", {}).get("weight", 5.0))
-    reference_net = ReferenceTransformerNet(recipe.model.channels, recipe.model.residual_blocks)
+    options = recipe.options_at("model")  # the baseline is Johnson's network at this width and depth
+    reference_net = ReferenceTransformerNet(getattr(options, "channels", 32), getattr(options, "residual_blocks", 5))
     backbone = trainer.perception.network("backbone")
     features = getattr(backbone, "features", None)
     if features is None:
@@ -335,14 +336,17 @@ def run_training_bench(raw: dict, *, steps: int = 10, rounds: int = 3, warmup: i
     return out
 
 
-def run_stylize_bench(model: TransformerNet, device: torch.device, dtype: torch.dtype, *,
+def run_stylize_bench(model: TransformerNetwork, device: torch.device, dtype: torch.dtype, *,
                       sizes: dict[str, tuple[int, int]] | None = None, repeats: int = 3,
                       channels_last: bool = False) -> dict[str, Any]:
-    """Megapixels per second of inference at 512² and 1080p (one image at a time)."""
+    """Megapixels per second of inference at 512² and 1080p (one image at a time; a multi-style network in its
+    first style)."""
     from .hardware import autocast
+    from .stylize import stylization
 
     sizes = sizes or {"512px": (512, 512), "1080p": (1080, 1920)}
-    model = model.to(device).eval()
+    network = model.to(device).eval()
+    model = stylization(network, network.styles[0] if network.styles else None)
     out = {}
     for label, (h, w) in sizes.items():
         x = torch.rand(1, 3, h, w, device=device) * 255
@@ -357,7 +361,7 @@ def run_stylize_bench(model: TransformerNet, device: torch.device, dtype: torch.
         seconds, peak = _timed(run, repeats, device)
         out[label] = {"height": h, "width": w, "seconds_per_image": seconds / repeats,
                       "megapixels_per_s": h * w * repeats / seconds / 1e6, "peak_memory_mb": peak}
-    model.train()
+    network.train()
     return out
 
 

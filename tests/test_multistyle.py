@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 import stylekit
 from stylekit import session
+from stylekit.card import card_markdown
 from stylekit.checkpoint import load_model, save_model
 from stylekit.config import deep_merge
 from stylekit.cli import app
@@ -110,6 +111,8 @@ def test_a_multi_style_run_trains_resumes_bit_for_bit_and_says_so_in_its_card(tm
     card = json.loads((RunDir(run.path).latest_checkpoint() / "meta.json").read_text())["card"]
     assert [(s["style"], s["license"], s["attribution"]) for s in card["style"]] == [
         ("wave", "public domain", "Hokusai"), ("udnie", "public domain", "Picabia"), ("scream", "public domain", "Munch")]
+    markdown = card_markdown(card)
+    assert "One network for 3 styles" in markdown and "| udnie | udnie.jpg |" in markdown
     samples = sorted((run.path / "samples").glob("*.png"))
     assert Image.open(samples[-1]).width > 4 * 256  # content + a column per style
     assert stylekit.load(run.path).card["style"][1]["style"] == "udnie"

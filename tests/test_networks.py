@@ -139,7 +139,7 @@ def test_lite_is_depthwise_separable_and_much_smaller():
     lite, half = LiteNet(), TransformerNet({"channels": 16})
     depthwise = [m for m in lite.residual.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
     assert len(depthwise) == 2 * 5 and all(m.groups == m.in_channels == 64 for m in depthwise)
-    assert [m.out_channels for m in lite.up.modules() if isinstance(m, nn.Conv2d)] == [16, 8]
+    assert [m.out_channels for m in lite.up.modules() if isinstance(m, nn.Conv2d)] == [16, 4]
     count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
     assert count(lite) < count(half) / 4
 

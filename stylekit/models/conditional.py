@@ -30,6 +30,7 @@ from typing import Iterator, Mapping, Union
 
 import torch
 from pydantic import BaseModel, Field, field_validator
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import StylekitError
@@ -71,6 +72,8 @@ class ConditionalNorm(nn.Module):
             raise StyleError("this multi-style network needs a style: call it as net(images, style)")
         weights = self.mix.to(self.gamma.dtype).unsqueeze(-1)  # N×S×1; elementwise, so no autocast rounding
         gamma, beta = (weights * self.gamma).sum(1), (weights * self.beta).sum(1)
+        if len(gamma) == 1 and type(self.norm) is nn.InstanceNorm2d:  # one style for all: instance norm's own affine
+            return F.instance_norm(x, weight=gamma[0], bias=beta[0], eps=self.norm.eps)
         return self.norm(x) * gamma[:, :, None, None] + beta[:, :, None, None]
 
 

