@@ -12,6 +12,7 @@ is installed. A field without a description is an error: the reference would hav
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import typing
@@ -148,7 +149,7 @@ def render_recipe_reference(registry=None) -> str:
            "## Top level\n\n", fields_table(Recipe), "\n"]
     for name, model in _recipe_sections():
         out += [f"## `{name}`\n\n<a id=\"{model.__name__.lower()}\"></a>\n\n",
-                f"{(model.__doc__ or '').strip()}\n\n" if model.__doc__ and "Usage docs" not in model.__doc__ else "",
+                f"{inspect.cleandoc(model.__doc__ or '')}\n\n" if model.__doc__ and "Usage docs" not in model.__doc__ else "",
                 fields_table(model), "\n"]
     out.append("## Components\n\nThe built-in components and their options. Installed plugins add their own: "
                "`stylekit plugins` lists everything registered in your environment.\n\n")
