@@ -63,6 +63,10 @@ def test_arms_expand_to_their_own_settings_and_seeds(recipe_file):
     assert all("tv" not in r.config["losses"] for r in plain) and all(r.without == ("tv",) for r in plain)
     assert sorted(r.seed for r in smooth) == [0, 1, 2]
     assert len({r.name for r in grid.runs}) == 7  # named as `stylekit train` would name them, each its own folder
+    twice = expand_grid(recipe_file, arms=["d: losses.tv.weight=0.01; seeds=3", "d: losses.tv.weight=0.1,1"])
+    assert [(r.setting, r.seed) for r in twice.runs] == [("tv.weight=0.01", 0), ("tv.weight=0.01", 1),
+                                                         ("tv.weight=0.01", 2), ("tv.weight=0.1", None),
+                                                         ("tv.weight=1", None)]  # one arm, three seeds at one weight
     with pytest.raises(ConfigError, match="do not combine"):
         expand_grid(recipe_file, without_each=["tv"], arms=["a: seeds=2"])
     with pytest.raises(ConfigError, match="unknown loss term 'dpth'"):

@@ -60,7 +60,7 @@ def print_groups(console: Console, result, analysis: dict) -> None:
         console.print(_table(f"{trade['y']} against {trade['x']}: gap to the {trade['reference_arm']} arm's frontier",
                              group_report.GAP_HEADER, group_report.gap_rows(trade)))
         console.print(_table("per arm", group_report.ARM_HEADER, group_report.arm_rows(trade)))
-    if trade:
+    if trade and trade.get("sentence"):
         console.print(f"[bold]{escape(trade['sentence'])}[/]", highlight=False)
 
 

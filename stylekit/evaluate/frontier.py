@@ -131,6 +131,10 @@ def tradeoff(result: EvalResult, groups: Sequence[Group], x: str, y: str = DEFAU
         out["sentence"] = (f"The {reference_arm} arm has {len(reference)} configuration: a frontier needs two or "
                            f"more (train it at several content or style weights), so no arm is compared with it.")
         return out
+    if len(arms) == 1:
+        out["sentence"] = (f"One arm ({reference_arm}): its trade-off line is drawn; a verdict needs a second arm "
+                           "to compare with its frontier.")
+        return out
     lo, hi = float(boot.point[reference, 0].min()), float(boot.point[reference, 0].max())
     out["reference_range"] = [lo, hi]
     replicates = boot.replicates("all")

@@ -139,10 +139,9 @@ def sections(result: EvalResult, analysis: dict[str, Any], figure: Path | None) 
     method = (f"Hierarchical bootstrap ({resamples} replicates, seed {seed}): the images resampled once for every "
               "group (paired), each group's seeds resampled within it, deviations inflated by √(S/(S−1)); "
               "CI = mean ± t·SE on Satterthwaite's degrees of freedom (see docs/metrics.md, Groups of runs).")
-    if trade is not None:
-        text = trade.get("sentence", "")
-        out.append(("Verdict at equal style", f"**{text}**" if text else "",
-                    f"<p><b>{html.escape(text)}</b></p>" if text else ""))
+    if trade is not None and trade.get("sentence"):
+        text = trade["sentence"]
+        out.append(("Verdict at equal style", f"**{text}**", f"<p><b>{html.escape(text)}</b></p>"))
     notes = analysis.get("notes", [])
     out.append(_section("Groups", "Each group is one configuration; each of its runs one seed. " + " ".join(notes),
                         GROUPS_HEADER, group_rows(analysis)))

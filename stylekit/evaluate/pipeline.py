@@ -8,7 +8,7 @@ bootstrap (:mod:`.hierarchical`) and draws the style-against-structure trade-off
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -140,7 +140,7 @@ def run_evaluation(models: Sequence[str | Path], content: str | Path, out: str |
         members = iter(s.name for s in sources)
         for group in groups.groups:
             group.sources = [next(members) for _ in group.paths]
-        settings.figure_sources = [group.sources[0] for group in groups.groups]
+        settings = replace(settings, figure_sources=[group.sources[0] for group in groups.groups])
     trained = [trained_through(s.name, s.recipe, registry) for s in sources]
     judge = None
     if any(cls.name == "depth" for cls in metric_classes):
