@@ -37,7 +37,7 @@ def print_header(console: Console, result) -> None:
 
 
 def _table(title: str, header: list[str], rows: list[list[str]]) -> Table:
-    table = Table(title=title)
+    table = Table(title=escape(title))
     for column in header:
         table.add_column(column, overflow="fold")
     for row in rows:
@@ -76,7 +76,7 @@ def print_results(console: Console, output) -> None:
 def _print_sources(console: Console, output) -> None:
     """Per source its means, and the candidate − baseline comparison."""
     result, summary = output.result, output.summary
-    table = Table(title=f"evaluation: {len(result.images)} image(s); mean [BCa bootstrap 95% CI]; ↑/↓ = better")
+    table = Table(title=escape(f"evaluation: {len(result.images)} image(s); mean [BCa bootstrap 95% CI]; ↑/↓ = better"))
     table.add_column("metric")
     for source in result.sources:
         table.add_column(source, overflow="fold")
