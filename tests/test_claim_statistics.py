@@ -220,3 +220,5 @@ def test_group_summaries_and_differences_with_known_effects():
     rows = {r["metric"]: r for r in compare_groups(result, groups, "a", 300)}
     assert rows["depth_ordinal"]["verdict"] == "better" and rows["depth_ordinal"]["diff"] == pytest.approx(0.05)
     assert rows["texture_gabor"]["verdict"] == "no clear difference"
+    assert rows["depth_ordinal"]["relative"] == pytest.approx(0.1, abs=0.01)  # +0.05 on 0.5
+    assert rows["depth_ordinal"]["relative_ci_low"] < 0.1 < rows["depth_ordinal"]["relative_ci_high"]

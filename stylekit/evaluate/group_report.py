@@ -13,7 +13,7 @@ from .tables import arrow, fmt, html_table, md_table
 
 TRADEOFF_FILE = "tradeoff.png"
 GROUPS_HEADER = ["group", "arm", "configuration", "seeds (runs)"]
-DIFFERENCE_HEADER = ["metric", "group", "baseline mean", "group mean", "Δ (group − baseline)", "95% CI of Δ",
+DIFFERENCE_HEADER = ["metric", "group", "baseline mean", "group mean", "Δ (group − baseline, %)", "95% CI of Δ",
                      "seeds (group vs baseline)", "images", "verdict"]
 GAP_HEADER = ["configuration", "x", "y", "frontier y at x", "gap", "95% CI of gap", "df", "verdict"]
 ARM_HEADER = ["arm", "configurations inside the range", "mean gap", "95% CI", "df", "verdict"]
@@ -54,10 +54,14 @@ def _verdict_text(row: dict[str, Any]) -> str:
     return row["verdict"]
 
 
+def _percent(value: float) -> str:
+    return f" ({value:+.1%})" if math.isfinite(value) else ""
+
+
 def difference_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
-    return [[f"{r['metric']} {arrow(r['better'])}", r["group"], fmt(r["baseline_mean"]),
-             fmt(r["group_mean"]), _signed(r["diff"]), _ci(r), f"{r['seeds'][1]} vs {r['seeds'][0]}", str(r["n"]),
-             _verdict_text(r)] for r in rows]
+    return [[f"{r['metric']} {arrow(r['better'])}", r["group"], fmt(r["baseline_mean"]), fmt(r["group_mean"]),
+             _signed(r["diff"]) + _percent(r["relative"]), _ci(r), f"{r['seeds'][1]} vs {r['seeds'][0]}",
+             str(r["n"]), _verdict_text(r)] for r in rows]
 
 
 def gap_rows(trade: dict[str, Any]) -> list[list[str]]:

@@ -219,7 +219,8 @@ def verdict(interval: Interval, better: str) -> str:
 def compare_groups(result: EvalResult, groups: Sequence[Group], baseline: str, resamples: int = 1000,
                    seed: int = 0) -> list[dict[str, Any]]:
     """Each other group minus ``baseline``, per metric: the difference of the means over seeds and images,
-    paired on images (one image resample for both), seeds resampled within each group."""
+    paired on images (one image resample for both), seeds resampled within each group; and the same relative to
+    the baseline's mean (``relative``, a fraction)."""
     names = [g.name for g in groups]
     b = names.index(baseline)
     rows = []
@@ -231,14 +232,18 @@ def compare_groups(result: EvalResult, groups: Sequence[Group], baseline: str, r
             if k == b:
                 continue
             if boot is None:
-                interval = Interval(*[float("nan")] * 5)
+                interval = relative = Interval(*[float("nan")] * 5)
             else:
                 interval = boot.interval(lambda m, k=k: m[..., k, 0] - m[..., b, 0], involves=[b, k])
+                # relative to the baseline (e.g. "style distance at most 5 % above the twin's")
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    relative = boot.interval(lambda m, k=k: m[..., k, 0] / m[..., b, 0] - 1, involves=[b, k])
             rows.append({"metric": column.key, "better": column.better, "baseline": baseline, "group": group.name,
                          "baseline_mean": float(boot.point[b, 0]) if boot else float("nan"),
                          "group_mean": float(boot.point[k, 0]) if boot else float("nan"),
                          "diff": interval.estimate, "ci_low": interval.low, "ci_high": interval.high,
-                         "se": interval.se, "df": interval.df, "n": n,
+                         "se": interval.se, "df": interval.df, "n": n, "relative": relative.estimate,
+                         "relative_ci_low": relative.low, "relative_ci_high": relative.high,
                          "seeds": [len(groups[b].sources), len(group.sources)],
                          "verdict": verdict(interval, column.better),
                          "reliable": n >= MIN_RELIABLE_N and not interval.unknown_seeds,
