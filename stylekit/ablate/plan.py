@@ -146,7 +146,7 @@ def plan_table(grid: Grid, actions: Sequence[Action]) -> Table:
         table.add_row(str(i), run.name, *([run.arm or "–"] if grid.arms else []),
                       *[run.texts.get(s.key, "–") for s in grid.columns],
                       *([", ".join(run.without) or "–"] if grid.without_each else []),
-                      *([str(run.seed)] if grid.seeds else []), terms, text)
+                      *([str(run.config["schedule"]["seed"])] if grid.seeds else []), terms, text)
     return table
 
 

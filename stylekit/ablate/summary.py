@@ -38,7 +38,7 @@ def summary_rows(grid: Grid, records: Sequence[RunRecord]) -> tuple[list[str], l
     for run, rec in zip(grid.runs, records):
         row = [run.name, *([run.arm or "–"] if grid.arms else []), *[run.texts.get(s.key, "–") for s in grid.columns]]
         row += [", ".join(run.without) or "–"] if grid.without_each else []
-        row += [str(run.seed)] if grid.seeds else []
+        row += [str(run.config["schedule"]["seed"])] if grid.seeds else []
         status = rec.state + (f": {rec.reason.splitlines()[0][:80]}" if rec.state != "finished" and rec.reason else "")
         row += [status, f"{rec.step}/{rec.iterations or '?'}"]
         row += [fmt(rec.final.get(t)) for t in terms] + [fmt(rec.eval.get(k)) for k in evals]
