@@ -95,6 +95,14 @@ def test_group_specs_globs_merging_and_errors(tmp_path):
         groups_from_grid(tmp_path)
 
 
+def test_grids_written_before_arms_group_by_their_label_minus_the_seed():
+    from stylekit.evaluate.groups import _setting
+
+    assert _setting({"label": "style.weight=100; without tv; seed 1"}) == "style.weight=100; without tv"
+    assert _setting({"label": "seed 2"}) == "" and _setting({"label": "baseline"}) == "baseline"
+    assert _setting({"label": "plain; seed 0", "setting": "content.weight=2"}) == "content.weight=2"
+
+
 def test_bad_group_input_is_one_clear_message_with_exit_code_2(tmp_path):
     make_images(tmp_path / "content", count=1)
     runner = CliRunner()
