@@ -110,7 +110,9 @@ class Trainer:
         self.perception = Perception(self.registry)
         self.perception.require(NetworkSpec.of("backbone", r.backbone.name, r.options_at("backbone.options")),
                                 alias=BACKBONE)
-        for spec in self.composer.networks():
+        # backbones first: a depth network whose encoder equals a term's backbone (effnet_depth_lite beside an
+        # EfficientNet-Lite style network) is then built on it, one encoder pass for both
+        for spec in sorted(self.composer.networks(), key=lambda spec: spec.kind != "backbone"):
             self.perception.require(spec)
         self.perception.to(self.device)
         preflight.check_taps(self.composer.terms, self.perception)

@@ -35,6 +35,7 @@ PLACES = {
     "stylekit.yamlio": "foundation", "stylekit.hardware": "foundation",
     # functional: pure tensor maths and transforms, no state, no registry
     "stylekit.functional": "functional", "stylekit.evaluate.functional": "functional",
+    "stylekit.evaluate.hierarchical": "functional",
     "stylekit.depth.transforms": "functional",
     # components: what plugins provide, their contracts and the weights they load
     "stylekit.components": "components", "stylekit.hookspecs": "components", "stylekit.features": "components",

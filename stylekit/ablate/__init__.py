@@ -1,4 +1,4 @@
-"""Ablation grids: expand ``--vary`` × ``--without-each`` × seeds into runs, run them, summarize.
+"""Ablation grids: expand ``--vary`` × ``--without-each`` × seeds (or ``--arm``s) into runs, run them, summarize.
 
 - :mod:`.grid`: the grid (parsing ``--vary``, expansion, validation, de-duplication, names);
 - :mod:`.plan`: what each run needs given its folder (start, skip, resume…) and the time estimate;
@@ -18,15 +18,15 @@ from rich.console import Console
 
 from ..errors import ConfigError
 from .execute import Outcome, prepare_dir, run_actions, run_in_process, run_parallel, train_command, visible_gpus
-from .grid import GRID_FILE, Grid, GridRun, Vary, default_grid_dir, expand_grid, parse_vary, split_values, \
-    write_grid_file
+from .grid import GRID_FILE, Arm, Grid, GridRun, Vary, default_grid_dir, expand_grid, parse_arm, parse_vary, \
+    split_values, write_grid_file
 from .pictures import contact_images, contact_sheet, tradeoff_plot
 from .plan import Action, Calibration, calibrate, format_duration, plan_actions, plan_summary, plan_table
 from .summary import summarize, summary_rows, summary_table, write_summary_files
 
-__all__ = ["Action", "Calibration", "GRID_FILE", "Grid", "GridRun", "Outcome", "Vary", "ablate", "calibrate",
+__all__ = ["Action", "Arm", "Calibration", "GRID_FILE", "Grid", "GridRun", "Outcome", "Vary", "ablate", "calibrate",
            "contact_images", "contact_sheet", "default_grid_dir", "expand_grid", "format_duration", "parse_vary",
-           "plan_actions", "plan_summary", "plan_table", "prepare_dir", "run_actions", "run_in_process",
+           "parse_arm", "plan_actions", "plan_summary", "plan_table", "prepare_dir", "run_actions", "run_in_process",
            "run_parallel", "split_values", "summarize", "summary_rows", "summary_table", "tradeoff_plot",
            "train_command", "visible_gpus", "write_grid_file", "write_summary_files"]
 

@@ -128,7 +128,9 @@ def plan_table(grid: Grid, actions: Sequence[Action]) -> Table:
     table = Table(title=f"ablation grid: {grid.recipe.name} → {grid.directory}")
     table.add_column("#", justify="right")
     table.add_column("run", overflow="fold")
-    for spec in grid.vary:
+    if grid.arms:
+        table.add_column("arm")
+    for spec in grid.columns:
         table.add_column(spec.short, justify="right")
     if grid.without_each:
         table.add_column("without")
@@ -141,9 +143,10 @@ def plan_table(grid: Grid, actions: Sequence[Action]) -> Table:
         terms = ", ".join(f"{k}×{v.get('weight', 1):g}" for k, v in run.config["losses"].items())
         style = ACTION_STYLE.get(action.kind, "")
         text = f"[{style}]{action.kind}[/]" + (f" ({action.detail})" if action.detail and action.kind != "skip" else "")
-        table.add_row(str(i), run.name, *[run.texts[s.key] for s in grid.vary],
+        table.add_row(str(i), run.name, *([run.arm or "–"] if grid.arms else []),
+                      *[run.texts.get(s.key, "–") for s in grid.columns],
                       *([", ".join(run.without) or "–"] if grid.without_each else []),
-                      *([str(run.seed)] if grid.seeds else []), terms, text)
+                      *([str(run.config["schedule"]["seed"])] if grid.seeds else []), terms, text)
     return table
 
 
@@ -154,9 +157,12 @@ def plan_summary(grid: Grid, actions: Sequence[Action], calibration: Calibration
     if grid.without_each:
         sizes.append(f"{1 + len(grid.without_each)} term sets (all, " +
                      ", ".join(f"without {t}" for t in grid.without_each) + ")")
-    if grid.seeds:
+    if grid.arms:
+        per_arm = {name: sum(r.arm == name for r in grid.runs) for name in dict.fromkeys(a.name for a in grid.arms)}
+        sizes.append(f"{len(per_arm)} arms (" + ", ".join(f"{name}: {n}" for name, n in per_arm.items()) + ")")
+    elif grid.seeds:
         sizes.append(f"{len(grid.seeds)} seeds")
-    lines = [f"{len(grid.runs)} runs = " + (" × ".join(sizes) or "1 run") +
+    lines = [f"{len(grid.runs)} runs = " + ((" × " if not grid.arms else " in ").join(sizes) or "1 run") +
              (f" − {len(grid.merged)} duplicate(s)" if grid.merged else "") +
              f": {counts['start'] + counts['restart']} to start, {counts['resume']} to resume, "
              f"{counts['skip']} finished"]

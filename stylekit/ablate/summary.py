@@ -30,15 +30,15 @@ TRADEOFF = "tradeoff.png"
 def summary_rows(grid: Grid, records: Sequence[RunRecord]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the summary table (plain text: shared by the terminal, Markdown and CSV)."""
     terms, evals = term_columns(records), eval_columns(records)
-    header = ["run", *[s.short for s in grid.vary]]
+    header = ["run", *(["arm"] if grid.arms else []), *[s.short for s in grid.columns]]
     header += ["without"] if grid.without_each else []
     header += ["seed"] if grid.seeds else []
     header += ["status", "steps", *terms, *[f"eval {k}" for k in evals]]
     rows = []
     for run, rec in zip(grid.runs, records):
-        row = [run.name, *[run.texts[s.key] for s in grid.vary]]
+        row = [run.name, *([run.arm or "–"] if grid.arms else []), *[run.texts.get(s.key, "–") for s in grid.columns]]
         row += [", ".join(run.without) or "–"] if grid.without_each else []
-        row += [str(run.seed)] if grid.seeds else []
+        row += [str(run.config["schedule"]["seed"])] if grid.seeds else []
         status = rec.state + (f": {rec.reason.splitlines()[0][:80]}" if rec.state != "finished" and rec.reason else "")
         row += [status, f"{rec.step}/{rec.iterations or '?'}"]
         row += [fmt(rec.final.get(t)) for t in terms] + [fmt(rec.eval.get(k)) for k in evals]
@@ -74,10 +74,13 @@ def write_summary_files(grid: Grid, records: Sequence[RunRecord]) -> tuple[Path,
     header, rows = summary_rows(grid, records)
     md = grid.directory / SUMMARY_MD
     vary = "; ".join(f"{s.key} ∈ {{{', '.join(s.texts)}}}" for s in grid.vary)
+    arms = "; ".join(f"{a.name}: " + ", ".join([f"{v.key} ∈ {{{', '.join(v.texts)}}}" for v in a.vary]
+                                               + [f"without {t}" for t in a.without]) for a in grid.arms)
     intro = [f"# Ablation grid: {grid.recipe.name}", "",
              f"Recipe `{grid.recipe_path}`" + (f" with `--set {' '.join(grid.base_overrides)}`"
                                                if grid.base_overrides else "") + ".",
              *([f"Varied: {vary}."] if vary else []),
+             *([f"Arms: {arms}."] if arms else []),
              *([f"Each term dropped in turn: {', '.join(grid.without_each)}."] if grid.without_each else []),
              *([f"Seeds: {', '.join(map(str, grid.seeds))}."] if grid.seeds else []),
              "", "Final **unweighted** term values (mean over the last logging interval); "
@@ -88,10 +91,11 @@ def write_summary_files(grid: Grid, records: Sequence[RunRecord]) -> tuple[Path,
     terms, evals = term_columns(records), eval_columns(records)
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["run", "label", *[s.key for s in grid.vary], "without", "seed", "state", "reason", "step",
+    writer.writerow(["run", "label", "arm", *[s.key for s in grid.columns], "without", "seed", "state", "reason", "step",
                      "iterations", *terms, *[f"eval.{k}" for k in evals]])
     for run, rec in zip(grid.runs, records):
-        writer.writerow([run.name, run.label, *[run.texts[s.key] for s in grid.vary], "+".join(run.without),
+        writer.writerow([run.name, run.label, run.arm or "", *[run.texts.get(s.key, "") for s in grid.columns],
+                         "+".join(run.without),
                          "" if run.seed is None else run.seed, rec.state, rec.reason.replace("\n", " "), rec.step,
                          rec.iterations, *["" if rec.final.get(t) is None else repr(rec.final[t]) for t in terms],
                          *["" if rec.eval.get(k) is None else repr(rec.eval[k]) for k in evals]])

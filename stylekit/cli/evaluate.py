@@ -40,6 +40,21 @@ def evaluate(
     thin: bool = typer.Option(False, "--thin", help="Thin binarized edges to one pixel before matching."),
     compare: Optional[bool] = typer.Option(None, "--compare/--no-compare", help="Report candidate − baseline with "
                                            "bootstrap CIs (default: on when exactly two sources)."),
+    group: Optional[List[str]] = typer.Option(None, "--group", help="ARM=RUN,RUN… or ARM/CONFIG=RUN,RUN…: the "
+                                              "runs of one configuration, one per seed (globs work; repeatable). Groups are "
+                                              "summarized and compared with a hierarchical bootstrap over seeds "
+                                              "and images."),
+    groups_from: Optional[List[Path]] = typer.Option(None, "--groups-from", help="An ablation folder (`stylekit "
+                                                     "ablate -o`): its finished runs grouped by arm and configuration "
+                                                     "minus the seed (repeatable)."),
+    baseline_group: Optional[str] = typer.Option(None, "--baseline-group", help="The group the others are compared "
+                                                 "with (default: the first)."),
+    trade_off_x: Optional[str] = typer.Option(None, "--trade-off-x", help="Style distance column of the trade-off "
+                                              "(default: the first of texture_lite2, texture_gabor, texture_lite0 "
+                                              "that shares no weights with the models' training)."),
+    trade_off_y: str = typer.Option("depth_ordinal", "--trade-off-y", help="Structure column of the trade-off."),
+    frontier_arm: Optional[str] = typer.Option(None, "--frontier-arm", help="The arm whose line is the frontier "
+                                               "the other arms are judged against (default: the first arm)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=10, help="Bootstrap resamples."),
     seed: int = typer.Option(0, "--seed", help="Seed for pixel pairs and the bootstrap."),
     figure_rows: int = typer.Option(6, "--figure-rows", min=1, help="Content images shown in the figure."),
@@ -49,13 +64,28 @@ def evaluate(
     offline: bool = OfflineOption,
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (for logs)."),
 ) -> None:
-    """Measure depth, edge and saliency preservation (and SSIM, content/style loss) and write a report."""
+    """Measure depth, edge and saliency preservation (and SSIM, content/style loss) and write a report.
+
+    With --group/--groups-from: means over seeds and images per configuration, differences between groups, and
+    depth against style distance with the verdict on whether an arm lies above the first arm's frontier.
+    """
     from ..evaluate.console import print_results, progress_bar
+    from ..evaluate.groups import GroupPlan, groups_from_grid, merge_groups, parse_group
     from ..evaluate.pipeline import run_evaluation
     from ..evaluate.runner import EvalSettings
     from ..yamlio import options_from_texts
 
     weights_env(weights_dir, offline)
+    plan = None
+    if group or groups_from:
+        found, left_out = [parse_group(text) for text in group or []], []
+        for folder in groups_from or []:
+            grid_groups, grid_left_out = groups_from_grid(folder)
+            found += grid_groups
+            left_out += grid_left_out
+        for text in left_out:
+            err_console.print(f"[yellow]warning:[/] {text}", highlight=False)
+        plan = GroupPlan(merge_groups(found), baseline_group, trade_off_x, trade_off_y, frontier_arm, left_out)
     settings = EvalSettings(max_images=max_images, size=size, edge_threshold=edge_threshold, edge_thin=thin,
                             seed=seed, bootstrap=bootstrap, figure_rows=figure_rows)
     warn = lambda message: err_console.print(f"[yellow]warning:[/] {message}", highlight=False)  # noqa: E731
@@ -67,7 +97,8 @@ def evaluate(
                                  metrics=split_list([metrics]) if metrics else None,
                                  backbone=backbone, backbone_options=options_from_texts(backbone_option, "--backbone-option"),
                                  hed_options=options_from_texts(hed_option, "--hed-option"), bsds_gt=bsds_gt,
-                                 compare_models=compare, settings=settings, device=device, plugins=plugin or [],
+                                 compare_models=compare, groups=plan, settings=settings, device=device,
+                                 plugins=plugin or [],
                                  progress=progress, warn=warn)
     print_results(console, output_)
 

@@ -108,6 +108,11 @@ def ablate(
     without_each: Optional[List[str]] = typer.Option(None, "--without-each", help="Also run with each of these "
                                                      "terms dropped in turn (comma-separated)."),
     seeds: int = typer.Option(1, "--seeds", help="Repeat every configuration with this many seeds."),
+    arm: Optional[List[str]] = typer.Option(None, "--arm", help="'NAME: KEY=V1,V2; without=TERM; seeds=N': a line of "
+                                            "configurations (its own --vary axes, its dropped terms, its seeds; "
+                                            "default --seeds), repeatable; e.g. --arm 'johnson: without=depth; "
+                                            "losses.content.weight=1,2,4' --arm 'depth: losses.depth.weight=2,5,10'. "
+                                            "`stylekit evaluate --groups-from GRID` compares the arms."),
     set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Override KEY.PATH=VALUE for every run."),
     plugin: Optional[List[str]] = PluginOption,
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Grid folder (default: "
@@ -128,7 +133,8 @@ def ablate(
     weights_dir: Optional[Path] = WeightsDirOption,
     offline: bool = OfflineOption,
 ) -> None:
-    """Run a grid of ablations (vary × without-each × seeds) and summarize it: table, contact sheet, trade-off plot.
+    """Run a grid of ablations (vary × without-each × seeds, or arms × their settings × seeds) and summarize it:
+    table, contact sheet, trade-off plot.
 
     Re-running the same command skips finished runs and resumes interrupted ones.
     """
@@ -136,7 +142,8 @@ def ablate(
     from ..ablate import expand_grid
 
     weights_env(weights_dir, offline)
-    grid = expand_grid(recipe, vary or [], split_list(without_each), seeds, set_ or [], plugin or [], output)
+    grid = expand_grid(recipe, vary or [], split_list(without_each), seeds, set_ or [], plugin or [], output,
+                       arms=arm or [])
     try:
         outcomes = run_ablation(grid, jobs=jobs, dry_run=dry_run, estimate=not no_estimate, replace=replace,
                                 summary_only=summary_only, console=console, contact_source=contact_images,

@@ -2,12 +2,13 @@
 read what each model was trained through, choose a depth judge independent of that (:mod:`.judges`), build the
 networks, compute every registered metric (or those asked for) per (source, image), summarize with BCa
 bootstrap CIs, optionally compare a candidate with a baseline, and write metrics.json/.csv, report.md/.html and
-the figures.
+the figures. Given groups of runs (:mod:`.groups`), it summarizes and compares the groups with the hierarchical
+bootstrap (:mod:`.hierarchical`) and draws the style-against-structure trade-off with its verdict (:mod:`.frontier`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -17,6 +18,8 @@ from ..features import NetworkSpec
 from ..hardware import pick_device
 from ..plugins import get_registry
 from .builtin_metrics import BUILTIN_METRICS, NOT_IMPLEMENTED, EvalNetworks
+from .frontier import choose_style_axis, tradeoff
+from .groups import GroupPlan, compare_groups, seed_notes, summarize_groups
 from .judges import DEPTH_JUDGES, DepthJudge, Trained, choose_depth_judge, header_lines, shared_with, \
     trained_through, weights_of
 from .runner import EvalResult, EvalSettings, EvaluationError, compare, evaluate, open_source, summarize
@@ -64,6 +67,35 @@ class EvaluationOutput:
     summary: dict
     comparison: dict | None
     files: dict[str, Path]
+    #: a grouped evaluation's analysis (:func:`analyze_groups`), as metrics.json's "groups" holds it
+    groups: dict | None = None
+
+
+def analyze_groups(result: EvalResult, plan: GroupPlan, trained: Sequence[Trained],
+                   settings: EvalSettings) -> dict[str, Any]:
+    """Per group its means with hierarchical CIs, each group's difference from the baseline group and, with two
+    or more groups, the trade-off of style against ``plan.y`` with the frontier verdict."""
+    groups = plan.groups
+    summary = summarize_groups(result, groups, settings.bootstrap, settings.seed)
+    baseline = plan.baseline or groups[0].name
+    analysis: dict[str, Any] = {
+        "groups": [{"name": g.name, "arm": g.arm, "config": g.config, "paths": g.paths, "sources": g.sources}
+                   for g in groups],
+        "resamples": settings.bootstrap, "seed": settings.seed, "summary": summary, "baseline": baseline,
+        "comparison": compare_groups(result, groups, baseline, settings.bootstrap, settings.seed)
+        if len(groups) > 1 else [], "notes": seed_notes(summary), "tradeoff": None}
+    if len(groups) < 2:
+        return analysis
+    x, note, independent = choose_style_axis(result, trained, plan.x)
+    computed = {c.key for c in result.columns}
+    if x is None or plan.y not in computed:
+        missing = note if x is None else f"{plan.y} was not computed ({result.unavailable.get(plan.y, '?')})"
+        analysis["notes"].append(f"No trade-off: {missing}.")
+        return analysis
+    trade = tradeoff(result, groups, x, plan.y, plan.frontier_arm, settings.bootstrap, settings.seed)
+    trade.update(x_note=note, x_independent=independent)
+    analysis["tradeoff"] = trade
+    return analysis
 
 
 def run_evaluation(models: Sequence[str | Path], content: str | Path, out: str | Path, *,
@@ -72,7 +104,7 @@ def run_evaluation(models: Sequence[str | Path], content: str | Path, out: str |
                    depth_judges: Sequence[NetworkSpec] = DEPTH_JUDGES, metrics: Sequence[str] | None = None,
                    backbone: str = "vgg16", backbone_options: dict[str, Any] | None = None,
                    hed_options: dict[str, Any] | None = None, bsds_gt: str | Path | None = None,
-                   compare_models: bool | None = None, style_size: int = 256,
+                   compare_models: bool | None = None, groups: GroupPlan | None = None, style_size: int = 256,
                    settings: EvalSettings | None = None, device: str = "cpu",
                    plugins: Sequence[str] = (), progress: Callable[[str, int, int], None] | None = None,
                    warn: Callable[[str], None] | None = None) -> EvaluationOutput:
@@ -81,6 +113,11 @@ def run_evaluation(models: Sequence[str | Path], content: str | Path, out: str |
 
     settings = settings or EvalSettings()
     registry = get_registry(plugins)
+    if groups is not None:
+        if models or reference_dirs:
+            raise EvaluationError("give the runs either as arguments or in groups (--group/--groups-from), not both: "
+                                  "every run of a grouped evaluation belongs to a group (one seed of a configuration)")
+        models = [path for group in groups.groups for path in group.paths]
     if not models and not reference_dirs:
         raise EvaluationError("nothing to evaluate: give checkpoints or folders of stylized images "
                               "(and/or --reference-dir)")
@@ -98,6 +135,12 @@ def run_evaluation(models: Sequence[str | Path], content: str | Path, out: str |
         if names.count(s.name) > 1:
             s.name = f"{s.name}#{i + 1}"
     metric_classes, not_implemented = select_metrics(registry, metrics)
+    if groups is not None:
+        groups.check([c.key for cls in metric_classes for c in cls.columns])
+        members = iter(s.name for s in sources)
+        for group in groups.groups:
+            group.sources = [next(members) for _ in group.paths]
+        settings = replace(settings, figure_sources=[group.sources[0] for group in groups.groups])
     trained = [trained_through(s.name, s.recipe, registry) for s in sources]
     judge = None
     if any(cls.name == "depth" for cls in metric_classes):
@@ -118,8 +161,12 @@ def run_evaluation(models: Sequence[str | Path], content: str | Path, out: str |
                       not_implemented=not_implemented)
     result.header = header_lines(judge, trained, result.metrics, loss_backbone, registry)
     summary = summarize(result, settings)
+    analysis = None
+    if groups is not None:
+        result.skipped += groups.left_out
+        analysis = analyze_groups(result, groups, trained, settings)
     comparison = None
-    if compare_models or (compare_models is None and len(sources) == 2):
+    if compare_models or (compare_models is None and len(sources) == 2 and groups is None):
         if len(sources) < 2:
             raise EvaluationError("--compare needs two sources: BASELINE then CANDIDATE")
         base, cand = result.sources[0], result.sources[1]
@@ -131,8 +178,8 @@ def run_evaluation(models: Sequence[str | Path], content: str | Path, out: str |
               "size": settings.size, "seed": settings.seed, "bootstrap": settings.bootstrap,
               "edge_threshold": settings.edge_threshold, "edge_thin": settings.edge_thin,
               "metrics": [cls.name for cls in metric_classes]}
-    files = report.write_all(result, summary, comparison, Path(out), inputs)
-    return EvaluationOutput(result, summary, comparison, files)
+    files = report.write_all(result, summary, comparison, Path(out), inputs, analysis)
+    return EvaluationOutput(result, summary, comparison, files, analysis)
 
 
 def _absolute(path: str | Path) -> str:

@@ -16,21 +16,14 @@ from ..metrics import Column
 from ..runs.folder import EVAL_METRICS_FILE
 from .builtin_metrics import columns_markdown
 from .runner import MIN_RELIABLE_N, EvalResult
+from .tables import arrow, fmt, html_table, md_table
 
 #: where a run name may be cut when shortened for a figure
 SEPARATORS = "-_./: "
 
 
-def _fmt(value: float, digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if value != 0 and (abs(value) >= 1e4 or abs(value) < 1e-3):
-        return f"{value:.3g}"
-    return f"{value:.{digits}f}"
-
-
 def _arrow(column: Column) -> str:
-    return "↑" if column.better == "higher" else "↓"
+    return arrow(column.better)
 
 
 def unavailable_text(result: EvalResult) -> dict[str, str]:
@@ -46,15 +39,15 @@ def summary_rows(result: EvalResult, summary: dict) -> list[list[str]]:
         cells = [f"{column.key} {_arrow(column)}"]
         for source in result.sources:
             s = summary[source][column.key]
-            cells.append(f"{_fmt(s['mean'])} [{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}]" if s["n"] else "–")
+            cells.append(f"{fmt(s['mean'])} [{fmt(s['ci_low'])}, {fmt(s['ci_high'])}]" if s["n"] else "–")
         rows.append(cells)
     return rows
 
 
 def comparison_rows(comparison: list[dict]) -> list[list[str]]:
-    return [[f"{r['metric']} {'↑' if r['better'] == 'higher' else '↓'}", _fmt(r["baseline"]), _fmt(r["candidate"]),
+    return [[f"{r['metric']} {'↑' if r['better'] == 'higher' else '↓'}", fmt(r["baseline"]), fmt(r["candidate"]),
              f"{r['diff']:+.4g}" if not math.isnan(r["diff"]) else "–",
-             f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]", str(r["n"]), _verdict(r)] for r in comparison]
+             f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]", str(r["n"]), _verdict(r)] for r in comparison]
 
 
 def _verdict(row: dict) -> str:
@@ -83,7 +76,8 @@ COMPARISON_HEADER = ["metric", "baseline", "candidate", "Δ (cand − base)", "9
 
 
 # -- files ---------------------------------------------------------------------------------------------------------
-def write_json(result: EvalResult, summary: dict, comparison: dict | None, out: Path, inputs: dict) -> Path:
+def write_json(result: EvalResult, summary: dict, comparison: dict | None, out: Path, inputs: dict,
+               groups: dict | None = None) -> Path:
     def clean(x):
         if isinstance(x, float) and not math.isfinite(x):
             return None
@@ -99,7 +93,8 @@ def write_json(result: EvalResult, summary: dict, comparison: dict | None, out: 
             "metrics": {c.key: {"label": c.label, "formula": c.formula, "network": c.network, "range": c.range,
                                 "better": c.better} for c in result.columns},
             "unavailable": unavailable_text(result), "skipped": result.skipped, "summary": summary,
-            "comparison": comparison, "per_image": result.per_image}
+            "comparison": comparison, **({"groups": groups} if groups is not None else {}),
+            "per_image": result.per_image}
     path = out / EVAL_METRICS_FILE
     path.write_text(json.dumps(clean(data), indent=2, ensure_ascii=False))
     return path
@@ -127,8 +122,9 @@ def _num(x) -> str:
 
 
 # -- figures ---------------------------------------------------------------------------------------------------------
-def comparison_figure(result: EvalResult, out: Path, cell: float = 1.9) -> Path | None:
-    """Per content image a row: content | each output | depth of content and outputs | HED edges of each."""
+def comparison_figure(result: EvalResult, out: Path, cell: float = 1.9, names: list[str] | None = None) -> Path | None:
+    """Per content image a row: content | each output | depth of content and outputs | HED edges of each
+    (``names``: the sources shown, default all)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,7 +133,7 @@ def comparison_figure(result: EvalResult, out: Path, cell: float = 1.9) -> Path 
     rows = result.figure_data
     if not rows:
         return None
-    names = result.sources
+    names = names or result.sources
     labels = dict(zip(names, distinct_labels(names, 15)))
     has_depth = any(r.get("depth") for r in rows)
     has_edges = any(r.get("edges") for r in rows)
@@ -226,28 +222,30 @@ def legend_text(names: list[str], labels: list[str]) -> str:
     return "\n".join(f"{label} = {name}" for name, label in zip(names, labels) if label != name)
 
 
-def bar_charts(result: EvalResult, summary: dict, out: Path) -> Path | None:
-    """One small bar chart per metric: mean per source with its bootstrap 95% CI."""
+def bar_charts(result: EvalResult, summary: dict, out: Path, names: list[str] | None = None) -> Path | None:
+    """One small bar chart per metric: mean per source (or per group: ``names``, ``summary`` by group) with its
+    bootstrap 95% CI."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = [c for c in result.columns if any(summary[s][c.key]["n"] for s in result.sources)]
+    names = names or result.sources
+    columns = [c for c in result.columns if any(summary[s][c.key]["n"] for s in names)]
     if not columns:
         return None
     ncols = min(4, len(columns))
     nrows = math.ceil(len(columns) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.6 * nrows), squeeze=False)
     colors = plt.get_cmap("tab10").colors
-    labels = distinct_labels(result.sources, 16)
+    labels = distinct_labels(names, 16)
     for ax, column in zip(axes.ravel(), columns):
-        means = [summary[s][column.key]["mean"] for s in result.sources]
-        lo = [summary[s][column.key]["ci_low"] for s in result.sources]
-        hi = [summary[s][column.key]["ci_high"] for s in result.sources]
+        means = [summary[s][column.key]["mean"] for s in names]
+        lo = [summary[s][column.key]["ci_low"] for s in names]
+        hi = [summary[s][column.key]["ci_high"] for s in names]
         err = np.array([[max(0.0, m - a) if np.isfinite(a) else 0 for m, a in zip(means, lo)],
                         [max(0.0, b - m) if np.isfinite(b) else 0 for m, b in zip(means, hi)]])
-        x = np.arange(len(result.sources))
+        x = np.arange(len(names))
         ax.bar(x, np.nan_to_num(means), yerr=err, capsize=3, color=[colors[k % 10] for k in x])
         ax.set_xticks(x, labels, rotation=20, fontsize=7, ha="right")
         ax.set_title(f"{column.key} ({column.better} is better)", fontsize=8)
@@ -259,7 +257,7 @@ def bar_charts(result: EvalResult, summary: dict, out: Path) -> Path | None:
 
     # a legend with every full name: the tick labels keep only the part of the names that differs
     handles = [Patch(color=colors[k % 10], label=f"{label} = {name}" if label != name else name)
-               for k, (label, name) in enumerate(zip(labels, result.sources))]
+               for k, (label, name) in enumerate(zip(labels, names))]
     legend_rows = len(handles) if len(handles) > 2 else 1
     fig.legend(handles=handles, loc="lower left", ncol=1 if legend_rows > 1 else len(handles), fontsize=7,
                frameon=False)
@@ -271,37 +269,33 @@ def bar_charts(result: EvalResult, summary: dict, out: Path) -> Path | None:
 
 
 # -- Markdown and HTML --------------------------------------------------------------------------------------------
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _html_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
 def write_reports(result: EvalResult, summary: dict, comparison: dict | None, out: Path, inputs: dict,
-                  figure: Path | None, bars: Path | None) -> tuple[Path, Path]:
-    """report.md and report.html with the same content: summary, comparison, figures, glossary."""
+                  figure: Path | None, bars: Path | None,
+                  group_sections: list[tuple[str, str, str]] | None = None) -> tuple[Path, Path]:
+    """report.md and report.html with the same content: summary, comparison, figures, glossary. A grouped
+    evaluation's ``group_sections`` (verdict, groups, their means…) take the per-run summary's place: with
+    many runs it would not fit a page (metrics.csv has each run's means)."""
     sections: list[tuple[str, str, str]] = []  # (title, markdown, html)
     n = len(result.images)
     intro = (f"{n} content image(s) from `{inputs.get('content')}`; sources: "
              + ", ".join(f"`{s}`" for s in result.sources)
              + f". Depth network: {result.networks.get('depth')}; edges: {result.networks.get('hed')}; "
-             f"loss backbone: {result.networks.get('backbone')}. Values are mean [BCa bootstrap 95% CI of the mean "
-             f"over images]; ↑ higher is better, ↓ lower is better.")
+             f"loss backbone: {result.networks.get('backbone')}. "
+             + ("Values are mean over seeds and images [hierarchical bootstrap 95% CI]" if group_sections else
+                "Values are mean [BCa bootstrap 95% CI of the mean over images]")
+             + "; ↑ higher is better, ↓ lower is better.")
     sections.append(("", intro, f"<p>{html.escape(intro)}</p>"))
     if result.header:
         sections.append(("Judges and training", "\n".join(f"- {_plain(warning, text, '**')}"
                                                             for warning, text in result.header),
                          "<ul>" + "".join(f"<li>{_plain(warning, html.escape(text), 'b')}</li>"
                                           for warning, text in result.header) + "</ul>"))
-    header = ["metric", *result.sources]
-    rows = summary_rows(result, summary)
-    sections.append(("Summary", _md_table(header, rows), _html_table(header, rows)))
+    if group_sections:
+        sections += group_sections
+    else:
+        header = ["metric", *result.sources]
+        rows = summary_rows(result, summary)
+        sections.append(("Summary", md_table(header, rows), html_table(header, rows)))
     if comparison:
         title = f"Comparison: {comparison['candidate']} − {comparison['baseline']}"
         text = ("Paired per-image differences, candidate − baseline; paired BCa bootstrap 95% CI "
@@ -311,13 +305,13 @@ def write_reports(result: EvalResult, summary: dict, comparison: dict | None, ou
         warning = small_sample_warning(comparison["rows"])
         md_warning = f"**{warning}**\n\n" if warning else ""
         html_warning = f"<p><b>{html.escape(warning)}</b></p>" if warning else ""
-        sections.append((title, md_warning + text + "\n\n" + _md_table(COMPARISON_HEADER, crow),
-                         html_warning + f"<p>{html.escape(text)}</p>" + _html_table(COMPARISON_HEADER, crow)))
+        sections.append((title, md_warning + text + "\n\n" + md_table(COMPARISON_HEADER, crow),
+                         html_warning + f"<p>{html.escape(text)}</p>" + html_table(COMPARISON_HEADER, crow)))
     missing = unavailable_text(result)
     if missing:
         mrows = [[name, text] for name, text in missing.items()]
-        sections.append(("Metrics not computed", _md_table(["metric", "status"], mrows),
-                         _html_table(["metric", "status"], mrows)))
+        sections.append(("Metrics not computed", md_table(["metric", "status"], mrows),
+                         html_table(["metric", "status"], mrows)))
     if figure is not None:
         cap = ("Per content image: content | outputs | inverse depth of content and outputs (each output's depth "
                "scale-and-shift aligned to the content's, which is normalized to [0, 1]) | HED edge probability.")
@@ -333,9 +327,11 @@ def write_reports(result: EvalResult, summary: dict, comparison: dict | None, ou
     glossary = columns_markdown(result.columns)
     gl_rows = [[f"{c.key} ({c.label})", c.formula, c.network, c.range, c.better] for c in result.columns]
     sections.append(("Metric definitions", glossary + "\n\nSee docs/metrics.md for the reasoning behind each.",
-                     _html_table(["metric", "formula", "network", "range", "better"], gl_rows)))
-    sections.append(("Files", "`metrics.json` (everything), `metrics.csv` (per image + means), `comparison.png`, "
-                     "`summary_bars.png`", "<p>metrics.json, metrics.csv, comparison.png, summary_bars.png</p>"))
+                     html_table(["metric", "formula", "network", "range", "better"], gl_rows)))
+    pictures = ["comparison.png", "summary_bars.png"] + (["tradeoff.png"] if group_sections else [])
+    sections.append(("Files", "`metrics.json` (everything), `metrics.csv` (per image + means), "
+                     + ", ".join(f"`{name}`" for name in pictures),
+                     f"<p>metrics.json, metrics.csv, {', '.join(pictures)}</p>"))
 
     md = ["# stylekit evaluation", ""]
     for title, body, _ in sections:
@@ -355,10 +351,26 @@ def write_reports(result: EvalResult, summary: dict, comparison: dict | None, ou
 
 
 def write_all(result: EvalResult, summary: dict, comparison: dict | None, out: Path,
-              inputs: dict) -> dict[str, Path]:
+              inputs: dict, groups: dict | None = None) -> dict[str, Path]:
+    """Every output file; ``groups`` (a grouped evaluation's analysis, :func:`.pipeline.analyze_groups`) adds the
+    trade-off figure and the group sections, and the figures show one run per group."""
+    from . import group_report
+
     out.mkdir(parents=True, exist_ok=True)
-    figure = comparison_figure(result, out)
-    bars = bar_charts(result, summary, out)
-    md, page = write_reports(result, summary, comparison, out, inputs, figure, bars)
-    return {"json": write_json(result, summary, comparison, out, inputs), "csv": write_csv(result, summary, out),
-            "markdown": md, "html": page, **({"figure": figure} if figure else {}), **({"bars": bars} if bars else {})}
+    extra: dict[str, Path] = {}
+    if groups is None:
+        figure = comparison_figure(result, out)
+        bars = bar_charts(result, summary, out)
+        sections = None
+    else:
+        names = [g["name"] for g in groups["groups"]]
+        figure = comparison_figure(result, out, names=[g["sources"][0] for g in groups["groups"]])
+        bars = bar_charts(result, groups["summary"], out, names=names)
+        trade = groups.get("tradeoff")
+        tradeoff = group_report.tradeoff_figure(trade, out) if trade else None
+        extra = {"tradeoff": tradeoff} if tradeoff else {}
+        sections = group_report.sections(result, groups, tradeoff)
+    md, page = write_reports(result, summary, comparison, out, inputs, figure, bars, sections)
+    return {"json": write_json(result, summary, comparison, out, inputs, groups),
+            "csv": write_csv(result, summary, out), "markdown": md, "html": page,
+            **({"figure": figure} if figure else {}), **({"bars": bars} if bars else {}), **extra}

@@ -129,6 +129,8 @@ class EvalSettings:
     seed: int = 0
     bootstrap: int = 1000
     figure_rows: int = 6
+    #: the sources the comparison figure shows (None: all; a grouped evaluation shows one run per group)
+    figure_sources: list[str] | None = None
 
 
 @dataclass
@@ -271,7 +273,7 @@ def evaluate(sources: list[Source], content_dir: Path, networks: EvalNetworks, *
                 bsds = next(m for m in runnable if m.name == "bsds")
                 row["bsds_f_content"] = float(bsds.compute(content, content, **context)["bsds_f"][0])
             per_image.append(row)
-            if keep_for_figure:
+            if keep_for_figure and (settings.figure_sources is None or source.name in settings.figure_sources):
                 fig_row["outputs"][source.name] = stylized
             done += 1
             if progress:
