@@ -12,12 +12,15 @@ from stylekit.cli import app
 from stylekit.models.transformer import TransformerNet
 
 
-@pytest.fixture()
-def checkpoint(tmp_path):
+@pytest.fixture(params=["instance", "instance_floor"])
+def checkpoint(tmp_path, request):
     torch.manual_seed(0)
-    net = TransformerNet({"channels": 8, "residual_blocks": 1, "norm": "instance", "upsample": "deconv"})
+    net = TransformerNet({"channels": 8, "residual_blocks": 1, "norm": request.param, "upsample": "deconv"})
     for p in net.parameters():  # move away from the init so every layer matters
         p.data += 0.05 * torch.randn_like(p)
+    for b in net.buffers():  # and the floored norms' variance floors from their start value
+        if b.is_floating_point():
+            b.data.uniform_(0.5, 2.0)
     path = tmp_path / "model.safetensors"
     save_model(net, path)
     return path, net.eval()

@@ -6,7 +6,7 @@ import torch
 from stylekit.models import TransformerNet
 
 
-@pytest.mark.parametrize("norm", ["batch", "instance"])
+@pytest.mark.parametrize("norm", ["batch", "instance", "instance_floor"])
 @pytest.mark.parametrize("upsample", ["deconv", "nearest"])
 def test_any_size_and_range(norm, upsample):
     net = TransformerNet({"norm": norm, "upsample": upsample, "channels": 8, "residual_blocks": 2}).eval()
@@ -65,7 +65,7 @@ def test_fast_layers_compute_the_listed_modules_exactly(size):
     assert net(x).shape == x.shape
 
 
-@pytest.mark.parametrize("norm,upsample", [("instance", "nearest"), ("batch", "deconv")])
+@pytest.mark.parametrize("norm,upsample", [("instance", "nearest"), ("batch", "deconv"), ("instance_floor", "nearest")])
 def test_the_fast_network_is_the_plain_network_with_the_same_state_dict(norm, upsample):
     """The fast forms are swapped in once at build time; the plain modules are the paper's, and the same weights
     give the same outputs and gradients (checked in float64)."""
@@ -92,3 +92,38 @@ def test_the_fast_network_is_the_plain_network_with_the_same_state_dict(norm, up
     torch.testing.assert_close(outputs[0], outputs[1])
     for got, expected in zip(*grads):
         torch.testing.assert_close(got, expected)
+
+
+def test_floored_instance_norm_is_its_formula_with_exact_gradients():
+    """Training uses a fused form with a hand-written backward; it equals the formula, value and gradient (float64)."""
+    from stylekit.models.transformer import FlooredInstanceNorm, _FlooredInstanceNorm
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 5, 6, dtype=torch.double, requires_grad=True)
+    weight, bias = torch.rand(3, dtype=torch.double, requires_grad=True), torch.rand(3, dtype=torch.double, requires_grad=True)
+    floor = torch.rand(3, dtype=torch.double)
+    assert torch.autograd.gradcheck(lambda *a: _FlooredInstanceNorm.apply(*a, floor, 1e-5)[0].view(x.shape),
+                                    (x, weight, bias))
+    var, mean = torch.var_mean(x, dim=(-2, -1), keepdim=True, correction=0)
+    formula = (x - mean) / torch.sqrt(var + floor.view(1, -1, 1, 1) + 1e-5) * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+    torch.testing.assert_close(_FlooredInstanceNorm.apply(x, weight, bias, floor, 1e-5)[0].view(x.shape), formula)
+    norm = FlooredInstanceNorm(3, momentum=0.0).double()  # momentum 0: the floor stays, train and eval agree
+    norm.running_var.copy_(floor)
+    trained = norm.train()(x)
+    torch.testing.assert_close(norm.eval()(x), trained)
+
+
+def test_floored_instance_norm_keeps_a_flat_map_quiet_and_learns_its_floor():
+    """Plain instance norm blows a near-flat feature map up to unit spread (the blob's seed); the floor keeps it near 0.
+    The floor follows the mean variance of the training batches."""
+    from stylekit.models.transformer import FlooredInstanceNorm
+
+    torch.manual_seed(0)
+    textured = torch.randn(4, 2, 16, 16) * 3.0
+    norm = FlooredInstanceNorm(2, momentum=0.5)
+    for _ in range(20):
+        norm(textured)
+    assert torch.allclose(norm.running_var, textured.var((-2, -1), unbiased=False).mean(0), rtol=0.05)
+    flat = 5.0 + 0.01 * torch.randn(1, 2, 16, 16)  # a sky: almost no spread
+    assert torch.nn.functional.instance_norm(flat).std() > 0.9
+    assert norm.eval()(flat).abs().max() < 0.05
