@@ -114,10 +114,7 @@ def resume_changes(folder: RunDir, recipe: Recipe) -> list[str]:
     """The dotted keys whose value a resume with ``recipe`` changes in the run's recorded config.yaml; a key this
     stylekit added to recipes since the run started, at its default, changes nothing. The network's options
     cannot change: the checkpoint holds weights for them."""
-    old = folder.read_config()
-    new = recipe.model_dump(mode="json", exclude={"extends"})
-    diff = config_diff([old, new]) if old else {}
-    changed = [k for k, (before, after) in diff.items() if not (before is MISSING and after == _default_of(k, recipe))]
+    changed = config_changes(folder.read_config(), recipe.model_dump(mode="json", exclude={"extends"}))
     model_keys = [k for k in changed if k.startswith("model.")]
     if model_keys:
         raise ConfigError(f"--resume {folder.path}: {', '.join(model_keys)} would change the network the checkpoint "
@@ -125,15 +122,24 @@ def resume_changes(folder: RunDir, recipe: Recipe) -> list[str]:
     return changed
 
 
-def _default_of(key: str, recipe: Recipe) -> Any:
+def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The dotted keys whose value differs between a run's recorded config.yaml (``old``) and a resolved recipe as
+    config.yaml holds it (``new``); a key this stylekit added to recipes since ``old`` was written, at its
+    default, changes nothing (``model.name: johnson`` for a run from before networks were plugins)."""
+    diff = config_diff([dict(old), dict(new)]) if old else {}
+    return [k for k, (before, after) in diff.items() if not (before is MISSING and after == _default_of(k, new))]
+
+
+def _default_of(key: str, config: Mapping[str, Any]) -> Any:
     """The recipe schema's default for dotted ``key`` (``MISSING``: required, or not a field); ``model.KEY``, an
-    option of the recipe's network, has its ``Options``' default."""
+    option of ``config``'s network, has its ``Options``' default."""
     from pydantic import BaseModel
 
     model: Any = Recipe
     *sections, name = key.split(".")
-    if sections == ["model"] and name not in type(recipe.model).model_fields:
-        model = type(recipe.options_at("model"))
+    if sections == ["model"] and name not in Recipe.model_fields["model"].annotation.model_fields:
+        network = (config.get("model") or {}).get("name", "johnson")
+        model = get_registry(config.get("plugins") or []).get("model", network).Options
         sections = []
     for part in sections:
         found = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None

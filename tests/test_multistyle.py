@@ -277,3 +277,18 @@ def test_exports_take_the_style_weights_as_an_input(tmp_path, multi_model):
         assert np.abs(got - expected.numpy()).max() < 0.5
     card = (tmp_path / "MODEL_CARD.md").read_text()
     assert "style_weights" in card or "second argument" in card
+
+
+def test_run_folders_from_before_model_name_are_the_same_config(tmp_path):
+    """config.yaml files written before networks were plugins have no model.name/init/train (nor a multi-style
+    network's keys): resuming them, or an ablation grid holding them, sees no change at the new defaults."""
+    from stylekit.config import load_recipe
+    from stylekit.session import config_changes
+
+    new = load_recipe(None, raw=tiny_recipe(tmp_path)).model_dump(mode="json", exclude={"extends"})
+    old = json.loads(json.dumps(new))
+    for key in ("name", "init", "train"):
+        del old["model"][key]
+    assert config_changes(old, new) == []
+    old["model"]["channels"] = 16
+    assert config_changes(old, new) == ["model.channels"]

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..config import load_recipe
-from ..runs.records import config_diff
+from ..session import config_changes
 from .grid import Grid, GridRun
 
 
@@ -45,7 +45,7 @@ def plan_actions(grid: Grid) -> list[Action]:
             continue
         has_config = folder.config.is_file()
         existing = folder.read_config() if has_config else {}
-        diff = list(config_diff([existing, run.config])) if existing else [f"{folder.config.name} unreadable"]
+        diff = config_changes(existing, run.config) if existing else [f"{folder.config.name} unreadable"]
         same = has_config and not diff
         state, _ = folder.state()
         ckpt = folder.latest_checkpoint()
