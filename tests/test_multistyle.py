@@ -292,3 +292,23 @@ def test_run_folders_from_before_model_name_are_the_same_config(tmp_path):
     assert config_changes(old, new) == []
     old["model"]["channels"] = 16
     assert config_changes(old, new) == ["model.channels"]
+
+
+def test_evaluate_judges_a_multi_style_model_in_the_style_asked_for(tmp_path, multi_model):
+    """`stylekit evaluate --model-style NAME`: the model renders that style, and without it the user is told."""
+    from stylekit.evaluate.runner import EvaluationError, open_source
+
+    file, net, photo = multi_model
+    source = open_source(file, model_style="udnie")
+    content = torch.rand(1, 3, 36, 52) * 255
+    expected = stylekit.load(file).stylize(content, style="udnie", precision="fp32")
+    assert source.name.endswith(":udnie")
+    torch.testing.assert_close(source.stylize("x", content, torch.device("cpu")), expected, atol=0.5, rtol=0)
+    with pytest.raises(EvaluationError, match="multi-style model.*wave, udnie, scream.*--model-style"):
+        open_source(file)
+    result = cli("evaluate", file, "--content", photo.parent, "--metrics", "ssim", "-o", tmp_path / "eval")
+    assert_user_error(result, "--model-style")
+    result = cli("evaluate", file, "--model-style", "scream", "--content", photo.parent, "--metrics", "ssim",
+                 "-o", tmp_path / "eval")
+    assert result.exit_code == 0, result.output
+    assert ":scream,img_000," in (tmp_path / "eval" / "metrics.csv").read_text()  # the file's folder, in that style

@@ -23,6 +23,9 @@ def evaluate(
                                           "reference image for content STEM, e.g. '{stem}_wave'."),
     style: Optional[Path] = typer.Option(None, "--style", help="Style image for the style loss (default: the "
                                          "checkpoint recipe's)."),
+    model_style: Optional[str] = typer.Option(None, "--model-style", help="The style a multi-style model is "
+                                              "evaluated in (one of its styles; judged against that style's "
+                                              "image). Single-style models ignore it."),
     max_images: Optional[int] = typer.Option(None, "--max-images", min=1, help="Evaluate the first N content images."),
     size: Optional[int] = typer.Option(None, "--size", min=16, help="Resize content so the longer side is this."),
     depth_network: Optional[str] = typer.Option(None, "--depth-network", help="Registered depth network that judges "
@@ -98,6 +101,7 @@ def evaluate(
                                  backbone=backbone, backbone_options=options_from_texts(backbone_option, "--backbone-option"),
                                  hed_options=options_from_texts(hed_option, "--hed-option"), bsds_gt=bsds_gt,
                                  compare_models=compare, groups=plan, settings=settings, device=device,
+                                 model_style=model_style,
                                  plugins=plugin or [],
                                  progress=progress, warn=warn)
     print_results(console, output_)

@@ -105,6 +105,7 @@ def run_evaluation(models: Sequence[str | Path], content: str | Path, out: str |
                    backbone: str = "vgg16", backbone_options: dict[str, Any] | None = None,
                    hed_options: dict[str, Any] | None = None, bsds_gt: str | Path | None = None,
                    compare_models: bool | None = None, groups: GroupPlan | None = None, style_size: int = 256,
+                   model_style: str | None = None,
                    settings: EvalSettings | None = None, device: str = "cpu",
                    plugins: Sequence[str] = (), progress: Callable[[str, int, int], None] | None = None,
                    warn: Callable[[str], None] | None = None) -> EvaluationOutput:
@@ -128,7 +129,7 @@ def run_evaluation(models: Sequence[str | Path], content: str | Path, out: str |
     if bsds_gt is not None and not Path(bsds_gt).is_dir():
         raise EvaluationError(f"--bsds-gt: {bsds_gt} is not a folder of BSDS500 groundTruth .mat files")
     dev = pick_device(device, "--device")
-    sources = [open_source(m, device=dev) for m in models]
+    sources = [open_source(m, device=dev, model_style=model_style) for m in models]
     sources += [open_source(r, name=f"reference:{Path(r).name}", device=dev, pattern=reference_pattern) for r in reference_dirs]
     names = [s.name for s in sources]
     for i, s in enumerate(sources):  # unique names: the tables and figure key on them

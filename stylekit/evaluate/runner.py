@@ -75,23 +75,27 @@ def _recipe(model_file: Path) -> dict | None:
     return (run.read_config() or None) if run is not None else None
 
 
-def _recipe_style(recipe: dict | None) -> Path | None:
-    """The recipe's first style image, if it still exists."""
+def _recipe_style(recipe: dict | None, index: int | None = None) -> Path | None:
+    """The recipe's style image (its ``index``-th for a multi-style model; else the first), if it still exists."""
     try:
-        images = recipe["style"]["images"]  # type: ignore[index]
+        images = list(recipe["style"]["images"] or [])  # type: ignore[index]
     except Exception:  # noqa: BLE001
         return None
-    return next((Path(image) for image in images or [] if Path(image).is_file()), None)
+    if index is not None:
+        images = images[index:index + 1]
+    return next((Path(image) for image in images if Path(image).is_file()), None)
 
 
 def open_source(path: str | Path, name: str | None = None, device: torch.device | str = "cpu",
-                pattern: str = "{stem}") -> Source:
+                pattern: str = "{stem}", model_style: str | None = None) -> Source:
     """A checkpoint (run dir / checkpoint dir / model.safetensors / a shipped model's name) or a folder of stylized
-    images."""
+    images. A multi-style model is evaluated in one of its styles, ``model_style`` (judged against that style's
+    image); single-style models ignore it."""
     from ..checkpoint import load_model
     from ..models.zoo import list_models
     from ..runs.folder import RunDir
     from ..session import resolve_model
+    from ..stylize import stylization
 
     text = str(path)
     path = Path(text).expanduser()
@@ -109,7 +113,15 @@ def open_source(path: str | Path, name: str | None = None, device: torch.device 
         if name is None and run is not None and not path.samefile(run.path):  # a checkpoint: say whose
             label = f"{run.name}/{model_file.parent.name}"
         recipe = _recipe(model_file)
-        return Source(label, "checkpoint", path, model=model, style_image=_recipe_style(recipe), recipe=recipe)
+        index = None
+        styles = list(getattr(model, "styles", None) or [])
+        if styles:
+            if model_style not in styles:
+                raise EvaluationError(f"{text} is a multi-style model ({', '.join(styles)}): give --model-style NAME, "
+                                      "one of them, to evaluate it in that style")
+            index = styles.index(model_style)
+            model, label = stylization(model, model_style), f"{label}:{model_style}"
+        return Source(label, "checkpoint", path, model=model, style_image=_recipe_style(recipe, index), recipe=recipe)
     if path.is_dir():
         files = {p.stem: p for p in sorted(path.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
         if not files:
