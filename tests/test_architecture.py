@@ -31,7 +31,7 @@ LAYERS = ["foundation", "functional", "components", "composition", "runtime", "e
 #: module (or package: everything in it) → layer; the longest matching name wins
 PLACES = {
     # foundation: used everywhere, knows nothing of stylekit's components
-    "stylekit.errors": "foundation", "stylekit.deprecation": "foundation", "stylekit.version": "foundation",
+    "stylekit.errors": "foundation", "stylekit.version": "foundation",
     "stylekit.yamlio": "foundation", "stylekit.hardware": "foundation",
     # functional: pure tensor maths and transforms, no state, no registry
     "stylekit.functional": "functional", "stylekit.evaluate.functional": "functional",

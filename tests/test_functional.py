@@ -69,7 +69,8 @@ GONE = [("stylekit.losses", "Tap"), ("stylekit.losses", "gram_matrix"), ("stylek
         ("stylekit.losses.base", "feature_reconstruction"), ("stylekit.losses.content", "feature_reconstruction"),
         ("stylekit.losses.tv", "total_variation"), ("stylekit.evaluate.functional", "align_scale_shift"),
         ("stylekit.depth.maps", "least_squares_align"), ("stylekit.depth.maps", "normalize01"),
-        ("stylekit.card", "read_card"), ("stylekit.evaluate.builtin_metrics", "Metric")]
+        ("stylekit.card", "read_card"), ("stylekit.evaluate.builtin_metrics", "Metric"),
+        ("stylekit.losses.style", "gram_matrix")]
 
 
 @pytest.mark.parametrize("old,name", GONE)

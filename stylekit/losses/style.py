@@ -8,11 +8,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .. import functional
-from ..deprecation import moved
 from ..features import BACKBONE, Features, NetworkSpec, Tap
 from .base import LossBatch, LossTerm, TermOptions
-
-__getattr__ = moved(__name__, {"gram_matrix": "stylekit.functional:gram_matrix"})
 
 
 class StyleNetwork(BaseModel):
