@@ -359,6 +359,7 @@ class Trainer:
                         self.write_samples()
                     if self.step % r.log.checkpoint_every == 0 or self.step == r.schedule.iterations:
                         self._checkpoint()
+                        self._write_status("running")  # status.json's step follows the checkpoints
                         if not self.show_progress or not self.console.is_terminal:
                             self.console.print(f"step {self.step}/{r.schedule.iterations}: checkpoint written")
                     progress.update(task, completed=self.step)

@@ -77,7 +77,7 @@ def read_run(path: str | Path) -> RunRecord:
     return RunRecord(
         path=run.path, name=run.name, recipe=str(info.get("recipe") or config.get("name") or ""),
         changes=describe_run_changes(info), state=state, reason=reason,
-        step=max(int(status.get("step") or 0), int(row.get("step") or 0)),  # status.json is written at start/end only
+        step=max(int(status.get("step") or 0), int(row.get("step") or 0)),  # status.json follows checkpoints; metrics every log
         iterations=int(status.get("iterations") or (config.get("schedule") or {}).get("iterations") or 0),
         final={k: float(v["raw"]) for k, v in terms.items() if isinstance(v, dict) and "raw" in v},
         final_weighted={k: float(v["weighted"]) for k, v in terms.items() if isinstance(v, dict) and "weighted" in v},
