@@ -208,7 +208,7 @@ def _evaluation_lines(entries: list[dict[str, Any]]) -> list[str]:
 
 #: the evaluation columns a model card keeps (means over the held-out images), when present
 CARD_EVALUATION_KEYS = ("depth_ordinal", "depth_rmse", "edge_f", "bsds_f", "saliency_cc", "ssim",
-                        "style_loss_normalized")
+                        "style_loss_normalized", "texture_lite0", "texture_lite2", "texture_gabor", "blob_count")
 _GENERIC_FOLDERS = {"rgb", "images", "image", "test", "train", "val", "content"}
 
 
