@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "align_scale_shift", "feature_reconstruction", "gram_matrix",
-           "normalize_min_max", "total_variation"]
+           "histogram_remap", "normalize_min_max", "quantiles", "total_variation"]
 
 #: Per-channel RGB mean and standard deviation of ImageNet on the [0, 1] scale (torchvision's, timm's default).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -111,6 +111,57 @@ def feature_reconstruction(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.dtype != b.dtype:
         a, b = a.float(), b.float()
     return _MeanSquaredDifference.apply(a, b)
+
+
+def quantiles(features: torch.Tensor, count: int = 1024) -> torch.Tensor:
+    r"""Each channel's distribution as ``count`` evenly spaced quantiles (the midpoints (k + ½)/count).
+
+    Args:
+        features: feature maps of one image or several (their values pooled per channel).
+        count: how many quantiles are kept (fewer than the values: a summary of the histogram).
+
+    Shape:
+        - features: :math:`(N, C, *)`
+        - output: :math:`(C, count)`, ascending along the last dimension
+    """
+    values = features.detach().float().transpose(0, 1).reshape(features.shape[1], -1).sort(-1).values
+    return _at_fractions(values, count)
+
+
+def _at_fractions(sorted_values: torch.Tensor, count: int) -> torch.Tensor:
+    """Linear interpolation of sorted rows (…, K) at the fractions (k + ½)/count, k = 0 … count − 1."""
+    k = sorted_values.shape[-1]
+    position = ((torch.arange(count, device=sorted_values.device, dtype=torch.float32) + 0.5) / count * k - 0.5)
+    position = position.clamp(0, k - 1)
+    lo = position.floor().long()
+    hi = (lo + 1).clamp(max=k - 1)
+    frac = position - lo
+    return sorted_values[..., lo] * (1 - frac) + sorted_values[..., hi] * frac
+
+
+def histogram_remap(features: torch.Tensor, target_quantiles: torch.Tensor) -> torch.Tensor:
+    r"""R(O) of Risser, Wilmot & Barnes 2017 (§4.1): each channel of each item remapped to the target's histogram.
+
+    Every value is replaced by the target quantile at its own rank (its value sorted among the channel's
+    values in this item): the exact one-dimensional optimal-transport map, by sorting as in Heitz et al.
+    2021's sliced Wasserstein loss, where Risser et al. match binned histograms. Order is kept: the largest
+    activation stays the largest, with the target's value there. No gradient (the loss compares O with R(O)).
+
+    Args:
+        features: O, the output image's feature maps.
+        target_quantiles: the target's :func:`quantiles`, one row per channel; or one set per item.
+
+    Shape:
+        - features: :math:`(N, C, *)`
+        - target_quantiles: :math:`(C, Q)` or :math:`(N, C, Q)`
+        - output: like ``features``
+    """
+    n, c = features.shape[:2]
+    flat = features.detach().float().reshape(n, c, -1)
+    order = flat.argsort(-1)
+    targets = target_quantiles.float().to(flat.device).expand(n, c, -1)
+    at_ranks = _at_fractions(targets, flat.shape[-1])  # the target value for rank 0, 1, … of each item's channel
+    return torch.empty_like(flat).scatter_(-1, order, at_ranks).view(features.shape)
 
 
 def total_variation(images: torch.Tensor, power: int = 2) -> torch.Tensor:

@@ -7,13 +7,14 @@ from .base import LossBatch, LossTerm, NetworkLayerLoss, TermContext, TermOption
 from .content import ContentLoss
 from .depth import DepthLoss
 from .edge import EdgeLoss
+from .histogram import HistogramLoss
 from .style import StyleLoss
 from .tv import TotalVariation
 
-__all__ = ["ContentLoss", "DepthLoss", "EdgeLoss", "LossBatch", "LossTerm", "NetworkLayerLoss", "StyleLoss",
+__all__ = ["ContentLoss", "DepthLoss", "EdgeLoss", "HistogramLoss", "LossBatch", "LossTerm", "NetworkLayerLoss", "StyleLoss",
            "TermContext", "TermOptions", "TotalVariation"]
 
 
 @hookimpl
 def stylekit_loss_terms():
-    return [ContentLoss, DepthLoss, EdgeLoss, StyleLoss, TotalVariation]
+    return [ContentLoss, DepthLoss, EdgeLoss, HistogramLoss, StyleLoss, TotalVariation]
