@@ -16,6 +16,7 @@ of them train.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -37,9 +38,28 @@ def style_labels(seed: int, step: int, batch: int, choices: list[int], *, per_ba
     return labels.expand(batch).clone() if per_batch else labels[rank * batch:(rank + 1) * batch]
 
 
-def init_from(model: TransformerNetwork, source: str | Path) -> list[str]:
+@dataclass
+class InitReport:
+    """What :func:`init_from` did: the styles the source lacks, and the tensors it could not fill."""
+
+    new_styles: list[str]
+    copied: int
+    total: int
+    not_copied: list[str]
+
+    def describe(self, source: str | Path) -> str:
+        """One line for the training header: all tensors, or how many and which were left at initialization."""
+        if not self.not_copied:
+            return f"starting from {source}: all {self.total} tensors"
+        shown = ", ".join(self.not_copied[:4]) + (f" … ({len(self.not_copied)} in all)" if len(self.not_copied) > 4 else "")
+        return (f"starting from {source}: {self.copied} of {self.total} tensors; left at initialization (not in it, "
+                f"or of another shape): {shown}")
+
+
+def init_from(model: TransformerNetwork, source: str | Path) -> InitReport:
     """Copy into ``model`` every tensor of the model at ``source`` (a run, checkpoint, file or shipped name) whose
-    name and shape match, γ/β rows by style name; returns the styles of ``model`` that ``source`` lacks."""
+    name and shape match, γ/β rows by style name; reports the styles of ``model`` that ``source`` lacks and the
+    tensors that were not copied (a source trained with other network options: ``norm``, ``channels``…)."""
     try:
         given = load_model(model_file_for(source))
     except StylekitError as exc:
@@ -50,9 +70,10 @@ def init_from(model: TransformerNetwork, source: str | Path) -> list[str]:
     rows = [(model.styles.index(name), old_styles.index(name)) for name in model.styles if name in old_styles]
     conditional = {f"{prefix}.{p}" for prefix, module in model.named_modules()
                    if isinstance(module, ConditionalNorm) for p in ("gamma", "beta")}
-    copied = 0
+    copied, not_copied = 0, []
+    mine_all = model.state_dict()
     with torch.no_grad():
-        for key, mine in model.state_dict().items():
+        for key, mine in mine_all.items():
             if key in conditional and key in theirs and theirs[key].shape[1:] == mine.shape[1:]:
                 for to, frm in rows:
                     mine[to].copy_(theirs[key][frm])
@@ -60,10 +81,12 @@ def init_from(model: TransformerNetwork, source: str | Path) -> list[str]:
             elif key in theirs and theirs[key].shape == mine.shape:
                 mine.copy_(theirs[key])
                 copied += 1
+            else:
+                not_copied.append(key)
     if not copied:
         raise ConfigError(f"model.init: {source} holds a {given.name!r} network sharing no weights with this "
                           f"{model.name!r} one; start from a model of the same network")
-    return new_styles
+    return InitReport(new_styles, copied, len(mine_all), not_copied)
 
 
 def trainable_parameters(model: TransformerNetwork, train: str, new_styles: list[str]) -> list[torch.nn.Parameter]:

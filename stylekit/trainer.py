@@ -92,7 +92,10 @@ class Trainer:
             self.loggers = LoggerSet.build(r, self.registry)
         self.model = self.registry.build("model", r.model.name, r.options_at("model"), where="model")
         self.styles = self.model.styles  # a multi-style network: one style per style image
-        new_styles = multistyle.init_from(self.model, r.model.init) if r.model.init else list(self.styles)
+        new_styles, self.init_note = list(self.styles), ""
+        if r.model.init:
+            report = multistyle.init_from(self.model, r.model.init)
+            new_styles, self.init_note = report.new_styles, report.describe(r.model.init)
         multistyle.check_new_styles(r, new_styles)
         self.drawn = [self.styles.index(name) for name in new_styles]  # the styles batches are drawn from
         self.model.to(self.device)
@@ -311,7 +314,8 @@ class Trainer:
             f"({self.precision_reason}),\n  "
             f"{len(self.files)} training images, batch {r.schedule.batch_size} × {r.data.image_size}px"
             + (f" × {self.dist.world_size} processes" if self.dist.enabled else "") + ", "
-            f"backbone {r.backbone.name}, terms " + ", ".join(f"{k}×{w:g}" for k, w in weights.items()))
+            f"backbone {r.backbone.name}, terms " + ", ".join(f"{k}×{w:g}" for k, w in weights.items())
+            + (f"\n  {self.init_note}" if self.init_note and not self.resume else ""))
         if self.step >= r.schedule.iterations:
             self.console.print(f"Nothing to do: the run already reached {self.step} steps.")
             self._write_status("finished")

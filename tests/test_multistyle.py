@@ -312,3 +312,26 @@ def test_evaluate_judges_a_multi_style_model_in_the_style_asked_for(tmp_path, mu
                  "-o", tmp_path / "eval")
     assert result.exit_code == 0, result.output
     assert ":scream,img_000," in (tmp_path / "eval" / "metrics.csv").read_text()  # the file's folder, in that style
+
+
+def test_starting_from_a_model_says_which_tensors_it_could_not_fill(tmp_path):
+    """model.init copies what matches: the training header says so, and names what stays at initialization
+    (a model trained with plain instance norm has no variance floors for an `instance_floor` network)."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from stylekit.testing import tiny_recipe
+
+    plain = session.start_run(tiny_recipe(tmp_path, schedule={"iterations": 2}), show_progress=False)
+
+    def header(model):
+        out = StringIO()
+        session.start_run(tiny_recipe(tmp_path, model=model, schedule={"iterations": 1}),
+                          console=Console(file=out, width=200), show_progress=False)
+        return out.getvalue()
+
+    same = header({"init": str(plain.path)})
+    assert f"starting from {plain.path}: all " in same and "left at initialization" not in same
+    floored = header({"init": str(plain.path), "norm": "instance_floor"})
+    assert "left at initialization" in floored and "running_var" in floored
