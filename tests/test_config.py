@@ -57,7 +57,7 @@ def test_unknown_key_lists_allowed_keys(recipe_file):
 
 def test_unknown_term_and_backbone_list_known(recipe_file):
     with pytest.raises(ConfigError, match=r"--set losses.dpth.weight: unknown loss term 'dpth'; this recipe's terms: "
-                                          r"content, style, tv; registered terms: content, depth, edge, style, tv"):
+                                          r"content, style, tv; registered terms: content, depth, edge, histogram, style, tv"):
         load_recipe(recipe_file, ["losses.dpth.weight=3"])
     with pytest.raises(ConfigError, match=r"backbone.name: unknown backbone 'vgg17'; known backbone names: .*vgg16"):
         load_recipe(recipe_file, ["backbone.name=vgg17"])

@@ -33,7 +33,7 @@ LOSS_PLUGIN = textwrap.dedent('''
 def test_builtins_are_registered_through_the_hooks():
     manager = PluginManager(entry_points=False)
     registry = manager.registry
-    assert registry.names("loss") == ["content", "depth", "edge", "style", "tv"]
+    assert registry.names("loss") == ["content", "depth", "edge", "histogram", "style", "tv"]
     assert {"vgg16", "vgg19", "hed_vgg16", "timm"} <= set(registry.names("backbone"))
     assert registry.entry("loss", "style").source == "built-in"
 
@@ -95,7 +95,7 @@ def test_duplicate_name_names_both_sources(tmp_path):
 
 def test_unknown_name_lists_known_names():
     registry = PluginManager(entry_points=False).registry
-    with pytest.raises(UnknownComponentError, match="unknown loss .stlye.; known loss names: content, depth, edge, style, tv"):
+    with pytest.raises(UnknownComponentError, match="unknown loss .stlye.; known loss names: content, depth, edge, histogram, style, tv"):
         registry.get("loss", "stlye")
 
 
