@@ -13,9 +13,9 @@ import torch
 from pydantic import Field
 
 from .. import functional
-from ..features import BACKBONE, Features, NetworkSpec, Tap
-from .base import LossBatch, LossTerm, TermOptions
-from .style import StyleNetwork
+from ..features import Features, Tap
+from .base import LossBatch, TermOptions
+from .style import PaintingStatisticTerm, StyleNetwork
 
 PIXELS = "pixels"
 
@@ -31,30 +31,14 @@ class HistogramOptions(TermOptions):
                                                    "per channel.")
 
 
-class HistogramLoss(LossTerm):
+class HistogramLoss(PaintingStatisticTerm):
     """Σ_layers ‖O − R(O)‖² / (C·H·W), each divided by the painting's mean channel variance there."""
 
     name = "histogram"
     Options = HistogramOptions
 
-    def __init__(self, options=None, *, key=None):
-        super().__init__(options, key=key)
-        self.targets: dict[str, torch.Tensor] = {}
-        self.scales: dict[str, float] = {}
-
-    def _network_key(self) -> str:
-        net = self.options.network
-        return BACKBONE if net is None else NetworkSpec.of("backbone", net.name, net.options).key
-
-    def networks(self) -> list[NetworkSpec]:
-        net = self.options.network
-        uses_network = any(layer != PIXELS for layer in self.options.layers)
-        return [NetworkSpec.of("backbone", net.name, net.options)] if net is not None and uses_network else []
-
-    def output_taps(self) -> list[Tap]:
-        return [Tap(layer, self._network_key()) for layer in self.options.layers if layer != PIXELS]
-
-    style_taps = output_taps
+    def network_layers(self) -> list[str]:
+        return [layer for layer in self.options.layers if layer != PIXELS]
 
     def set_style(self, style_features: list[Features]) -> None:
         images = self.context.style_images

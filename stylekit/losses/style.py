@@ -44,29 +44,39 @@ class StyleOptions(TermOptions):
         return self
 
 
-class StyleLoss(LossTerm):
-    """Squared Frobenius distance of Gram matrices (normalized by C·H·W), summed over layers."""
-
-    name = "style"
-    Options = StyleOptions
+class PaintingStatisticTerm(LossTerm):
+    """A term that matches a statistic of ŷ's features at ``options.layers`` to the painting's, through the
+    recipe's backbone or ``options.network``: per layer a target (``targets``) and a divisor (``scales``)."""
 
     def __init__(self, options=None, *, key=None):
         super().__init__(options, key=key)
         self.targets: dict[str, torch.Tensor] = {}
-        self.scales: dict[str, float] = {}  # per-layer divisors (normalize_layers), from the style's Grams
+        self.scales: dict[str, float] = {}  # per-layer divisors, from the painting's statistics
 
     def _network_key(self) -> str:
         net = self.options.network
         return BACKBONE if net is None else NetworkSpec.of("backbone", net.name, net.options).key
 
+    def network_layers(self) -> list[str]:
+        """The layers read from the network (all of ``options.layers`` unless a subclass has others)."""
+        return list(self.options.layers)
+
     def networks(self) -> list[NetworkSpec]:
         net = self.options.network
-        return [] if net is None else [NetworkSpec.of("backbone", net.name, net.options)]
+        return [] if net is None or not self.network_layers() else [NetworkSpec.of("backbone", net.name, net.options)]
 
     def output_taps(self) -> list[Tap]:
-        return [Tap(layer, self._network_key()) for layer in self.options.layers]
+        return [Tap(layer, self._network_key()) for layer in self.network_layers()]
 
-    style_taps = output_taps
+    def style_taps(self) -> list[Tap]:
+        return self.output_taps()
+
+
+class StyleLoss(PaintingStatisticTerm):
+    """Squared Frobenius distance of Gram matrices (normalized by C·H·W), summed over layers."""
+
+    name = "style"
+    Options = StyleOptions
 
     def set_style(self, style_features: list[Features]) -> None:
         # Several style images: the target is their mean Gram matrix (a multi-style network: one per style).
