@@ -39,18 +39,23 @@ def test_the_registry_builds_every_network_kind():
         assert net.styles == ["a", "b"] and net(x, torch.tensor([0, 1])).shape == x.shape
 
 
-def test_johnson_keeps_its_state_dict_keys_and_old_files_load():
-    """The default network is today's: a file without ``model_name`` (every model shipped so far) loads as it."""
+def test_johnson_keeps_its_state_dict_keys_and_old_files_load(tmp_path):
+    """The default network is today's: a file without ``model_name`` (every model shipped before networks were
+    plugins) loads as it; the shipped ones name theirs."""
+    from safetensors.torch import load_file, save_file
+
     net = TransformerNet(TINY)
     keys = list(net.state_dict())
     assert keys[:4] == ["down.0.1.weight", "down.0.1.bias", "down.0.2.weight", "down.0.2.bias"]
     assert stylekit.create_model("johnson", **TINY).state_dict().keys() == net.state_dict().keys()
     shipped = shipped_models()
     assert shipped, "the package ships single-style models"
-    for file in shipped.values():
+    for name, file in shipped.items():
         metadata, _ = read_safetensors_header(file)
-        assert "model_name" not in metadata
-        assert type(load_model(file)) is TransformerNet
+        assert metadata.get("model_name") == "johnson" and type(load_model(file)) is TransformerNet
+        old = tmp_path / f"{name}.safetensors"  # as files were written before `model_name` existed
+        save_file(load_file(file), old, metadata={k: v for k, v in metadata.items() if k != "model_name"})
+        assert type(load_model(old)) is TransformerNet
 
 
 @pytest.mark.parametrize("norm", NORMS)
