@@ -153,7 +153,7 @@ def histogram_remap(features: torch.Tensor, target_quantiles: torch.Tensor) -> t
 
     Shape:
         - features: :math:`(N, C, *)`
-        - target_quantiles: :math:`(C, Q)` or :math:`(N, C, Q)`
+        - target_quantiles: :math:`(C, Q)`, :math:`(1, C, Q)` or :math:`(N, C, Q)`
         - output: like ``features``
     """
     n, c = features.shape[:2]

@@ -56,7 +56,6 @@ class HistogramLoss(PaintingStatisticTerm):
         total = 0.0
         for layer in self.options.layers:
             features = batch.output if layer == PIXELS else batch.output_features[Tap(layer, self._network_key())]
-            target = self.target_of(self.targets[layer], batch)
-            remapped = functional.histogram_remap(features, target[0] if len(target) == 1 else target)
+            remapped = functional.histogram_remap(features, self.target_of(self.targets[layer], batch))
             total = total + functional.feature_reconstruction(features, remapped.to(features.dtype)) / self.scales[layer]
         return total
