@@ -98,6 +98,25 @@ def test_hed_edges_fire_on_a_step_edge_and_not_on_flat_regions(monkeypatch):
     assert edges[16:48, 30:34].mean() > 0.5 > edges[16:48, 4:20].mean() + 0.3
 
 
+
+def test_failed_download_names_file_places_and_reason(tmp_path, monkeypatch):
+    """No network (a user behind a proxy, a DNS failure): the error names the file and where to put it."""
+    import urllib.error
+
+    def no_network(url, dst, hash_prefix=None, progress=True):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr("torch.hub.download_url_to_file", no_network)
+    monkeypatch.delenv("STYLEKIT_OFFLINE")
+    monkeypatch.setenv("STYLEKIT_WEIGHTS_DIR", str(tmp_path / "wd"))
+    with pytest.raises(WeightsNotFoundError) as info:
+        VGG16({})
+    message = str(info.value)
+    assert "the download failed: [Errno -2] Name or service not known" in message
+    assert str(tmp_path / "wd" / "vgg16-397923af.pth") in message
+    assert "https://download.pytorch.org/models/vgg16-397923af.pth" in message
+    assert not list(cache_dir().glob("vgg16*"))  # nothing half-written left in the cache
+
 # -- verified downloads ---------------------------------------------------------------------------------------
 
 def test_torchvision_vgg_files_are_checked_against_the_hash_prefix_in_their_names(tmp_path, monkeypatch):

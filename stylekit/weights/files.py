@@ -164,11 +164,16 @@ def resolve_weights(spec: WeightsFile, explicit: str | os.PathLike | None = None
         return _check(path, spec, where)
     if not allow_download or offline() or spec.url is None:
         raise WeightsNotFoundError(_missing_message(spec, label, wdir, cached))
-    return download(spec, cached)
+    try:
+        return download(spec, cached)
+    except OSError as error:  # no network, DNS, HTTP error, timeout (urllib's errors are OSErrors)
+        reason = getattr(error, "reason", None) or error
+        raise WeightsNotFoundError(_missing_message(spec, label, wdir, cached, why=f"the download failed: {reason}")
+                                   ) from error
 
 
-def _missing_message(spec: WeightsFile, label: str, wdir: Path | None, cached: Path) -> str:
-    why = "offline mode is on" if offline() else "it has no download URL"
+def _missing_message(spec: WeightsFile, label: str, wdir: Path | None, cached: Path, why: str = "") -> str:
+    why = why or ("offline mode is on" if offline() else "it has no download URL")
     places = [f"  - {wdir / spec.filename}  (your weights directory)" if wdir else
               f"  - <DIR>/{spec.filename} with --weights-dir DIR or {ENV_WEIGHTS_DIR}=DIR",
               f"  - {cached}  (the cache)",
