@@ -321,3 +321,18 @@ def test_shrinking_bsds_boundaries_keeps_thin_lines():
     b[100, :] = True  # one-pixel line: nearest-neighbor shrinking would drop it in places
     small = resize_boundaries(b, (214, 320))
     assert small.shape == (214, 320) and bool(small.any(0).all())
+
+
+def test_evaluation_for_logs_says_how_far_it_is_at_each_tenth():
+    """--no-progress (a background evaluation): one plain line per tenth of the work, not one per image."""
+    from rich.console import Console
+
+    from stylekit.evaluate.console import progress_bar
+
+    console = Console(record=True, width=100)
+    with progress_bar(console, enabled=False) as update:
+        for done in range(1, 4361):
+            update("00001", done, 4360)
+    lines = console.export_text().splitlines()
+    assert len(lines) == 10
+    assert lines[0].startswith("evaluated 436/4360 (10 %") and lines[-1].startswith("evaluated 4360/4360 (100 %")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -16,9 +17,20 @@ from .report import COMPARISON_HEADER, comparison_rows, small_sample_warning, su
 
 @contextmanager
 def progress_bar(console: Console, enabled: bool = True) -> Iterator[Callable[[str, int, int], None]]:
-    """A callback ``(image, done, total)`` that drives a rich progress bar (or does nothing)."""
+    """A callback ``(image, done, total)`` that drives a rich progress bar or, disabled (logs), prints one plain
+    line at each tenth of the work, so a long evaluation in the background still says how far it is."""
     if not enabled:
-        yield lambda image, done, total: None
+        started = time.perf_counter()
+        printed = {0}
+
+        def log_line(image: str, done: int, total: int) -> None:
+            tenth = done * 10 // max(total, 1)
+            if tenth not in printed:
+                printed.add(tenth)
+                console.print(f"evaluated {done}/{total} ({tenth * 10} %, {time.perf_counter() - started:.0f} s)",
+                              highlight=False)
+
+        yield log_line
         return
     with Progress(TextColumn("[bold]evaluate[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False) as progress:
