@@ -125,9 +125,12 @@ def resume_changes(folder: RunDir, recipe: Recipe) -> list[str]:
 def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """The dotted keys whose value differs between a run's recorded config.yaml (``old``) and a resolved recipe as
     config.yaml holds it (``new``); a key this stylekit added to recipes since ``old`` was written, at its
-    default, changes nothing (``model.name: johnson`` for a run from before networks were plugins)."""
+    default, changes nothing (``model.name: johnson`` for a run from before networks were plugins); nor does a
+    change to the recipe's ``presets``: they are a menu, and the one chosen is already applied to the values."""
     diff = config_diff([dict(old), dict(new)]) if old else {}
-    return [k for k, (before, after) in diff.items() if not (before is MISSING and after == _default_of(k, new))]
+    return [k for k, (before, after) in diff.items()
+            if k.split(".", 1)[0] != "presets"
+            and not (before is MISSING and after == _default_of(k, new))]
 
 
 def _default_of(key: str, config: Mapping[str, Any]) -> Any:
