@@ -118,6 +118,27 @@ def test_interpolate_is_the_piecewise_linear_curve_extended_past_its_ends():
     kinked = interpolate(np.array([[0.0, 1.0, 2.0]]), np.array([[0.0, 1.0, 0.0]]), np.array([1.5]))[0]
     assert kinked[0] == pytest.approx(0.5)
 
+    fixed = interpolate(np.array([[1.0, 1.001, 2.0]]), np.array([[0.9, 0.5, 0.8]]), np.array([0.5]), end_slopes=(-0.1, -0.1))
+    assert fixed[0][0] == pytest.approx(0.95)  # past the end: the given slope, not the near-vertical end segment
+
+
+def test_two_nearly_equally_stylized_reference_configurations_keep_the_gap_ci_bounded():
+    """The claim experiment's case: the reference arm's two most stylized configurations almost share their x
+    but not their y, one of them with one seed; a candidate on the line near that end. The gap CI stays of the
+    size of the y noise, and the candidate is not called above or below."""
+    rng = np.random.default_rng(8)
+    image_effects = rng.normal(0, [0.3, 0.05], (1, 40, 2))
+
+    def configuration(x, y, seeds=3):
+        return (np.array([x, y]) + rng.normal(0, [0.15, 0.02], (seeds, 1, 2)) + image_effects
+                + rng.normal(0, [0.2, 0.03], (seeds, 40, 2)))
+
+    line = {("johnson", "c05"): configuration(1.0, 0.60, seeds=1), ("johnson", "c1"): configuration(1.05, 0.68),
+            ("johnson", "c2"): configuration(2.0, 0.74), ("johnson", "c4"): configuration(3.0, 0.78),
+            ("depth", "w50"): configuration(1.1, 0.684)}
+    result, groups = study_result(line)
+    gap = tradeoff(result, groups, "texture_gabor", "depth_ordinal", resamples=400)["gaps"][0]
+    assert gap["ci_high"] - gap["ci_low"] < 0.3 and gap["verdict"] in ("not shown", "outside the range")
 
 def frontier_study(rng, delta: float, candidate_x: float = 2.5, seeds: int = 3, images: int = 40) -> list[np.ndarray]:
     """Three reference configurations on y = 1 − 0.1·x at x = 1, 2, 3 and a candidate δ above the line; seeds

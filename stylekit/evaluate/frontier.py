@@ -9,7 +9,8 @@ structure score (default ``depth_ordinal``).
   CIs on both axes; an arm is the line through its configurations, sorted by x.
 - The *frontier* is the reference arm's line (default: the first arm, e.g. Johnson's at several content weights):
   the piecewise-linear curve f through its configurations' means. Not their upper envelope: a maximum of noisy
-  means is biased upward.
+  means is biased upward. Past its ends every bootstrap replicate extends f with the point estimate's end slopes
+  (a replicate's own end segment is nearly vertical when two configurations are almost equally stylized).
 - For a configuration c of another arm, the *gap* is g = y_c − f(x_c) (sign flipped when lower y is better, so
   g > 0 always means better structure at the same style). Its CI comes from one hierarchical bootstrap of x and
   y together (seeds resampled within every configuration, images shared), so the uncertainty of both curves and
@@ -28,7 +29,7 @@ import numpy as np
 
 from ..metrics import Column, Metric
 from .groups import DEFAULT_Y, Group, values_by_group
-from .hierarchical import NONE, HierarchicalBootstrap, Interval, frontier_gap, inside_range
+from .hierarchical import NONE, HierarchicalBootstrap, Interval, end_slopes, frontier_gap, inside_range
 from .judges import Trained, shared_with, sharing_text
 from .runner import EvalResult, EvaluationError
 
@@ -138,13 +139,15 @@ def tradeoff(result: EvalResult, groups: Sequence[Group], x: str, y: str = DEFAU
     lo, hi = float(boot.point[reference, 0].min()), float(boot.point[reference, 0].max())
     out["reference_range"] = [lo, hi]
     replicates = boot.replicates("all")
+    # past the frontier's ends every replicate extends it with the point estimate's end slopes (bounded; docstring)
+    slopes = end_slopes(boot.point[reference, 0], boot.point[reference, 1])
     for arm in arms:
         if arm == reference_arm:
             continue
         members = [k for k, g in enumerate(groups) if g.arm == arm]
         inside_members = []
         for k in members:
-            interval = boot.interval(frontier_gap(reference, k, sign=sign), involves=[*reference, k])
+            interval = boot.interval(frontier_gap(reference, k, sign=sign, slopes=slopes), involves=[*reference, k])
             inside = lo <= boot.point[k, 0] <= hi
             inside_members += [k] if inside else []
             share = float(1.0 - inside_range(replicates, reference, k).mean())
@@ -154,19 +157,19 @@ def tradeoff(result: EvalResult, groups: Sequence[Group], x: str, y: str = DEFAU
                                 "ci_low": interval.low, "ci_high": interval.high, "se": interval.se,
                                 "df": interval.df, "inside": bool(inside), "extrapolated_share": share,
                                 "verdict": _verdict(interval, inside)})
-        out["arm_verdicts"].append(_arm_verdict(boot, arm, reference, inside_members, sign, len(members)))
+        out["arm_verdicts"].append(_arm_verdict(boot, arm, reference, inside_members, sign, len(members), slopes))
     out["sentence"] = " ".join(_sentence(v, out) for v in out["arm_verdicts"])
     return out
 
 
 def _arm_verdict(boot: HierarchicalBootstrap, arm: str, reference: list[int], members: list[int], sign: float,
-                 total: int) -> dict[str, Any]:
+                 total: int, slopes: tuple[float, float] | None = None) -> dict[str, Any]:
     """The mean gap over the arm's configurations inside the frontier's range."""
     verdict: dict[str, Any] = {"arm": arm, "configs_inside": len(members), "configs": total}
     if not members:
         return {**verdict, "gap": math.nan, "ci_low": math.nan, "ci_high": math.nan, "df": math.nan,
                 "verdict": "outside the range"}
-    gaps = [frontier_gap(reference, k, sign=sign) for k in members]
+    gaps = [frontier_gap(reference, k, sign=sign, slopes=slopes) for k in members]
     interval = boot.interval(lambda m: np.mean([g(m) for g in gaps], axis=0), involves=[*reference, *members])
     unknown = [k for k in (*reference, *members) if boot.sources[k] == NONE]
     return {**verdict, "gap": interval.estimate, "ci_low": interval.low, "ci_high": interval.high,

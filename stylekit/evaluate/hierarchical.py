@@ -155,10 +155,15 @@ def _variance(replicates: np.ndarray) -> float:
 
 
 # -- the frontier -----------------------------------------------------------------------------------------------
-def interpolate(xs: np.ndarray, ys: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def interpolate(xs: np.ndarray, ys: np.ndarray, x: np.ndarray,
+                end_slopes: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The piecewise-linear curve through the points (xs, ys) (each row sorted by x here) at ``x``, extended
     linearly past its ends; and whether ``x`` lies inside the points' range. Vectorized over leading axes:
-    ``xs``, ``ys``: (..., P); ``x``: (...)."""
+    ``xs``, ``ys``: (..., P); ``x``: (...).
+
+    ``end_slopes`` (below the lowest x, above the highest): the slopes to extend with, instead of each row's own
+    end segments. A bootstrap replicate's end segment can be nearly vertical when two points' x almost coincide
+    there, and extending it would put the curve anywhere; fixed slopes (the point estimate's) keep it bounded."""
     order = np.argsort(xs, axis=-1)
     xs, ys = np.take_along_axis(xs, order, -1), np.take_along_axis(ys, order, -1)
     points = xs.shape[-1]
@@ -168,18 +173,37 @@ def interpolate(xs: np.ndarray, ys: np.ndarray, x: np.ndarray) -> tuple[np.ndarr
     with np.errstate(invalid="ignore", divide="ignore"):
         t = np.where(x1 > x0, (x - x0) / (x1 - x0), 0.5)
     inside = (x >= xs[..., 0]) & (x <= xs[..., -1])
-    return y0 + t * (y1 - y0), inside
+    curve = y0 + t * (y1 - y0)
+    if end_slopes is not None:
+        below, above = x < xs[..., 0], x > xs[..., -1]
+        curve = np.where(below, ys[..., 0] + end_slopes[0] * (x - xs[..., 0]), curve)
+        curve = np.where(above, ys[..., -1] + end_slopes[1] * (x - xs[..., -1]), curve)
+    return curve, inside
+
+
+def end_slopes(xs: np.ndarray, ys: np.ndarray) -> tuple[float, float]:
+    """The slopes of the first and last segments of the curve through (xs, ys), sorted by x (0 where two x
+    coincide): the extension :func:`interpolate` uses past the ends in every replicate."""
+    order = np.argsort(xs)
+    xs, ys = np.asarray(xs, float)[order], np.asarray(ys, float)[order]
+
+    def slope(i: int, j: int) -> float:
+        return float((ys[j] - ys[i]) / (xs[j] - xs[i])) if xs[j] > xs[i] else 0.0
+
+    return slope(0, 1), slope(-2, -1)
 
 
 def frontier_gap(reference: Sequence[int], candidate: int, x: int = 0, y: int = 1,
-                 sign: float = 1.0) -> Callable[[np.ndarray], np.ndarray]:
+                 sign: float = 1.0, slopes: tuple[float, float] | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """The statistic 'candidate's y minus the reference configurations' curve at the candidate's x' (times
     ``sign``: −1 when lower y is better, so a positive gap always means better), for
-    :meth:`HierarchicalBootstrap.interval`."""
+    :meth:`HierarchicalBootstrap.interval`; ``slopes``: the curve's extension past its ends (:func:`end_slopes`
+    of the point estimate), the same in every replicate."""
     reference = list(reference)
 
     def gap(means: np.ndarray) -> np.ndarray:
-        curve, _ = interpolate(means[..., reference, x], means[..., reference, y], means[..., candidate, x])
+        curve, _ = interpolate(means[..., reference, x], means[..., reference, y], means[..., candidate, x],
+                               end_slopes=slopes)
         return sign * (means[..., candidate, y] - curve)
 
     return gap
