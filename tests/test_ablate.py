@@ -220,7 +220,6 @@ def test_changed_config_is_refused_unless_replaced(recipe_file, tmp_path):
     assert len(list((out / ".replaced").iterdir())) == 1
 
 
-
 def test_editing_a_preset_the_runs_did_not_use_keeps_them_finished(recipe_file, tmp_path):
     """A recipe's presets are a menu: adding or changing one (here, for another painting) changes no finished run."""
     out = tmp_path / "grid"
@@ -234,6 +233,7 @@ def test_editing_a_preset_the_runs_did_not_use_keeps_them_finished(recipe_file, 
     # a change the run would feel is still caught
     recipe_file.write_text(yaml.safe_dump({**raw, "losses": {**raw["losses"], "tv": {"weight": 0.5}}}))
     assert [a.kind for a in plan_actions(expand_grid(recipe_file, ["losses.style.weight=10"], directory=out))] == ["conflict"]
+
 
 def test_parallel_commands_and_gpu_assignment(recipe_file, tmp_path, monkeypatch):
     from stylekit.ablate import Action, train_command, visible_gpus

@@ -118,7 +118,7 @@ def test_interpolate_is_the_piecewise_linear_curve_extended_past_its_ends():
     kinked = interpolate(np.array([[0.0, 1.0, 2.0]]), np.array([[0.0, 1.0, 0.0]]), np.array([1.5]))[0]
     assert kinked[0] == pytest.approx(0.5)
 
-    fixed = interpolate(np.array([[1.0, 1.001, 2.0]]), np.array([[0.9, 0.5, 0.8]]), np.array([0.5]), end_slopes=(-0.1, -0.1))
+    fixed = interpolate(np.array([[1.0, 1.001, 2.0]]), np.array([[0.9, 0.5, 0.8]]), np.array([0.5]), slopes=(-0.1, -0.1))
     assert fixed[0][0] == pytest.approx(0.95)  # past the end: the given slope, not the near-vertical end segment
 
 
@@ -139,6 +139,7 @@ def test_two_nearly_equally_stylized_reference_configurations_keep_the_gap_ci_bo
     result, groups = study_result(line)
     gap = tradeoff(result, groups, "texture_gabor", "depth_ordinal", resamples=400)["gaps"][0]
     assert gap["ci_high"] - gap["ci_low"] < 0.3 and gap["verdict"] in ("not shown", "outside the range")
+
 
 def frontier_study(rng, delta: float, candidate_x: float = 2.5, seeds: int = 3, images: int = 40) -> list[np.ndarray]:
     """Three reference configurations on y = 1 − 0.1·x at x = 1, 2, 3 and a candidate δ above the line; seeds

@@ -98,7 +98,6 @@ def test_hed_edges_fire_on_a_step_edge_and_not_on_flat_regions(monkeypatch):
     assert edges[16:48, 30:34].mean() > 0.5 > edges[16:48, 4:20].mean() + 0.3
 
 
-
 def test_failed_download_names_file_places_and_reason(tmp_path, monkeypatch):
     """No network (a user behind a proxy, a DNS failure): the error names the file and where to put it."""
     import urllib.error
@@ -116,6 +115,7 @@ def test_failed_download_names_file_places_and_reason(tmp_path, monkeypatch):
     assert str(tmp_path / "wd" / "vgg16-397923af.pth") in message
     assert "https://download.pytorch.org/models/vgg16-397923af.pth" in message
     assert not list(cache_dir().glob("vgg16*"))  # nothing half-written left in the cache
+
 
 # -- verified downloads ---------------------------------------------------------------------------------------
 

@@ -163,7 +163,7 @@ def tradeoff(result: EvalResult, groups: Sequence[Group], x: str, y: str = DEFAU
 
 
 def _arm_verdict(boot: HierarchicalBootstrap, arm: str, reference: list[int], members: list[int], sign: float,
-                 total: int, slopes: tuple[float, float] | None = None) -> dict[str, Any]:
+                 total: int, slopes: tuple[float, float]) -> dict[str, Any]:
     """The mean gap over the arm's configurations inside the frontier's range."""
     verdict: dict[str, Any] = {"arm": arm, "configs_inside": len(members), "configs": total}
     if not members:

@@ -156,12 +156,12 @@ def _variance(replicates: np.ndarray) -> float:
 
 # -- the frontier -----------------------------------------------------------------------------------------------
 def interpolate(xs: np.ndarray, ys: np.ndarray, x: np.ndarray,
-                end_slopes: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                slopes: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The piecewise-linear curve through the points (xs, ys) (each row sorted by x here) at ``x``, extended
     linearly past its ends; and whether ``x`` lies inside the points' range. Vectorized over leading axes:
     ``xs``, ``ys``: (..., P); ``x``: (...).
 
-    ``end_slopes`` (below the lowest x, above the highest): the slopes to extend with, instead of each row's own
+    ``slopes`` (below the lowest x, above the highest; :func:`end_slopes`): the slopes to extend with, instead of each row's own
     end segments. A bootstrap replicate's end segment can be nearly vertical when two points' x almost coincide
     there, and extending it would put the curve anywhere; fixed slopes (the point estimate's) keep it bounded."""
     order = np.argsort(xs, axis=-1)
@@ -174,10 +174,9 @@ def interpolate(xs: np.ndarray, ys: np.ndarray, x: np.ndarray,
         t = np.where(x1 > x0, (x - x0) / (x1 - x0), 0.5)
     inside = (x >= xs[..., 0]) & (x <= xs[..., -1])
     curve = y0 + t * (y1 - y0)
-    if end_slopes is not None:
-        below, above = x < xs[..., 0], x > xs[..., -1]
-        curve = np.where(below, ys[..., 0] + end_slopes[0] * (x - xs[..., 0]), curve)
-        curve = np.where(above, ys[..., -1] + end_slopes[1] * (x - xs[..., -1]), curve)
+    if slopes is not None:
+        curve = np.where(x < xs[..., 0], ys[..., 0] + slopes[0] * (x - xs[..., 0]), curve)
+        curve = np.where(x > xs[..., -1], ys[..., -1] + slopes[1] * (x - xs[..., -1]), curve)
     return curve, inside
 
 
@@ -203,7 +202,7 @@ def frontier_gap(reference: Sequence[int], candidate: int, x: int = 0, y: int = 
 
     def gap(means: np.ndarray) -> np.ndarray:
         curve, _ = interpolate(means[..., reference, x], means[..., reference, y], means[..., candidate, x],
-                               end_slopes=slopes)
+                               slopes=slopes)
         return sign * (means[..., candidate, y] - curve)
 
     return gap
