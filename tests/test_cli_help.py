@@ -56,6 +56,13 @@ def test_shell_completion_is_available(monkeypatch):
     assert complete("stylekit plugins n", 2) == ["new"]
 
 
+def test_a_mistyped_option_is_a_usage_error_not_a_bug(tmp_path):
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "recipe.yaml"), "--dry-run"], env=ENV)
+    assert result.exit_code == 2, result.output
+    assert "No such option: --dry-run" in result.output and "probably a bug" not in result.output
+    assert "Usage:" in result.output and "--help" in result.output
+
+
 def test_plugins_listing_marks_required_options():
     result = CliRunner().invoke(app, ["plugins"], env={"COLUMNS": "400"})
     assert result.exit_code == 0

@@ -154,6 +154,12 @@ def _debug_requested(ctx: click.Context) -> bool:
     return bool(ctx.params.get("debug")) or os.environ.get("STYLEKIT_DEBUG", "").lower() in ("1", "true", "yes")
 
 
+#: exceptions click handles itself (usage errors, --help's exit, Ctrl-C's abort). typer ≥ 0.2x vendors click as
+#: typer._click, whose classes are not click's: both families, through typer's public names where it has them.
+CLICK_OWN = (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, typer.Exit, typer.Abort,
+             getattr(typer, "TyperException", click.ClickException))
+
+
 class StylekitGroup(ReadableHelpGroup):
     """Every failure of a command ends in one paragraph on stderr and a non-zero exit, never a traceback
     (unless ``--debug`` or ``STYLEKIT_DEBUG=1``): exit 2 for mistakes in the input, 3 for running out of
@@ -162,7 +168,7 @@ class StylekitGroup(ReadableHelpGroup):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, typer.Exit, click.exceptions.Abort, click.ClickException, KeyboardInterrupt):
+        except CLICK_OWN + (KeyboardInterrupt,):
             raise  # click prints its own usage errors; Ctrl-C stays Ctrl-C
         except Exception as exc:
             if _debug_requested(ctx):
