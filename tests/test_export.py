@@ -115,13 +115,16 @@ def test_shipped_models_are_listed_and_stylize_by_name(tmp_path, checkpoint, mon
         "sources": ["other", "tiny"], "images": ["a", "b", "c"], "judges": [{"text": "depth judged by X"}],
         "summary": {"tiny": {"depth_ordinal": {"mean": 0.81, "n": 3}, "edge_f": {"mean": 0.42, "n": 3}}}}))
     result = CliRunner().invoke(app, ["export", str(path), "--format", "safetensors", "-o",
-                                      str(shelf / "tiny_wave.safetensors"), "--evaluation", str(report)])
+                                      str(shelf / "tiny_wave.safetensors"), "--evaluation", str(report),
+                                      "--name", "tiny_wave"])
     assert result.exit_code == 0, result.output
     card = read_card(shelf / "tiny_wave.safetensors")
+    assert card["name"] == "tiny_wave"  # the name it ships under, not the run folder's
     assert card["evaluation"] == [{"dataset": "nyu_depth_v2", "images": 3, "judges": "depth judged by X",
                                    "means": {"depth_ordinal": 0.81, "edge_f": 0.42}}]
     card_text = (shelf / "tiny_wave.md").read_text()  # the card for people shows the held-out results too
     assert "| nyu_depth_v2 | 3 | 0.81 | 0.42 |" in card_text and "depth judged by X" in card_text
+    assert card_text.startswith("# tiny_wave\n")
     monkeypatch.setattr(zoo, "pretrained_dir", lambda: shelf)
     listed = CliRunner().invoke(app, ["models"], env={"COLUMNS": "250"})
     assert listed.exit_code == 0 and "tiny_wave" in listed.output

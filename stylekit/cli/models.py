@@ -63,6 +63,8 @@ def export(
     evaluation: Optional[List[Path]] = typer.Option(None, "--evaluation", help="A `stylekit evaluate` metrics.json "
                                                     "that evaluated this model: its held-out results go into the "
                                                     "model card (repeatable, one per data set)."),
+    name: Optional[str] = typer.Option(None, "--name", help="The model's name on its card (default: the name of "
+                                       "the run it was trained in), e.g. the name it ships under."),
 ) -> None:
     """Export a trained transformer for deployment, with its model card (in the file and as MODEL_CARD.md).
 
@@ -87,6 +89,8 @@ def export(
     model, card = load_model(file), read_card(file)
     if evaluation:
         card = {**card, "evaluation": [evaluation_of(file, report) for report in evaluation]}
+    if name:
+        card = {**card, "name": name}
     if format_ == "onnx":
         diff = export_onnx(model, output, opset=opset, verify_size=verify_size, card=card)
         console.print(f"{output}: ONNX opset {opset}, dynamic batch/height/width; onnxruntime vs PyTorch on a "
