@@ -195,12 +195,15 @@ def _evaluation_lines(entries: list[dict[str, Any]]) -> list[str]:
     keys = [key for key in CARD_EVALUATION_KEYS if any(key in (e.get("means") or {}) for e in entries)]
     if not keys:
         return []
+    styled = any(entry.get("style") for entry in entries)  # a multi-style model: one row per style judged
     lines = ["", "## Results on held-out images (`stylekit evaluate`)", "",
-             "| data set | images | " + " | ".join(f"`{key}`" for key in keys) + " |",
-             "|---|---:|" + "---:|" * len(keys)]
+             "| data set | " + ("style | " if styled else "") + "images | "
+             + " | ".join(f"`{key}`" for key in keys) + " |",
+             "|---|" + ("---|" if styled else "") + "---:|" + "---:|" * len(keys)]
     for entry in entries:
         means = entry.get("means") or {}
-        lines.append(f"| {_cell(entry.get('dataset'))} | {_cell(entry.get('images'))} | "
+        lines.append(f"| {_cell(entry.get('dataset'))} | " + (f"{_cell(entry.get('style') or '–')} | " if styled else "")
+                     + f"{_cell(entry.get('images'))} | "
                      + " | ".join(f"{means[key]:.4g}" if key in means else "–" for key in keys) + " |")
     judges = sorted({entry["judges"] for entry in entries if entry.get("judges")})
     return lines + ([""] + [f"Judges: {text}" for text in judges] if judges else [])
@@ -222,7 +225,9 @@ def evaluation_entry(report: dict[str, Any], source: str) -> dict[str, Any]:
     means = {key: summary[key]["mean"] for key in CARD_EVALUATION_KEYS
              if isinstance(summary.get(key), dict) and isinstance(summary[key].get("mean"), (int, float))}
     judges = " ".join(j.get("text", "") for j in report.get("judges") or [])
-    return {"dataset": dataset, "images": len(report.get("images") or []), "judges": judges, "means": means}
+    entry = {"dataset": dataset, "images": len(report.get("images") or []), "judges": judges, "means": means}
+    style = (report.get("inputs") or {}).get("model_style")  # a multi-style model judged in one of its styles
+    return {**entry, "style": style} if style else entry
 
 
 def environment_info() -> dict[str, Any]:

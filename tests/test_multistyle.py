@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 import stylekit
 from stylekit import session
 from stylekit.card import card_markdown
-from stylekit.checkpoint import load_model, save_model
+from stylekit.checkpoint import load_model, read_card, save_model
 from stylekit.config import deep_merge
 from stylekit.cli import app
 from stylekit.errors import ConfigError
@@ -312,6 +312,13 @@ def test_evaluate_judges_a_multi_style_model_in_the_style_asked_for(tmp_path, mu
                  "-o", tmp_path / "eval")
     assert result.exit_code == 0, result.output
     assert ":scream,img_000," in (tmp_path / "eval" / "metrics.csv").read_text()  # the file's folder, in that style
+    # the model card says which style each held-out result is for
+    result = cli("export", file, "--format", "safetensors", "-o", tmp_path / "shelf" / "multi.safetensors",
+                 "--evaluation", tmp_path / "eval" / "metrics.json")
+    assert result.exit_code == 0, result.output
+    assert [entry["style"] for entry in read_card(tmp_path / "shelf" / "multi.safetensors")["evaluation"]] == ["scream"]
+    card_text = (tmp_path / "shelf" / "multi.md").read_text()
+    assert "| data set | style | images | `ssim` |" in card_text and "| scream | 1 |" in card_text
 
 
 def test_starting_from_a_model_says_which_tensors_it_could_not_fill(tmp_path):

@@ -34,7 +34,8 @@ def models(pattern: str = typer.Argument("*", help="Shell-style filter on the na
                           if isinstance(weight, (int, float)) and weight > 0)
         style = "; ".join(f"{s.get('attribution') or s.get('name', '?')} ({s.get('license') or 'license not stated'})"
                           for s in card.get("style") or [])
-        results = "; ".join(f"{e.get('dataset')} ({e.get('images')} image{'' if e.get('images') == 1 else 's'}): "
+        results = "; ".join(f"{e.get('dataset')}" + (f" in {e['style']}" if e.get("style") else "")
+                            + f" ({e.get('images')} image{'' if e.get('images') == 1 else 's'}): "
                             + ", ".join(f"{k} {v:.3g}" for k, v in (e.get("means") or {}).items())
                             for e in card.get("evaluation") or [])
         table.add_row(f"[bold]{printable(name)}[/]", f"{file.stat().st_size / 1e6:.1f} MB")
