@@ -196,15 +196,15 @@ def _evaluation_lines(entries: list[dict[str, Any]]) -> list[str]:
     if not keys:
         return []
     styled = any(entry.get("style") for entry in entries)  # a multi-style model: one row per style judged
+    labels = ["data set", *(["style"] if styled else []), "images", *(f"`{key}`" for key in keys)]
+    aligns = ["---", *(["---"] if styled else []), "---:", *(["---:"] * len(keys))]
     lines = ["", "## Results on held-out images (`stylekit evaluate`)", "",
-             "| data set | " + ("style | " if styled else "") + "images | "
-             + " | ".join(f"`{key}`" for key in keys) + " |",
-             "|---|" + ("---|" if styled else "") + "---:|" + "---:|" * len(keys)]
+             "| " + " | ".join(labels) + " |", "|" + "|".join(aligns) + "|"]
     for entry in entries:
         means = entry.get("means") or {}
-        lines.append(f"| {_cell(entry.get('dataset'))} | " + (f"{_cell(entry.get('style') or '–')} | " if styled else "")
-                     + f"{_cell(entry.get('images'))} | "
-                     + " | ".join(f"{means[key]:.4g}" if key in means else "–" for key in keys) + " |")
+        cells = [_cell(entry.get("dataset")), *([_cell(entry.get("style") or "–")] if styled else []),
+                 _cell(entry.get("images")), *(f"{means[key]:.4g}" if key in means else "–" for key in keys)]
+        lines.append("| " + " | ".join(cells) + " |")
     judges = sorted({entry["judges"] for entry in entries if entry.get("judges")})
     return lines + ([""] + [f"Judges: {text}" for text in judges] if judges else [])
 

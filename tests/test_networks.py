@@ -48,18 +48,18 @@ def test_johnson_keeps_its_state_dict_keys_and_old_files_load(tmp_path):
     keys = list(net.state_dict())
     assert keys[:4] == ["down.0.1.weight", "down.0.1.bias", "down.0.2.weight", "down.0.2.bias"]
     assert stylekit.create_model("johnson", **TINY).state_dict().keys() == net.state_dict().keys()
-    shipped = {name: file for name, file in shipped_models().items()
-               if read_safetensors_header(file)[0].get("model_name") == "johnson"}
+    headers = {name: (file, read_safetensors_header(file)[0]) for name, file in shipped_models().items()}
+    shipped = {name: (file, metadata) for name, (file, metadata) in headers.items()
+               if metadata.get("model_name") == "johnson"}
     assert {"wave_johnson", "wave_depth_aware"} <= set(shipped), "the package ships single-style Johnson models"
-    for name, file in shipped.items():
-        metadata, _ = read_safetensors_header(file)
+    for name, (file, metadata) in shipped.items():
         assert type(load_model(file)) is TransformerNet
         old = tmp_path / f"{name}.safetensors"  # as files were written before `model_name` existed
         save_file(load_file(file), old, metadata={k: v for k, v in metadata.items() if k != "model_name"})
         assert type(load_model(old)) is TransformerNet
     # the shipped multi-style network names its network and its five styles
-    multi = shipped_models()["multi_style"]
-    assert read_safetensors_header(multi)[0].get("model_name") == "cin_lite"
+    multi, metadata = headers["multi_style"]
+    assert metadata.get("model_name") == "cin_lite"
     assert load_model(multi).styles == ["wave", "starry_night", "composition_vii", "the_scream", "udnie"]
 
 
