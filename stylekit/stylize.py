@@ -25,6 +25,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 VIDEO_OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v")
 #: the network needs at least 5 pixels per side; smaller images and tiles are padded by repeating edge pixels
 MIN_SIDE = 8
+#: pixels of the image mirrored around it before the network runs and cropped off after: a trained network
+#: brightens or darkens its own outermost rows (up to 60 gray levels, whatever the photo there), and the margin
+#: puts those rows outside the picture (docs/quality.md, "Edge rows"); a multiple of the networks' stride of 4
+MARGIN = 8
 #: tiles smaller than this see too little of the image (``--tile 0`` switches tiling off)
 MIN_TILE = 64
 
@@ -174,17 +178,22 @@ def _device_of(model: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
-def _runner(model: nn.Module, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
-    """N×3×h×w → N×3×h×w for any h, w ≥ 1: inputs below :data:`MIN_SIDE` are edge-padded, then cropped back."""
+def _runner(model: nn.Module, dtype: torch.dtype, margin: int = MARGIN) -> Callable[[torch.Tensor], torch.Tensor]:
+    """N×3×h×w → N×3×h×w for any h, w ≥ 1: the input is mirrored ``margin`` pixels out on every side and inputs
+    still below :data:`MIN_SIDE` are edge-padded; the output is cropped back to the picture."""
     device = _device_of(model)
 
     @torch.no_grad()
     def run(batch: torch.Tensor) -> torch.Tensor:
         h, w = batch.shape[-2:]
-        if h < MIN_SIDE or w < MIN_SIDE:
-            batch = F.pad(batch, (0, max(0, MIN_SIDE - w), 0, max(0, MIN_SIDE - h)), mode="replicate")
+        m = max(0, margin)
+        if m:  # mirrored; an image too small to mirror that far repeats its edge pixels instead
+            batch = F.pad(batch, (m, m, m, m), mode="reflect" if m < min(h, w) else "replicate")
+        short_h, short_w = max(0, MIN_SIDE - h - 2 * m), max(0, MIN_SIDE - w - 2 * m)
+        if short_h or short_w:
+            batch = F.pad(batch, (0, short_w, 0, short_h), mode="replicate")
         with autocast(device, dtype):
-            return model(batch.to(device)).float()[..., :h, :w]
+            return model(batch.to(device)).float()[..., m:m + h, m:m + w]
 
     return run
 
@@ -198,12 +207,13 @@ def _tile_for(h: int, w: int, tile: int | None) -> int:
 
 @torch.no_grad()
 def stylize_tensor(model: nn.Module, image: torch.Tensor, *, dtype: torch.dtype = torch.float32,
-                   tile: int | None = None, overlap: int = 64) -> torch.Tensor:
+                   tile: int | None = None, overlap: int = 64, margin: int = MARGIN) -> torch.Tensor:
     """1×3×H×W in [0, 255] (any H, W ≥ 1) → same shape, stylized, on the CPU.
 
-    ``tile``: None tiles automatically above ~4 megapixels (512 px tiles); 0 never tiles.
+    ``tile``: None tiles automatically above ~4 megapixels (512 px tiles); 0 never tiles. ``margin``: see
+    :data:`MARGIN` (0: the network's raw output, edge rows included).
     """
-    run = _runner(model, dtype)
+    run = _runner(model, dtype, margin)
     h, w = image.shape[-2:]
     tile = _tile_for(h, w, tile)
     if tile:

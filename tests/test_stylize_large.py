@@ -83,7 +83,28 @@ def test_tiling_with_instance_norm_has_no_seam():
     assert diff.abs().mean() < 3.0 and diff.abs().flatten().quantile(0.99) < 12.0
     assert _profile_jump(diff) < 1.5 and _profile_jump(diff) < 0.5 * _profile_jump(hard - full)
     auto = stylize_tensor(net, img, tile=None)  # below the automatic threshold: one pass
-    torch.testing.assert_close(auto, full)
+    torch.testing.assert_close(auto, stylize_tensor(net, img, tile=0))
+    torch.testing.assert_close(stylize_tensor(net, img, tile=0, margin=0), full)
+
+
+class _EdgeBrightener(torch.nn.Module):
+    """Stands in for a trained network's edge rows: the image unchanged, its outer 2 rows and columns +60."""
+
+    def forward(self, x):
+        out = x.clone()
+        for index in (slice(0, 2), slice(-2, None)):
+            out[..., index, :] += 60
+            out[..., :, index] += 60
+        return out
+
+
+def test_the_mirrored_margin_keeps_the_networks_edge_rows_out_of_the_picture():
+    img = _texture(50, 70)
+    raw = stylize_tensor(_EdgeBrightener(), img, margin=0)
+    assert (raw - img)[..., 0, :].mean() >= 60  # what a user used to get along every edge
+    for h, w in ((50, 70), (9, 9), (3, 12), (1, 1)):  # images too small to mirror: edge pixels repeated
+        part = img[..., :h, :w]
+        torch.testing.assert_close(stylize_tensor(_EdgeBrightener(), part), part)  # exactly the picture, aligned
 
 
 def test_streamed_tiles_into_an_image_equal_the_tensor_result():

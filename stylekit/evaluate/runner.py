@@ -21,6 +21,7 @@ from ..data import describe_unreadable, list_images, load_image
 from ..errors import StylekitError
 from ..functional import align_scale_shift, normalize_min_max
 from ..metrics import Column, Metric, MetricContext, MetricUnavailable
+from ..stylize import stylize_tensor
 from . import functional as Fm
 from .builtin_metrics import BUILTIN_METRICS, NOT_IMPLEMENTED, EvalNetworks, load_bsds_boundaries, not_implemented_reason
 
@@ -49,9 +50,8 @@ class Source:
     recipe: dict | None = None
 
     def stylize(self, stem: str, content: torch.Tensor, device: torch.device) -> torch.Tensor:
-        if self.kind == "checkpoint":
-            with torch.no_grad():
-                return self.model(content.to(device)).float().cpu().clamp(0, 255)
+        if self.kind == "checkpoint":  # as `stylekit stylize` does it (its mirrored margin included), in fp32
+            return stylize_tensor(self.model, content.to(device), tile=0).clamp(0, 255)
         wanted = self.pattern.format(stem=stem)
         if wanted not in self.files:
             raise FileNotFoundError(f"no image named {wanted}.* in {self.path}")
