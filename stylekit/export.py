@@ -29,6 +29,7 @@ from .card import CARD_FILE, METADATA_KEY, card_markdown, card_metadata, card_su
 from .errors import StylekitError
 from .models.base import TransformerNetwork
 from .session import resolve_model
+from .stylize import MARGIN
 
 #: largest allowed |onnxruntime − PyTorch| on the 0–255 scale
 ONNX_TOLERANCE = 1.0
@@ -112,12 +113,16 @@ def require_onnx() -> None:
                           f"not installed: {ONNX_HINT} (or --format torchscript, which needs nothing more)")
 
 
+#: what `stylekit stylize` does around the network, for formats run without stylekit (stylekit.stylize.MARGIN)
+MARGIN_HINT = (f" As `stylekit stylize` does, mirror {MARGIN} pixels around the image first (e.g. numpy.pad(…, "
+               f"mode=\"reflect\")) and crop them off the output: the network's own edge rows then fall outside it.")
+
 #: how to run each exported format, for MODEL_CARD.md
 USAGE = {
     "onnx": "ONNX: input `image`, N×3×H×W float32 RGB in [0, 255] (any H, W ≥ 5); output `stylized`, the same "
-            "shape and range. E.g. `onnxruntime.InferenceSession(PATH).run(None, {\"image\": x})[0]`.",
+            "shape and range. E.g. `onnxruntime.InferenceSession(PATH).run(None, {\"image\": x})[0]`." + MARGIN_HINT,
     "torchscript": "TorchScript: `torch.jit.load(PATH)(x)` with x an N×3×H×W float tensor, RGB in [0, 255] (any "
-                   "H, W ≥ 5); returns the same shape and range. No stylekit needed.",
+                   "H, W ≥ 5); returns the same shape and range. No stylekit needed." + MARGIN_HINT,
     "safetensors": "stylekit: `stylekit stylize PATH photo.jpg`, or `stylekit.load(PATH).stylize(image)` in Python "
                    "(weights stored in float16, computed in float32).",
 }
