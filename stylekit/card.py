@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import re
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -225,6 +226,9 @@ def evaluation_entry(report: dict[str, Any], source: str) -> dict[str, Any]:
     means = {key: summary[key]["mean"] for key in CARD_EVALUATION_KEYS
              if isinstance(summary.get(key), dict) and isinstance(summary[key].get("mean"), (int, float))}
     judges = " ".join(j.get("text", "") for j in report.get("judges") or [])
+    # the card is this model's: its evaluation name (a run folder's, e.g. `multi_style_lite:wave`) reads "this model",
+    # so the judges of one model's evaluations (say, one per style) read alike and the card lists them once
+    judges = re.sub(rf"(?<![\w:.-]){re.escape(source)}(?![\w:.-])", "this model", judges)
     entry = {"dataset": dataset, "images": len(report.get("images") or []), "judges": judges, "means": means}
     style = (report.get("inputs") or {}).get("model_style")  # a multi-style model judged in one of its styles
     return {**entry, "style": style} if style else entry

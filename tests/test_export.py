@@ -112,7 +112,7 @@ def test_shipped_models_are_listed_and_stylize_by_name(tmp_path, checkpoint, mon
     report.parent.mkdir()
     report.write_text(json.dumps({
         "inputs": {"models": [str(tmp_path / "other.safetensors"), str(path)], "content": "/data/nyu_depth_v2/rgb"},
-        "sources": ["other", "tiny"], "images": ["a", "b", "c"], "judges": [{"text": "depth judged by X"}],
+        "sources": ["other", "tiny"], "images": ["a", "b", "c"], "judges": [{"text": "depth judged by X; lite0 shares weights with tiny (style term), not with tiny_b."}],
         "summary": {"tiny": {"depth_ordinal": {"mean": 0.81, "n": 3}, "edge_f": {"mean": 0.42, "n": 3}}}}))
     result = CliRunner().invoke(app, ["export", str(path), "--format", "safetensors", "-o",
                                       str(shelf / "tiny_wave.safetensors"), "--evaluation", str(report),
@@ -120,7 +120,8 @@ def test_shipped_models_are_listed_and_stylize_by_name(tmp_path, checkpoint, mon
     assert result.exit_code == 0, result.output
     card = read_card(shelf / "tiny_wave.safetensors")
     assert card["name"] == "tiny_wave"  # the name it ships under, not the run folder's
-    assert card["evaluation"] == [{"dataset": "nyu_depth_v2", "images": 3, "judges": "depth judged by X",
+    judges = "depth judged by X; lite0 shares weights with this model (style term), not with tiny_b."  # its name
+    assert card["evaluation"] == [{"dataset": "nyu_depth_v2", "images": 3, "judges": judges,
                                    "means": {"depth_ordinal": 0.81, "edge_f": 0.42}}]
     card_text = (shelf / "tiny_wave.md").read_text()  # the card for people shows the held-out results too
     assert "| nyu_depth_v2 | 3 | 0.81 | 0.42 |" in card_text and "depth judged by X" in card_text
