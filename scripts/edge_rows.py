@@ -20,8 +20,7 @@ import torch
 from PIL import Image
 
 import stylekit
-from stylekit.data import to_tensor
-from stylekit.data import to_image
+from stylekit.data import to_image, to_tensor
 from stylekit.stylize import MARGIN, stylize_tensor
 from stylekit.viz import image_grid
 
@@ -48,23 +47,23 @@ def main() -> None:
     for file in files:
         image = Image.open(file).convert("RGB")
         photos.append(to_tensor(image.resize((args.width, round(image.height * args.width / image.width))))[None])
-    rows, corner = [], (slice(-72, None), slice(-96, None))
+    photo_edges = [edge_statistic(x[0]) for x in photos]
+    rows, corner = [], (slice(None), slice(-72, None), slice(-96, None))
     print("| model | " + " | ".join(f"margin {m}" for m in MARGINS) + " |")
     print("|---|" + "---:|" * len(MARGINS))
     for name in args.models:
         net = stylekit.load(name).float().eval().net
         if getattr(net, "styles", None):
             net = net.styled(net.styles[0])
-        cells = []
+        cells, first = [], {}  # first: the first photo's result at each margin, for the picture
         for margin in MARGINS:
-            errors = [np.abs(edge_statistic(stylize_tensor(net, x, tile=0, margin=margin)[0].clamp(0, 255))
-                             - edge_statistic(x[0])) for x in photos]
+            outputs = [stylize_tensor(net, x, tile=0, margin=margin)[0].clamp(0, 255) for x in photos]
+            first[margin] = outputs[0]
+            errors = [np.abs(edge_statistic(out) - edges) for out, edges in zip(outputs, photo_edges)]
             cells.append(f"{np.mean(errors):.1f} (max {np.max(errors):.0f})")
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
-        first = photos[0]
-        rows.append([to_image(x[0][(slice(None), *corner)]).resize((288, 216), Image.Resampling.NEAREST)
-                     for x in (first, stylize_tensor(net, first, tile=0, margin=0).clamp(0, 255),
-                               stylize_tensor(net, first, tile=0).clamp(0, 255))])
+        rows.append([to_image(image[corner]).resize((288, 216), Image.Resampling.NEAREST)
+                     for image in (photos[0][0], first[0], first[MARGIN])])
     if args.picture:
         captions = [["photo", "no margin", f"margin {MARGIN} (stylize's)"]] * len(rows)
         image_grid(rows, row_titles=args.models, captions=captions, cell=288).convert("RGB").save(args.picture)

@@ -179,8 +179,8 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 def _runner(model: nn.Module, dtype: torch.dtype, margin: int = MARGIN) -> Callable[[torch.Tensor], torch.Tensor]:
-    """N×3×h×w → N×3×h×w for any h, w ≥ 1: the input is mirrored ``margin`` pixels out on every side and inputs
-    still below :data:`MIN_SIDE` are edge-padded; the output is cropped back to the picture."""
+    """N×3×h×w → N×3×h×w for any h, w ≥ 1: the input is mirrored ``margin`` pixels out on every side and
+    inputs still below :data:`MIN_SIDE` are edge-padded; the output is cropped back to the picture."""
     device = _device_of(model)
 
     @torch.no_grad()

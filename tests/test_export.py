@@ -112,7 +112,8 @@ def test_shipped_models_are_listed_and_stylize_by_name(tmp_path, checkpoint, mon
     report.parent.mkdir()
     report.write_text(json.dumps({
         "inputs": {"models": [str(tmp_path / "other.safetensors"), str(path)], "content": "/data/nyu_depth_v2/rgb"},
-        "sources": ["other", "tiny"], "images": ["a", "b", "c"], "judges": [{"text": "depth judged by X; lite0 shares weights with tiny (style term), not with tiny_b."}],
+        "sources": ["other", "tiny"], "images": ["a", "b", "c"],
+        "judges": [{"text": "depth judged by X; lite0 shares weights with tiny (style term), not with tiny_b."}],
         "summary": {"tiny": {"depth_ordinal": {"mean": 0.81, "n": 3}, "edge_f": {"mean": 0.42, "n": 3}}}}))
     result = CliRunner().invoke(app, ["export", str(path), "--format", "safetensors", "-o",
                                       str(shelf / "tiny_wave.safetensors"), "--evaluation", str(report),

@@ -176,7 +176,8 @@ def run_evaluation(models: Sequence[str | Path], content: str | Path, out: str |
     inputs = {"models": [_absolute(m) for m in models], "reference_dirs": [_absolute(r) for r in reference_dirs],
               "content": _absolute(content), "style": _absolute(style_path) if style_path else None,
               "model_style": model_style, "bsds_gt": _absolute(bsds_gt) if bsds_gt else None,
-              "max_images": settings.max_images, "size": settings.size, "seed": settings.seed, "bootstrap": settings.bootstrap,
+              "max_images": settings.max_images, "size": settings.size, "seed": settings.seed,
+              "bootstrap": settings.bootstrap,
               "edge_threshold": settings.edge_threshold, "edge_thin": settings.edge_thin,
               "metrics": [cls.name for cls in metric_classes]}
     files = report.write_all(result, summary, comparison, Path(out), inputs, analysis)
