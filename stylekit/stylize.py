@@ -178,22 +178,28 @@ def _device_of(model: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
+def with_margin(forward: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor,
+                margin: int = MARGIN) -> torch.Tensor:
+    """``forward`` on N×3×h×w (any h, w ≥ 1) mirrored ``margin`` pixels out on every side (and edge-padded while
+    still below :data:`MIN_SIDE`), its output cropped back to the picture: the network's edge rows fall outside."""
+    h, w = batch.shape[-2:]
+    m = max(0, margin)
+    if m:  # mirrored; an image too small to mirror that far repeats its edge pixels instead
+        batch = F.pad(batch, (m, m, m, m), mode="reflect" if m < min(h, w) else "replicate")
+    short_h, short_w = max(0, MIN_SIDE - h - 2 * m), max(0, MIN_SIDE - w - 2 * m)
+    if short_h or short_w:
+        batch = F.pad(batch, (0, short_w, 0, short_h), mode="replicate")
+    return forward(batch)[..., m:m + h, m:m + w]
+
+
 def _runner(model: nn.Module, dtype: torch.dtype, margin: int = MARGIN) -> Callable[[torch.Tensor], torch.Tensor]:
-    """N×3×h×w → N×3×h×w for any h, w ≥ 1: the input is mirrored ``margin`` pixels out on every side and
-    inputs still below :data:`MIN_SIDE` are edge-padded; the output is cropped back to the picture."""
+    """N×3×h×w → N×3×h×w for any h, w ≥ 1, through :func:`with_margin`."""
     device = _device_of(model)
 
     @torch.no_grad()
     def run(batch: torch.Tensor) -> torch.Tensor:
-        h, w = batch.shape[-2:]
-        m = max(0, margin)
-        if m:  # mirrored; an image too small to mirror that far repeats its edge pixels instead
-            batch = F.pad(batch, (m, m, m, m), mode="reflect" if m < min(h, w) else "replicate")
-        short_h, short_w = max(0, MIN_SIDE - h - 2 * m), max(0, MIN_SIDE - w - 2 * m)
-        if short_h or short_w:
-            batch = F.pad(batch, (0, short_w, 0, short_h), mode="replicate")
         with autocast(device, dtype):
-            return model(batch.to(device)).float()[..., m:m + h, m:m + w]
+            return with_margin(lambda padded: model(padded.to(device)).float(), batch, margin)
 
     return run
 

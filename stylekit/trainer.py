@@ -34,6 +34,7 @@ from .loggers import LoggerSet, StepMetrics
 from .losses.base import LossBatch, TermContext
 from .runs.folder import MODEL_FILE, RunDir, RunLockedError
 from .run_handle import Run, RunInterrupted
+from .stylize import with_margin
 from .hardware import autocast, cpu_description, pick_channels_last, pick_device, pick_precision, precision_reason
 from .viz import image_grid, plot_loss_curves
 
@@ -238,8 +239,9 @@ class Trainer:
         rows = []
         with torch.no_grad(), autocast(self.device, self.dtype):
             for image in self.samples:
-                styled = [self.model(image.to(self.device), *self._sample_styles(s))[0].float().cpu()
-                          for s in range(max(1, len(self.styles)))]
+                # as `stylekit stylize` shows it: the network's edge rows on a mirrored margin, cropped off
+                styled = [with_margin(lambda padded: self.model(padded.to(self.device), *self._sample_styles(s)),
+                                      image)[0].float().cpu() for s in range(max(1, len(self.styles)))]
                 rows.append([image[0], *styled])
         self.model.train(was_training)
         grid = image_grid(rows, column_titles=["content", *(self.styles or ["stylized"])], cell=256,

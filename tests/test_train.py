@@ -143,3 +143,28 @@ def test_checkpoint_loading_refuses_foreign_files(tmp_path):
     save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(StylekitError, match="not a stylekit transformer checkpoint"):
         load_model(tmp_path / "other.safetensors")
+
+
+def test_training_samples_show_each_photo_as_stylize_would(tmp_path, monkeypatch):
+    """The sample grids are where a run is looked at: each cell is what `stylekit stylize` gives for that photo
+    (the network's edge rows on the mirrored margin, cropped off), not the network's raw output."""
+    from PIL import Image
+
+    import stylekit.trainer as trainer_module
+    from stylekit.stylize import stylize_tensor
+
+    trainer = Trainer(validate_recipe(tiny_recipe(tmp_path)), tmp_path / "run", show_progress=False)
+    trainer.build()
+    grids = []
+    monkeypatch.setattr(trainer_module, "image_grid", lambda rows, **_: grids.append(rows) or Image.new("RGB", (8, 8)))
+    monkeypatch.setattr(type(trainer.run), "sample_file", lambda self, step: tmp_path / "samples" / "grid.png")
+    monkeypatch.setattr(type(trainer.run), "inside", lambda self, path: path)
+    trainer.write_samples()
+    (rows,) = grids
+    assert len(rows) == len(trainer.samples)
+    for (photo, styled), image in zip(rows, trainer.samples):
+        torch.testing.assert_close(photo, image[0])
+        expected = stylize_tensor(trainer.model, image, dtype=trainer.dtype, tile=0)[0]
+        torch.testing.assert_close(styled, expected)
+        raw = trainer.model(image).float()[0]
+        assert not torch.allclose(styled, raw)  # the margin changes what the cells show
