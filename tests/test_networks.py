@@ -57,10 +57,11 @@ def test_johnson_keeps_its_state_dict_keys_and_old_files_load(tmp_path):
         old = tmp_path / f"{name}.safetensors"  # as files were written before `model_name` existed
         save_file(load_file(file), old, metadata={k: v for k, v in metadata.items() if k != "model_name"})
         assert type(load_model(old)) is TransformerNet
-    # the shipped multi-style network names its network and its five styles
-    multi, metadata = headers["multi_style"]
-    assert metadata.get("model_name") == "cin_lite"
-    assert load_model(multi).styles == ["wave", "starry_night", "composition_vii", "the_scream", "udnie"]
+    # the shipped multi-style networks name their network and their five styles
+    for name, network in (("multi_style", "cin_lite"), ("multi_style_large", "cin")):
+        multi, metadata = headers[name]
+        assert metadata.get("model_name") == network, name
+        assert load_model(multi).styles == ["wave", "starry_night", "composition_vii", "the_scream", "udnie"]
 
 
 @pytest.mark.parametrize("norm", NORMS)
